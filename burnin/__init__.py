@@ -1,0 +1,3 @@
+"""burnin: GPU burn-in and acceptance harness."""
+
+__version__ = "0.1.0"

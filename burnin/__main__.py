@@ -1,0 +1,5 @@
+"""``python -m burnin`` runs the CLI."""
+
+from burnin.cli import main
+
+main()

@@ -1,0 +1,233 @@
+"""The ``burnin`` command line: thin Click commands over the library.
+
+Each command parses its options, calls one library function and maps ``BurninError`` to its
+exit code (2 for bad input, 1 for a harness failure); verdicts map to 0/3/4 (DESIGN.md). The
+world (host, devices, telemetry, injected faults) comes from ``ctx.obj``, a
+:class:`burnin.runtime.Runtime`, so tests drive every command through ``CliRunner``. torch and
+pynvml are imported only inside the commands that stress or read hardware.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+import burnin
+from burnin.errors import EXIT_HARNESS, BurninError
+
+log = logging.getLogger("burnin")
+
+
+def init_logging(quiet: bool) -> None:
+    """One stderr handler for the ``burnin`` logger; results go to stdout."""
+    log.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("burnin: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BurninError as exc:
+            click.echo(f"burnin: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+def _runtime(ctx: click.Context) -> Any:
+    from burnin.runtime import Runtime
+
+    if ctx.obj is None:
+        ctx.obj = Runtime()
+    return ctx.obj
+
+
+def _gpus(value: str | None) -> tuple[int, ...] | None:
+    if not value:
+        return None
+    try:
+        return tuple(int(p) for p in value.split(",") if p.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected GPU indices like 0,1,3, got {value!r}") from None
+
+
+def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The few options shared by ``run`` and ``plan``; new knobs go into config, not here."""
+    options = [
+        click.option(
+            "--profile",
+            "--config",
+            "profile",
+            default="quick",
+            show_default=True,
+            help="Profile name from configs/ (quick, acceptance, ...) or a TOML file.",
+        ),
+        click.option(
+            "--device",
+            type=click.Choice(["auto", "cpu", "cuda"]),
+            default=None,
+            help="Where to run; auto = every visible GPU, else the CPU fallback.",
+        ),
+        click.option("--gpus", default=None, help="Only these GPU indices, e.g. 0,1."),
+        click.option(
+            "--duration",
+            default=None,
+            help="Stress time per device: 90, 90s, 10m, 2h (overrides the profile).",
+        ),
+        click.option("--out", default=None, help="Directory for run directories [runs]."),
+        click.option(
+            "--set",
+            "overrides",
+            multiple=True,
+            metavar="SECTION.KEY=VALUE",
+            help="Override one config value (repeatable).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _load(
+    profile: str,
+    device: str | None,
+    gpus: str | None,
+    duration: str | None,
+    out: str | None,
+    overrides: tuple[str, ...],
+    strict: bool = False,
+) -> Any:
+    from burnin.config import load_config, parse_duration
+
+    flags: dict[str, Any] = {
+        "run.device": device,
+        "run.gpus": list(_gpus(gpus) or []) or None,
+        "run.duration_s": parse_duration(duration, "--duration") if duration else None,
+        "run.out_dir": out,
+        "run.strict": strict or None,
+    }
+    return load_config(profile, overrides, flags)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(burnin.__version__, prog_name="burnin")
+def cli() -> None:
+    """burnin: burn in GPUs and certify them before they carry real work.
+
+    Runs matmul stress on every GPU of this node (the CPU where there is none), samples
+    telemetry, judges each card and writes report.html, report.json, junit.xml and
+    burnin.prom into a new run directory. Exit codes: 0 pass, 1 harness error,
+    2 bad input, 3 a card failed, 4 incomplete.
+    """
+
+
+@cli.command()
+@run_options
+@click.option("--strict", is_flag=True, help="Treat WARN as failure (exit 3).")
+@click.option("--quiet", is_flag=True, help="Only the summary; no progress messages.")
+@click.pass_context
+@handle_errors
+def run(
+    ctx: click.Context,
+    profile: str,
+    device: str | None,
+    gpus: str | None,
+    duration: str | None,
+    out: str | None,
+    overrides: tuple[str, ...],
+    strict: bool,
+    quiet: bool,
+) -> None:
+    """Stress every device, judge it, write the reports; exit with the worst verdict."""
+    from burnin.reports.terminal import summary
+    from burnin.runner import execute
+
+    init_logging(quiet)
+    config = _load(profile, device, gpus, duration, out, overrides, strict)
+    outcome = execute(config, _runtime(ctx), ["burnin", *sys.argv[1:]])
+    click.echo(summary(outcome.context))
+    click.echo(f"# report: {outcome.run_dir / 'report.html'}")
+    sys.exit(outcome.exit_code)
+
+
+@cli.command()
+@run_options
+@click.pass_context
+@handle_errors
+def plan(
+    ctx: click.Context,
+    profile: str,
+    device: str | None,
+    gpus: str | None,
+    duration: str | None,
+    out: str | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Print what `burnin run` would do with these options; runs nothing."""
+    from burnin.plan import format_plan
+    from burnin.runner import prepare
+
+    config = _load(profile, device, gpus, duration, out, overrides)
+    the_plan, client = prepare(config, _runtime(ctx))
+    client.close()
+    click.echo(format_plan(the_plan))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--strict", is_flag=True, help="Treat WARN as failure (exit 3).")
+@click.option("--quiet", is_flag=True, help="Do not print the summary.")
+@handle_errors
+def report(run_dir: Path, strict: bool, quiet: bool) -> None:
+    """Re-render the reports of RUN_DIR from its store (no torch, GPU or NVML needed)."""
+    from burnin.reports import write_reports
+    from burnin.reports.terminal import summary
+
+    context = write_reports(run_dir, strict=strict)
+    if not quiet:
+        click.echo(summary(context))
+    click.echo(f"# report: {run_dir / 'report.html'}")
+    sys.exit(context["exit_code"])
+
+
+@cli.command()
+def kernels() -> None:
+    """List the registered stress kernels and their config options."""
+    import dataclasses
+    import typing
+
+    from burnin.kernels import registry
+
+    for name in registry.names():
+        cls = registry.get(name)
+        click.echo(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
+        hints = typing.get_type_hints(cls.Config)
+        for f in dataclasses.fields(cls.Config):
+            type_name = getattr(hints[f.name], "__name__", str(hints[f.name]))
+            click.echo(f"    kernels.{name}.{f.name} = {f.default!r}  ({type_name})")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=True)
+    except BurninError as exc:  # pragma: no cover - commands handle their own
+        click.echo(f"burnin: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception:
+        import traceback
+
+        click.echo("burnin: internal error (a bug; please report it):", err=True)
+        traceback.print_exc()
+        sys.exit(EXIT_HARNESS)

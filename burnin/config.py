@@ -1,0 +1,287 @@
+"""Run configuration: frozen dataclasses loaded from TOML profiles, validated key by key.
+
+Precedence, lowest to highest: dataclass defaults < the profile file (``configs/<name>.toml`` or
+a path) < ``--set section.key=value`` overrides (in order) < dedicated CLI flags (``--duration``,
+``--device``, ``--gpus``, ``--strict``). Each step is covered by ``tests/test_config.py``. Unknown
+keys, wrong types and out-of-range values raise :class:`ConfigError` naming the key path, which
+the CLI turns into exit code 2. Kernel sections (``[kernels.<name>]``) are validated against the
+``Config`` class each kernel registers, so a kernel owns its options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from burnin.errors import ConfigError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# One week: a burn-in longer than that is a typo, and it would outlive any scheduler allocation.
+MAX_DURATION_S = 7 * 86400.0
+
+
+def parse_duration(value: object, key_path: str = "duration") -> float:
+    """Parse ``90``, ``"90s"``, ``"10m"``, ``"2h"`` into seconds (> 0, at most one week)."""
+    if isinstance(value, bool):
+        raise ConfigError(key_path, f"expected a duration like 90, '90s', '10m', got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNIT_S[m.group(2) or "s"]
+    else:
+        raise ConfigError(key_path, f"expected a duration like 90, '90s', '10m', got {value!r}")
+    if not 0 < seconds <= MAX_DURATION_S:
+        raise ConfigError(key_path, f"duration must be > 0 and at most 7 days, got {value!r}")
+    return seconds
+
+
+def _range(lo: float | None = None, hi: float | None = None) -> dict[str, float | None]:
+    return {"min": lo, "max": hi}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSection:
+    duration_s: float = field(default=300.0, metadata=_range(0.001, MAX_DURATION_S))
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    gpus: tuple[int, ...] = ()  # empty = every visible GPU
+    kernels: tuple[str, ...] = ("matmul",)
+    out_dir: str = "runs"
+    strict: bool = False
+    seed: int = 1234
+
+
+@dataclass(frozen=True, kw_only=True)
+class CpuSection:
+    devices: int = field(default=1, metadata=_range(1, 64))
+    threads_per_device: int = field(default=0, metadata=_range(0, 1024))  # 0 = cores / devices
+
+
+@dataclass(frozen=True, kw_only=True)
+class TelemetrySection:
+    interval_s: float = field(default=1.0, metadata=_range(0.01, 3600))
+
+
+@dataclass(frozen=True, kw_only=True)
+class WatchdogSection:
+    # A healthy step never takes this long; a GPU that stops answering is declared hung.
+    timeout_s: float = field(default=60.0, metadata=_range(0.1, 86400))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RampSection:
+    step_s: float = field(default=0.0, metadata=_range(0, 3600))
+    max_concurrent: int = field(default=0, metadata=_range(0, 4096))  # 0 = no limit
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThresholdsSection:
+    # GCM's gpu_temperature check uses 85 C as its example limit (reference/nvml.md §3.6).
+    warn_temp_c: float = field(default=85.0, metadata=_range(0, 150))
+    # 0 = use the card's own HW-slowdown threshold from NVML (nvmlDeviceGetTemperatureThreshold).
+    fail_temp_c: float = field(default=0.0, metadata=_range(0, 150))
+    # Absolute floor for matmul TFLOP/s; 0 disables it (SKU-relative checks need no floor).
+    min_matmul_tflops: float = field(default=0.0, metadata=_range(0, 1e6))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    profile: str = "default"
+    run: RunSection = field(default_factory=RunSection)
+    cpu: CpuSection = field(default_factory=CpuSection)
+    telemetry: TelemetrySection = field(default_factory=TelemetrySection)
+    watchdog: WatchdogSection = field(default_factory=WatchdogSection)
+    ramp: RampSection = field(default_factory=RampSection)
+    thresholds: ThresholdsSection = field(default_factory=ThresholdsSection)
+    kernels: dict[str, Any] = field(default_factory=dict)  # name -> that kernel's Config
+
+    def kernel_config(self, name: str) -> Any:
+        return self.kernels[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        out["kernels"] = {name: _plain(cfg) for name, cfg in self.kernels.items()}
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def build_section(cls: type, data: dict[str, Any], path: str, source: str | None = None) -> Any:
+    """Build dataclass ``cls`` from a TOML table, rejecting unknown keys and bad values."""
+    if not isinstance(data, dict):
+        raise ConfigError(path, f"expected a table, got {type(data).__name__}", source)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, raw in data.items():
+        key_path = f"{path}.{key}" if path else key
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(key_path, f"unknown key (known keys here: {known})", source)
+        value = _coerce(hints[key], raw, key_path, source)
+        meta = fields[key].metadata
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            lo, hi = meta.get("min"), meta.get("max")
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                raise ConfigError(key_path, f"{value!r} is out of range [{lo}, {hi}]", source)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, raw: Any, key_path: str, source: str | None) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return build_section(hint, raw, key_path, source)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if raw not in choices:
+            raise ConfigError(key_path, f"must be one of {', '.join(map(str, choices))}", source)
+        return raw
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return None if raw is None else _coerce(args[0], raw, key_path, source)
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        if isinstance(raw, str):
+            raw = [p for p in raw.split(",") if p.strip()] if item is not str else raw.split(",")
+        if not isinstance(raw, list | tuple):
+            raise ConfigError(key_path, f"expected a list, got {raw!r}", source)
+        return tuple(_coerce(item, r, f"{key_path}[{i}]", source) for i, r in enumerate(raw))
+    if hint is bool:
+        if not isinstance(raw, bool):
+            raise ConfigError(key_path, f"expected true or false, got {raw!r}", source)
+        return raw
+    if hint is float:
+        if key_path.endswith("_s") and isinstance(raw, str):
+            return parse_duration(raw, key_path)
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise ConfigError(key_path, f"expected a number, got {raw!r}", source)
+        return float(raw)
+    if hint is int:
+        if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+            raw = int(raw)
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise ConfigError(key_path, f"expected an integer, got {raw!r}", source)
+        return raw
+    if hint is str:
+        if not isinstance(raw, str):
+            raise ConfigError(key_path, f"expected a string, got {raw!r}", source)
+        return raw
+    return raw
+
+
+def profile_names() -> list[str]:
+    """Names of the profiles shipped in ``configs/``."""
+    root = resources.files("burnin.configs")
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def read_profile(profile: str) -> tuple[str, dict[str, Any], str]:
+    """Return (name, raw table, source) for a shipped profile name or a TOML file path."""
+    path = Path(profile)
+    if profile.endswith(".toml") or path.exists():
+        if not path.is_file():
+            raise ConfigError("--config", f"no such file: {profile}")
+        text, source, name = _read_text(path), str(path), path.stem
+    else:
+        res = resources.files("burnin.configs") / f"{profile}.toml"
+        if not res.is_file():
+            known = ", ".join(profile_names())
+            raise ConfigError("--profile", f"unknown profile {profile!r} (known: {known})")
+        text, source, name = res.read_text(encoding="utf-8"), f"configs/{profile}.toml", profile
+    try:
+        return name, tomllib.loads(text), source
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("(file)", f"not valid TOML: {exc}", source) from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("(file)", f"cannot read: {exc}", str(path)) from None
+
+
+def parse_set(item: str) -> tuple[list[str], Any]:
+    """Parse one ``--set section.key=value``; the value is read as TOML, else as a string."""
+    key, sep, value = item.partition("=")
+    keys = [k.strip() for k in key.split(".")]
+    if not sep or not all(keys):
+        raise ConfigError(item, "--set expects section.key=value")
+    try:
+        parsed: Any = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return keys, parsed
+
+
+def load_config(
+    profile: str | None = None,
+    overrides: typing.Sequence[str] = (),
+    flags: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Load the effective config: defaults < profile < ``--set`` overrides < flags.
+
+    Args:
+        profile: a shipped profile name (``quick``) or a path to a TOML file; None = defaults.
+        overrides: ``section.key=value`` strings applied in order.
+        flags: dedicated CLI flags as ``{"run.duration_s": 60.0, ...}``, applied last.
+
+    Returns:
+        The validated, frozen RunConfig.
+    """
+    raw: dict[str, Any] = {}
+    name, source = "default", None
+    if profile:
+        name, raw, source = read_profile(profile)
+    for item in overrides:
+        keys, value = parse_set(item)
+        _assign(raw, keys, value, item)
+    for dotted, value in (flags or {}).items():
+        if value is not None:
+            _assign(raw, dotted.split("."), value, dotted)
+    kernel_tables = raw.pop("kernels", {})
+    raw.setdefault("profile", name)
+    config = build_section(RunConfig, raw, "", source)
+    return dataclasses.replace(config, kernels=_build_kernels(config, kernel_tables, source))
+
+
+def _assign(raw: dict[str, Any], keys: list[str], value: Any, origin: str) -> None:
+    node = raw
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(origin, f"'{key}' is a value, not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def _build_kernels(config: RunConfig, tables: Any, source: str | None) -> dict[str, Any]:
+    from burnin.kernels import registry
+
+    if not isinstance(tables, dict):
+        raise ConfigError("kernels", "expected a table of [kernels.<name>] sections", source)
+    known = registry.names()
+    for name in (*config.run.kernels, *tables):
+        if name not in known:
+            where = "run.kernels" if name in config.run.kernels else f"kernels.{name}"
+            raise ConfigError(where, f"unknown kernel {name!r} (known: {', '.join(known)})", source)
+    return {
+        name: build_section(
+            registry.get(name).Config, tables.get(name, {}), f"kernels.{name}", source
+        )
+        for name in known
+    }

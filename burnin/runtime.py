@@ -1,0 +1,48 @@
+"""The world a command runs in, injected through ``ctx.obj``: host, clock, devices, telemetry.
+
+Production code gets :class:`Runtime` with real defaults; tests pass their own (fake telemetry,
+injected faults, a fixed host name) to ``CliRunner.invoke(..., obj=...)``. ``faults`` is the
+test-only switch of the foundation: faults attached to device indices reach the device seam of
+the real code path, exactly as a simulated scenario's faults do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from burnin.devices import Device
+from burnin.errors import TelemetryError
+from burnin.faults import Fault
+from burnin.telemetry.base import TelemetryClient
+
+log = logging.getLogger("burnin")
+
+
+def default_telemetry(devices: Sequence[Device]) -> TelemetryClient:
+    """NVML for CUDA devices (the null backend if NVML cannot start), null for the CPU."""
+    from burnin.telemetry.null import NullTelemetry
+
+    if devices and devices[0].kind == "cuda":
+        try:
+            from burnin.telemetry.nvml import NvmlTelemetry
+
+            return NvmlTelemetry()
+        except (TelemetryError, ImportError) as exc:
+            log.warning("NVML unavailable, running without telemetry: %s", exc)
+    return NullTelemetry(len(devices))
+
+
+@dataclass
+class Runtime:
+    hostname: str = field(default_factory=socket.gethostname)
+    telemetry_factory: Callable[[Sequence[Device]], TelemetryClient] = default_telemetry
+    cuda_devices: Callable[[], list[Device]] | None = None  # None = ask torch
+    faults: dict[int, tuple[Fault, ...]] = field(default_factory=dict)
+    cpu_count: int = field(default_factory=lambda: os.cpu_count() or 1)
+    monotonic: Callable[[], float] = time.monotonic
+    wall_time: Callable[[], float] = time.time

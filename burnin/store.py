@@ -1,0 +1,180 @@
+"""The run store: one directory per run, append-only JSON lines, never overwritten.
+
+Layout (DESIGN.md): ``<out>/<run_id>/manifest.json`` and
+``nodes/<host>/{inventory,samples,results,events}.jsonl``. Every record is one ``os.write`` of
+one line to a file opened with ``O_APPEND``, so several worker processes can append to the same
+file and whatever was written survives a crash or ``kill -9`` of any process. Reading tolerates
+a torn last line (a write cut off by a kill) and reports it; any other unreadable line, a missing
+or malformed manifest, or an unknown schema is a :class:`StoreError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from burnin.errors import StoreError
+
+MANIFEST_SCHEMA = "burnin.run/1"
+STREAMS = ("inventory", "samples", "results", "events")
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str) -> str:
+    """A host or id usable as one path component (no separators, no '..')."""
+    cleaned = _SAFE.sub("_", name).strip("._") or "node"
+    return cleaned[:64]
+
+
+def new_run_id(host: str, now: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now if now is not None else time.time()))
+    return f"{stamp}-{safe_name(host)}-{secrets.token_hex(2)}"
+
+
+class JsonlWriter:
+    """Appends one JSON record per line; each record is a single write, visible at once."""
+
+    def __init__(self, path: Path, fsync_every: int = 0) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fsync_every = fsync_every
+        self._count = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, separators=(",", ":"), default=str, allow_nan=False) + "\n"
+        os.write(self._fd, line.encode("utf-8"))
+        self._count += 1
+        if self._fsync_every and self._count % self._fsync_every == 0:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+@dataclass
+class NodeData:
+    host: str
+    inventory: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    torn_lines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunData:
+    path: Path
+    manifest: dict[str, Any]
+    nodes: dict[str, NodeData]
+
+
+class RunStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, out_dir: Path, host: str, run_id: str | None = None) -> RunStore:
+        """Make a fresh run directory; an existing one is never reused."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for _ in range(20):
+            rid = run_id or new_run_id(host)
+            path = out_dir / safe_name(rid)
+            try:
+                path.mkdir()
+            except FileExistsError:
+                if run_id:
+                    raise StoreError(f"{path}: run directory already exists") from None
+                continue
+            return cls(path)
+        raise StoreError(f"{out_dir}: could not create a new run directory")
+
+    def node_dir(self, host: str) -> Path:
+        return self.path / "nodes" / safe_name(host)
+
+    def stream_path(self, host: str, stream: str) -> Path:
+        if stream not in STREAMS:
+            raise ValueError(f"unknown stream {stream!r}")
+        return self.node_dir(host) / f"{stream}.jsonl"
+
+    def writer(self, host: str, stream: str, fsync_every: int = 0) -> JsonlWriter:
+        return JsonlWriter(self.stream_path(host, stream), fsync_every)
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        """Replace manifest.json atomically (write a temp file, then rename)."""
+        data = {"schema": MANIFEST_SCHEMA, **manifest}
+        tmp = self.path / ".manifest.json.tmp"
+        tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+        os.replace(tmp, self.path / "manifest.json")
+
+    def read_manifest(self) -> dict[str, Any]:
+        path = self.path / "manifest.json"
+        if not self.path.is_dir():
+            raise StoreError(f"{self.path}: no such run directory")
+        if not path.is_file():
+            raise StoreError(f"{self.path}: not a burnin run directory (manifest.json is missing)")
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StoreError(f"{path}: unreadable manifest ({exc})") from None
+        if not isinstance(manifest, dict):
+            raise StoreError(f"{path}: manifest is not a JSON object")
+        if manifest.get("schema") != MANIFEST_SCHEMA:
+            raise StoreError(
+                f"{path}: unknown schema {manifest.get('schema')!r}, expected {MANIFEST_SCHEMA!r}"
+            )
+        return manifest
+
+    def load(self) -> RunData:
+        """Read the whole run (every node) into plain dicts."""
+        manifest = self.read_manifest()
+        nodes: dict[str, NodeData] = {}
+        nodes_dir = self.path / "nodes"
+        for node_dir in sorted(nodes_dir.iterdir()) if nodes_dir.is_dir() else []:
+            if not node_dir.is_dir():
+                continue
+            node = NodeData(host=node_dir.name)
+            for stream in STREAMS:
+                records, torn = read_jsonl(node_dir / f"{stream}.jsonl")
+                setattr(node, stream, records)
+                if torn:
+                    node.torn_lines.append(f"{stream}.jsonl")
+            nodes[node.host] = node
+        return RunData(path=self.path, manifest=manifest, nodes=nodes)
+
+
+def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """Records of one JSONL file and whether its last line was torn (cut off mid-write)."""
+    if not path.exists():
+        return [], False
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read ({exc})") from None
+    lines = raw.split(b"\n")
+    records: list[dict[str, Any]] = []
+    torn = False
+    last = len(lines) - 1
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            # Only the final line can be cut off by a kill; damage elsewhere is corruption.
+            if number == last:
+                torn = True
+                continue
+            raise StoreError(f"{path} line {number + 1}: corrupt record ({exc})") from None
+        records.append(record)
+    return records, torn

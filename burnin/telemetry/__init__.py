@@ -1,0 +1,1 @@
+"""Telemetry backends behind one protocol (see ``base``); only ``nvml`` imports pynvml."""

@@ -1,0 +1,131 @@
+"""Verdicts: pure checks over the run store, one registry, worst-of aggregation to exit codes.
+
+Workers never judge. After (or without) a run, :func:`evaluate` loads each device's records into
+a :class:`GpuData` and calls every registered check on it; a check is a small pure function that
+returns zero or more :class:`Verdict` records with the observed value, the limit, the unit, a
+sentence a technician understands and the action to take. Status order is
+``SKIP < PASS < WARN < FAIL < ERROR``; SKIP marks a check that could not run (no sensor, no
+data) and never counts as a pass. A device's status is the worst of its verdicts, the run's the
+worst of its devices'.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from burnin.errors import EXIT_FAIL, EXIT_INCOMPLETE, EXIT_PASS
+
+
+class Status(enum.IntEnum):
+    SKIP = 0
+    PASS = 1
+    WARN = 2
+    FAIL = 3
+    ERROR = 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verdict:
+    check: str
+    status: Status
+    message: str
+    observed: Any = None
+    limit: Any = None
+    unit: str = ""
+    action: str = "none"  # rma, reseat, retest, inspect-cooling, return-to-seller, none
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["status"] = self.status.name
+        return out
+
+
+@dataclass
+class GpuData:
+    """Everything recorded about one device, as plain records."""
+
+    node: str
+    index: int
+    inventory: dict[str, Any]
+    samples: list[dict[str, Any]]
+    records: list[dict[str, Any]]  # results.jsonl lines of this device
+    events: list[dict[str, Any]]
+    planned_kernels: list[str]
+
+    def results(self, kernel: str | None = None) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in self.records
+            if r.get("type") == "result" and (kernel is None or r.get("kernel") == kernel)
+        ]
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("type") == kind]
+
+    def sample_values(self, key: str) -> list[float]:
+        return [s[key] for s in self.samples if isinstance(s.get(key), int | float)]
+
+    def metric(self, name: str) -> float | None:
+        values = [r["metrics"][name] for r in self.results() if name in r.get("metrics", {})]
+        return values[-1] if values else None
+
+
+@dataclass
+class CheckContext:
+    thresholds: dict[str, Any]
+    fleet: list[GpuData]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+CheckFn = Callable[[GpuData, CheckContext], Iterable[Verdict]]
+_CHECKS: dict[str, CheckFn] = {}
+
+
+def check(name: str) -> Callable[[CheckFn], CheckFn]:
+    """Register a check function under its DESIGN.md check id; duplicates raise."""
+
+    def wrap(fn: CheckFn) -> CheckFn:
+        if name in _CHECKS:
+            raise ValueError(f"check {name!r} is already registered")
+        _CHECKS[name] = fn
+        return fn
+
+    return wrap
+
+
+def registered() -> dict[str, CheckFn]:
+    _load_builtins()
+    return dict(_CHECKS)
+
+
+def _load_builtins() -> None:
+    from burnin.verdicts import compute, health, lifecycle  # noqa: F401
+
+
+def worst(statuses: Iterable[Status]) -> Status:
+    return max(statuses, default=Status.PASS)
+
+
+def device_status(verdicts: Iterable[Verdict]) -> Status:
+    found = [v.status for v in verdicts]
+    return worst(found) if found else Status.ERROR
+
+
+def exit_code(status: Status, strict: bool = False) -> int:
+    if status == Status.ERROR:
+        return EXIT_INCOMPLETE
+    if status == Status.FAIL or (strict and status == Status.WARN):
+        return EXIT_FAIL
+    return EXIT_PASS
+
+
+def run_checks(
+    gpus: list[GpuData], thresholds: dict[str, Any], manifest: dict[str, Any]
+) -> dict[tuple[str, int], list[Verdict]]:
+    """Every registered check on every device: {(node, index): verdicts}."""
+    ctx = CheckContext(thresholds=thresholds, fleet=gpus, manifest=manifest)
+    checks = registered()
+    return {(g.node, g.index): [v for fn in checks.values() for v in fn(g, ctx)] for g in gpus}

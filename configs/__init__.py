@@ -1,0 +1,1 @@
+"""Shipped run profiles and simulated-fleet scenarios (package data, loaded by name)."""

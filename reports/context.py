@@ -1,0 +1,183 @@
+"""Pure: a run store -> one plain dict that every output (HTML, JSON, JUnit, Prometheus) renders.
+
+All aggregation happens here with pandas (peak temperature, energy, time series for the plots),
+never in templates. The dict's top level is report.json's ``burnin.report/1`` schema; the
+``series`` entries and a few presentation fields are dropped from the JSON by ``machine.py``.
+Devices are sorted worst first, so the card that needs attention is at the top of every output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from burnin.errors import EXIT_INCOMPLETE
+from burnin.store import RunData
+from burnin.verdicts import GpuData, Status, device_status, exit_code, run_checks, worst
+
+REPORT_SCHEMA = "burnin.report/1"
+_J_PER_KWH = 3.6e6
+_SERIES = ("temp_c", "power_w", "sm_clock_mhz")
+
+
+def gpu_data(run: RunData) -> list[GpuData]:
+    """Group the store's records per planned device (plus any device seen only in records)."""
+    planned = {(p["node"], p["device"]): p for p in run.manifest.get("plan", [])}
+    gpus = []
+    for host, node in run.nodes.items():
+        devices = {d for (n, d) in planned if n == host}
+        devices |= {
+            r.get("device")
+            for r in node.inventory + node.results
+            if isinstance(r.get("device"), int)
+        }
+        for dev in sorted(devices):
+            plan = planned.get((host, dev), {})
+            inventory = next((r for r in node.inventory if r.get("device") == dev), {})
+            gpus.append(
+                GpuData(
+                    node=host,
+                    index=dev,
+                    inventory=inventory,
+                    samples=[s for s in node.samples if s.get("device") == dev],
+                    records=[r for r in node.results if r.get("device") == dev],
+                    events=[e for e in node.events if e.get("device") == dev],
+                    planned_kernels=list(plan.get("kernels", [])),
+                )
+            )
+    for (host, dev), plan in planned.items():
+        if host not in run.nodes:  # planned, but the node wrote nothing at all
+            gpus.append(
+                GpuData(
+                    node=host,
+                    index=dev,
+                    inventory={},
+                    samples=[],
+                    records=[],
+                    events=[],
+                    planned_kernels=list(plan.get("kernels", [])),
+                )
+            )
+    return gpus
+
+
+def build_context(run: RunData, strict: bool = False) -> dict[str, Any]:
+    manifest = run.manifest
+    gpus = gpu_data(run)
+    thresholds = manifest.get("config", {}).get("thresholds", {})
+    verdicts = run_checks(gpus, thresholds, manifest)
+    entries = [_gpu_entry(g, verdicts[(g.node, g.index)]) for g in gpus]
+    entries.sort(key=lambda e: (-Status[e["status"]], e["node"], e["index"]))
+    run_status = worst(Status[e["status"]] for e in entries) if entries else Status.ERROR
+    code = exit_code(run_status, strict)
+    unfinished = not manifest.get("finished_at") or manifest.get("interrupted")
+    if unfinished and code < EXIT_INCOMPLETE and run_status != Status.FAIL:
+        run_status, code = Status.ERROR, EXIT_INCOMPLETE
+    warnings = [
+        f"{host}: torn last line in {name} (the writer was cut off; earlier records kept)"
+        for host, node in run.nodes.items()
+        for name in node.torn_lines
+    ]
+    if unfinished:
+        warnings.append(
+            "the run did not finish (interrupted, killed or still running): "
+            "this report shows what was recorded up to that point"
+        )
+    energy = [e["metrics"]["energy_kwh"] for e in entries if e["metrics"]["energy_kwh"]]
+    return {
+        "schema": REPORT_SCHEMA,
+        "run_id": manifest.get("run_id", run.path.name),
+        "profile": manifest.get("profile"),
+        "status": run_status.name,
+        "exit_code": code,
+        "strict": strict,
+        "started_at": manifest.get("started_at"),
+        "finished_at": manifest.get("finished_at"),
+        "interrupted": bool(manifest.get("interrupted")),
+        "energy_kwh": round(sum(energy), 6) if energy else None,
+        "device_note": manifest.get("device_note", ""),
+        "versions": manifest.get("versions", {}),
+        "gpus": entries,
+        "nodes": _nodes(entries),
+        "checks": _check_summary(entries),
+        "warnings": warnings,
+    }
+
+
+def _gpu_entry(gpu: GpuData, verdicts: list[Any]) -> dict[str, Any]:
+    inv = gpu.inventory
+    samples = pd.DataFrame(gpu.samples)
+    metrics: dict[str, Any] = {
+        "matmul_tflops": None,
+        "membw_gbps": None,
+        "max_temp_c": None,
+        "energy_kwh": None,
+    }
+    for result in gpu.results():
+        metrics.update(result.get("metrics", {}))
+    if "temp_c" in samples and samples["temp_c"].notna().any():
+        metrics["max_temp_c"] = float(samples["temp_c"].max())
+    metrics["energy_kwh"] = _energy_kwh(samples)
+    ordered = sorted(verdicts, key=lambda v: (-v.status, v.check))
+    return {
+        "node": gpu.node,
+        "index": gpu.index,
+        "kind": inv.get("kind", "cuda"),
+        "name": inv.get("name"),
+        "uuid": inv.get("uuid"),
+        "serial": inv.get("serial"),
+        "sku": inv.get("sku"),
+        "status": device_status(verdicts).name,
+        "verdicts": [v.to_dict() for v in ordered],
+        "metrics": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()},
+        "wrong": [
+            {k: r.get(k) for k in ("kernel", "step", "elapsed_s", "wrong_elements", "locations")}
+            for r in gpu.of_type("verify")
+        ],
+        "series": _series(samples),
+    }
+
+
+def _energy_kwh(samples: pd.DataFrame) -> float | None:
+    if "energy_j" in samples and samples["energy_j"].notna().sum() >= 2:
+        joules = samples["energy_j"].dropna()
+        return float(joules.iloc[-1] - joules.iloc[0]) / _J_PER_KWH
+    if "power_w" in samples and samples["power_w"].notna().sum() >= 2:
+        frame = samples[["elapsed_s", "power_w"]].dropna().sort_values("elapsed_s")
+        dt = frame["elapsed_s"].diff().fillna(0.0)
+        watts = (frame["power_w"] + frame["power_w"].shift().fillna(frame["power_w"])) / 2
+        return float((watts * dt).sum()) / _J_PER_KWH
+    return None
+
+
+def _series(samples: pd.DataFrame) -> dict[str, list[list[float]]]:
+    """Time series for the plots: [[elapsed_s, value], ...], at most ~300 points each."""
+    out: dict[str, list[list[float]]] = {}
+    if samples.empty or "elapsed_s" not in samples:
+        return out
+    step = max(1, len(samples) // 300)
+    for key in _SERIES:
+        if key in samples and samples[key].notna().any():
+            frame = samples[["elapsed_s", key]].dropna().iloc[::step]
+            out[key] = frame.astype(float).values.tolist()
+    return out
+
+
+def _nodes(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    nodes: dict[str, list[Status]] = {}
+    for e in entries:
+        nodes.setdefault(e["node"], []).append(Status[e["status"]])
+    return [
+        {"node": n, "status": worst(s).name, "allreduce_busbw_gbps": None, "gpus": len(s)}
+        for n, s in sorted(nodes.items())
+    ]
+
+
+def _check_summary(entries: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    summary: dict[str, dict[str, int]] = {}
+    for e in entries:
+        for v in e["verdicts"]:
+            counts = summary.setdefault(v["check"], {})
+            counts[v["status"]] = counts.get(v["status"], 0) + 1
+    return dict(sorted(summary.items()))

@@ -1,0 +1,63 @@
+"""Terminal summary in the nccl-tests habit: ``#`` metadata, a table with a units row, one status
+line per device, then one OK/FAILED line per check and the run's result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _cell(value: Any, width: int, digits: int = 4) -> str:
+    if value is None:
+        return f"{'n/a':>{width}}"
+    if isinstance(value, float):
+        return f"{value:>{width}.{digits}g}"
+    return f"{value!s:>{width}}"
+
+
+def summary(context: dict[str, Any]) -> str:
+    versions = context.get("versions", {})
+    lines = [
+        f"# burnin {versions.get('burnin', '?')}  run {context['run_id']}  "
+        f"profile {context['profile']}",
+        f"# {context['device_note']}",
+    ]
+    for gpu in sorted(context["gpus"], key=lambda g: (g["node"], g["index"])):
+        lines.append(
+            f"#  {gpu['node']} gpu{gpu['index']}: {gpu['name'] or '?'}  "
+            f"uuid {gpu['uuid'] or 'n/a'}  serial {gpu['serial'] or 'n/a'}"
+        )
+    lines += [
+        "#",
+        f"# {'node':<16} {'gpu':>3} {'status':>6} {'matmul':>9} {'membw':>9} {'max_temp':>8} "
+        f"{'energy':>9} {'#wrong':>7}",
+        f"# {'':<16} {'':>3} {'':>6} {'(TFLOP/s)':>9} {'(GB/s)':>9} {'(C)':>8} {'(kWh)':>9} "
+        f"{'':>7}",
+    ]
+    for gpu in context["gpus"]:
+        m = gpu["metrics"]
+        wrong = sum(w.get("wrong_elements") or 0 for w in gpu["wrong"])
+        lines.append(
+            f"  {gpu['node']:<16} {gpu['index']:>3} {gpu['status']:>6} "
+            f"{_cell(m.get('matmul_tflops'), 9)} {_cell(m.get('membw_gbps'), 9)} "
+            f"{_cell(m.get('max_temp_c'), 8)} {_cell(m.get('energy_kwh'), 9, 3)} "
+            f"{wrong:>7}"
+        )
+    lines.append("")
+    for gpu in context["gpus"]:
+        bad = [v for v in gpu["verdicts"] if v["status"] in ("WARN", "FAIL", "ERROR")]
+        if not bad:
+            lines.append(f"{gpu['status']} - {gpu['node']} gpu{gpu['index']}")
+        for v in bad:
+            lines.append(
+                f"{v['status']} - {gpu['node']} gpu{gpu['index']} {v['check']}: "
+                f"{v['message']} (action: {v['action']})"
+            )
+    for warning in context["warnings"]:
+        lines.append(f"# warning: {warning}")
+    for check, counts in context["checks"].items():
+        bad = counts.get("FAIL", 0) + counts.get("ERROR", 0)
+        detail = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        lines.append(f"# {check:<14}: {detail:<40} {'FAILED' if bad else 'OK'}")
+    word = "OK" if context["exit_code"] == 0 else "FAILED"
+    lines.append(f"# Result: {context['status']}  {word}  (exit {context['exit_code']})")
+    return "\n".join(lines)
