@@ -82,7 +82,7 @@ def select(
         note = (
             "no CUDA GPU found: running on the CPU fallback"
             if preference == "auto"
-            else ("running on the CPU as requested")
+            else ("running on the CPU fallback as requested")
         )
         return cpu_devices(cpu_count), f"{note} ({cpu_count} logical device(s))"
     if gpus:

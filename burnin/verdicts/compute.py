@@ -18,10 +18,12 @@ def sdc(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     failed = gpu.of_type("verify")
     if not results and not failed:
         return
-    wrong = sum(int(r.get("wrong_elements", 0)) for r in failed)
+    # A result's own count covers verify records lost to a crash mid-write, and vice versa.
+    wrong = max(sum(int(r.get("wrong_elements", 0)) for r in failed),
+                sum(int(r.get("wrong_elements", 0)) for r in results))
     checks = sum(int(r.get("verifications", 0)) for r in results)
     if wrong:
-        first = failed[0]
+        first = failed[0] if failed else results[0]
         where = ", ".join(
             f"row {loc['row']} col {loc['col']}" for loc in first.get("locations", [])[:3]
         )

@@ -1,0 +1,221 @@
+"""Reports from synthetic stores: ordering, report.json schema, escaping, machine formats."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from burnin.reports import OUTPUTS, write_reports
+from fakes import result_record, write_run
+
+HOSTILE = '<script>alert(1)</script>"\n{}\\'
+
+
+class DeviceRows(HTMLParser):
+    """Collects (status, node, gpu) of the device table rows, in page order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[tuple[str, str, str]] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "script":
+            self.scripts += 1
+        if tag == "tr" and a.get("class") == "device":
+            self.rows.append((a["data-status"] or "", a["data-node"] or "", a["data-gpu"] or ""))
+
+
+SCENARIOS = [
+    # (name, write_run kwargs, expected statuses by device, run status, exit code)
+    ("all pass", {}, {0: "PASS", 1: "PASS"}, "PASS", 0),
+    (
+        "sdc fail",
+        {
+            "results": {
+                1: [
+                    result_record(1, wrong=5),
+                    {
+                        "device": 1,
+                        "type": "verify",
+                        "kernel": "matmul",
+                        "step": 7,
+                        "wrong_elements": 5,
+                        "locations": [{"row": 1, "col": 2, "got": 3.0, "expected": 4.0}],
+                    },
+                ]
+            }
+        },
+        {0: "PASS", 1: "FAIL"},
+        "FAIL",
+        3,
+    ),
+    (
+        "no result",
+        {"results": {0: [{"device": 0, "type": "start"}]}},
+        {0: "ERROR", 1: "PASS"},
+        "ERROR",
+        4,
+    ),
+    (
+        "crash event",
+        {"events": [{"device": 1, "kind": "crash", "exitcode": -9, "elapsed_s": 2.0}]},
+        {0: "PASS", 1: "ERROR"},
+        "ERROR",
+        4,
+    ),
+    (
+        "hot card",
+        {
+            "samples": {0: [{"device": 0, "elapsed_s": 1, "temp_c": 95.0}]},
+            "inventory": {0: {"slowdown_temp_c": 90.0}},
+        },
+        {0: "FAIL", 1: "PASS"},
+        "FAIL",
+        3,
+    ),
+    (
+        "warm card",
+        {"samples": {0: [{"device": 0, "elapsed_s": 1, "temp_c": 86.0}]}},
+        {0: "WARN", 1: "PASS"},
+        "WARN",
+        0,
+    ),
+    ("below floor", {"thresholds": {"min_matmul_tflops": 5.0}}, {0: "FAIL", 1: "FAIL"}, "FAIL", 3),
+    ("unfinished", {"finished": False}, {0: "PASS", 1: "PASS"}, "ERROR", 4),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "statuses", "run_status", "code"), SCENARIOS, ids=[s[0] for s in SCENARIOS]
+)
+def test_scenarios(
+    tmp_path: Path, name: str, kwargs: dict, statuses: dict[int, str], run_status: str, code: int
+) -> None:
+    run_dir = write_run(tmp_path, **kwargs)
+    context = write_reports(run_dir)
+    assert {g["index"]: g["status"] for g in context["gpus"]} == statuses
+    assert (context["status"], context["exit_code"]) == (run_status, code)
+    for output in OUTPUTS:
+        assert (run_dir / output).stat().st_size > 0
+    # Worst first in every output.
+    ranks = ["SKIP", "PASS", "WARN", "FAIL", "ERROR"]
+    order = [ranks.index(g["status"]) for g in context["gpus"]]
+    assert order == sorted(order, reverse=True)
+    parser = DeviceRows()
+    parser.feed((run_dir / "report.html").read_text())
+    assert [r[0] for r in parser.rows] == [g["status"] for g in context["gpus"]]
+
+
+def test_report_json_schema(tmp_path: Path) -> None:
+    run_dir = write_run(
+        tmp_path,
+        samples={
+            0: [
+                {"device": 0, "elapsed_s": 0, "power_w": 360.0},
+                {"device": 0, "elapsed_s": 10, "power_w": 360.0},
+            ]
+        },
+    )
+    write_reports(run_dir)
+    data = json.loads((run_dir / "report.json").read_text())
+    assert data["schema"] == "burnin.report/1"
+    assert {
+        "run_id",
+        "profile",
+        "status",
+        "exit_code",
+        "started_at",
+        "finished_at",
+        "energy_kwh",
+        "gpus",
+        "nodes",
+    } <= set(data)
+    gpu = data["gpus"][0]
+    assert {"node", "index", "uuid", "serial", "sku", "status", "verdicts", "metrics"} <= set(gpu)
+    assert {"matmul_tflops", "membw_gbps", "max_temp_c", "energy_kwh"} <= set(gpu["metrics"])
+    assert {"check", "status", "observed", "limit", "unit", "message", "action"} <= set(
+        gpu["verdicts"][0]
+    )
+    assert "series" not in gpu
+    assert data["nodes"][0]["node"] == "node-a"
+    # 360 W for 10 s = 3600 J = 0.001 kWh
+    assert data["energy_kwh"] == pytest.approx(0.001)
+
+
+def test_hostile_device_strings_are_escaped_everywhere(tmp_path: Path) -> None:
+    run_dir = write_run(
+        tmp_path,
+        inventory={0: {"name": HOSTILE, "serial": HOSTILE, "uuid": HOSTILE}},
+        results={
+            0: [
+                result_record(0, wrong=1),
+                {
+                    "device": 0,
+                    "type": "verify",
+                    "kernel": HOSTILE,
+                    "step": 1,
+                    "wrong_elements": 1,
+                    "locations": [],
+                },
+            ]
+        },
+    )
+    write_reports(run_dir)
+    html = (run_dir / "report.html").read_text()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    parser = DeviceRows()
+    parser.feed(html)
+    assert parser.scripts == 0
+    assert json.loads((run_dir / "report.json").read_text())["gpus"][0]["serial"] == HOSTILE
+    ET.parse(run_dir / "junit.xml")  # well-formed despite the hostile message
+    prom = (run_dir / "burnin.prom").read_text()
+    for line in prom.splitlines():
+        assert line.startswith("#") or line.count('"') % 2 == 0, line
+    assert 'serial="<script>alert(1)</script>\\"\\n{}\\\\"' in prom
+
+
+def test_junit_counts(tmp_path: Path) -> None:
+    run_dir = write_run(
+        tmp_path,
+        results={1: [result_record(1, wrong=2)]},
+        events=[{"device": 0, "kind": "hang", "elapsed_s": 3.0}],
+    )
+    write_reports(run_dir)
+    suite = ET.parse(run_dir / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert int(suite.get("errors", 0)) >= 1 and int(suite.get("failures", 0)) >= 1
+    assert int(suite.get("skipped", 0)) == 2  # thermal: no samples on either card
+
+
+def test_prometheus_values(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path, results={1: [result_record(1, tflops=2.5, wrong=2)]})
+    write_reports(run_dir)
+    prom = (run_dir / "burnin.prom").read_text()
+    assert 'burnin_run_exit_code{run_id="' in prom
+    assert 'burnin_gpu_status{node="node-a",gpu="1",uuid="GPU-1",serial="SN1"} 3' in prom
+    assert 'burnin_gpu_matmul_tflops{node="node-a",gpu="1",uuid="GPU-1",serial="SN1"} 2.5' in prom
+
+
+def test_terminal_summary_format(tmp_path: Path) -> None:
+    from burnin.reports.terminal import summary
+
+    run_dir = write_run(tmp_path, results={1: [result_record(1, wrong=2)]})
+    text = summary(write_reports(run_dir))
+    lines = text.splitlines()
+    assert lines[0].startswith("# burnin")
+    assert any("(TFLOP/s)" in line and "(C)" in line for line in lines)  # units row
+    assert any(line.startswith("FAIL - node-a gpu1 sdc:") for line in lines)
+    assert any(line.startswith("PASS - node-a gpu0") for line in lines)
+    assert any(line.startswith("# sdc") and line.endswith("FAILED") for line in lines)
+    assert lines[-1] == "# Result: FAIL  FAILED  (exit 3)"
+
+
+def test_strict_turns_warn_into_failure(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path, samples={0: [{"device": 0, "elapsed_s": 1, "temp_c": 86.0}]})
+    assert write_reports(run_dir)["exit_code"] == 0
+    assert write_reports(run_dir, strict=True)["exit_code"] == 3
