@@ -1,0 +1,437 @@
+"""Parse saved ``nvidia-smi -q`` (text) and ``-q -x`` (XML) dumps into ``Inventory`` records.
+Procurement screening (``burnin inspect --from FILE``) starts from a dump a seller sent, not from
+hardware: this module turns such a file into one :class:`~burnin.telemetry.base.Inventory` per
+GPU (``index`` = position in the file) with identity, firmware, limits and lifetime-wear counters.
+Both layouts are handled across driver generations (R3xx to R590): XML DTD v9 to v13 element names
+and the text keys that were renamed over time ("Power Limit"/"Enforced Power Limit" versus "Current
+Power Limit", "Single Bit"/"Double Bit" versus "SRAM/DRAM Correctable", "Pending" versus "Pending
+Page Blacklist"). A value the dump marks as unavailable ("N/A", "[Not Supported]", "ERR!", ...)
+becomes ``None`` and its field name is listed in ``unsupported``; a field the dump does not contain
+at all stays ``None`` and unlisted. Temperature "T.Limit" entries (Hopper and later) are margins,
+not thresholds, so they never fill ``slowdown_temp_c``/``shutdown_temp_c``, and ``fan_count`` is
+only ever marked unsupported (nvidia-smi prints one fan figure whatever the number of fans). The
+file is untrusted: anything that is not a readable dump raises :class:`~burnin.errors.DumpError`
+naming the file (and the line, for text), strings are kept as written minus control characters,
+and XML entity declarations are refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import unicodedata
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from burnin.errors import DumpError
+from burnin.telemetry.base import Inventory
+
+MAX_DUMP_BYTES = 64 * 2**20
+TEXT_HEADER = "==============NVSMI LOG=============="
+_NA_WORDS = (  # values nvidia-smi prints instead of a reading, lower case without [brackets]
+    "|n/a|not supported|unknown error|err!|unknown|not available|insufficient permissions|"
+    "requested functionality has been deprecated|no permission|gpu is lost|gpu requires reset|"
+    "not found|no data|not ready|timeout"
+)
+_UNAVAILABLE = frozenset(_NA_WORDS.split("|"))
+_TRUE = frozenset({"yes", "enabled", "true", "active"})
+_FALSE = frozenset({"no", "disabled", "false", "not active"})
+_KV = re.compile(r"^(\S(?:.*?\S)?)\s+:(?:\s(.*))?$")
+_GPU_HEADER = re.compile(r"^GPU\s+([0-9A-Fa-f]+:[0-9A-Fa-f]+:[0-9A-Fa-f]+(?:\.[0-9A-Fa-f]+)?)$")
+_CORRUPT_INFOROM = re.compile(r"infoROM is corrupted at gpu\s+([0-9A-Fa-f:.]+)", re.IGNORECASE)
+_NUMBER = re.compile(r"^([+-]?\d{1,18}(?:\.\d{1,9})?)\s*([A-Za-z%]*)$")
+_DEVICE_ID = re.compile(r"^(?:0[xX])?([0-9A-Fa-f]{4})([0-9A-Fa-f]{4})$")
+_SUBSYSTEM_ID = re.compile(r"^(?:0[xX])?([0-9A-Fa-f]{8})$")
+_FIRST_ELEMENT = re.compile(r"<(?![?!/])([^\s/>]{1,80})")
+_MAX_XML_DEPTH = 16
+
+# Candidate key paths per field, "|"-separated: XML element paths and lower-case text key paths
+# mixed; the first one that holds a usable value wins.
+_STRINGS = {
+    "uuid": "uuid|gpu uuid",
+    "serial": "serial|serial number",
+    "name": "product_name|product name",
+    "pci_bus_id": "pci/pci_bus_id|pci/bus id",
+    "vbios_version": "vbios_version|vbios version",
+    "inforom_image_version": "inforom_version/img_version|inforom version/image version",
+}
+_BOARD_PN = "board_part_number|board part number"
+_OLD_BOARD_PN = "gpu_part_number|gpu part number"  # before R450 the board PN had this name
+_PCIE = "pci/pci_gpu_link_info/pcie_gen/|pci/gpu link info/pcie generation/"
+
+
+def _under(prefixes: str, keys: str) -> str:
+    return "|".join(p + k for k in keys.split("|") for p in prefixes.split("|"))
+
+
+def _power(keys: str) -> str:
+    return _under("power_readings/|gpu_power_readings/|power readings/|gpu power readings/", keys)
+
+
+_NUMBERS: dict[str, tuple[str, str, type]] = {
+    "memory_total_mib": ("fb_memory_usage/total|fb memory usage/total", "MiB", int),
+    "power_limit_default_w": (_power("default_power_limit|default power limit"), "W", float),
+    "power_limit_enforced_w": (
+        _power(
+            "enforced_power_limit|enforced power limit|current_power_limit|current power limit"
+            "|power_limit|power limit"
+        ),
+        "W",
+        float,
+    ),
+    "power_limit_min_w": (_power("min_power_limit|min power limit"), "W", float),
+    "power_limit_max_w": (_power("max_power_limit|max power limit"), "W", float),
+    "max_sm_clock_mhz": ("max_clocks/sm_clock|max clocks/sm", "MHz", int),
+    "max_mem_clock_mhz": ("max_clocks/mem_clock|max clocks/memory", "MHz", int),
+    "pcie_max_gen": (
+        _under(_PCIE, "max_device_link_gen|device max|gpu max|max_link_gen|max"),
+        "",
+        int,
+    ),
+    "pcie_max_width": (
+        "pci/pci_gpu_link_info/link_widths/max_link_width|pci/gpu link info/link width/max",
+        "x",
+        int,
+    ),
+    "slowdown_temp_c": (
+        _under("temperature/", "gpu_temp_slow_threshold|gpu slowdown temp"),
+        "C",
+        float,
+    ),
+    "shutdown_temp_c": (
+        _under("temperature/", "gpu_temp_max_threshold|gpu shutdown temp"),
+        "C",
+        float,
+    ),
+    "retired_pages_sbe": (
+        "retired_pages/multiple_single_bit_retirement/retired_count|retired pages/single bit ecc",
+        "",
+        int,
+    ),
+    "retired_pages_dbe": (
+        "retired_pages/double_bit_retirement/retired_count|retired pages/double bit ecc",
+        "",
+        int,
+    ),
+    "remapped_rows_correctable": (
+        "remapped_rows/remapped_row_corr|remapped rows/correctable error",
+        "",
+        int,
+    ),
+    "remapped_rows_uncorrectable": (
+        "remapped_rows/remapped_row_unc|remapped rows/uncorrectable error",
+        "",
+        int,
+    ),
+}
+_BOOLS = {
+    "ecc_enabled": "ecc_mode/current_ecc|ecc mode/current",
+    "retired_pages_pending": _under(
+        "retired_pages/|retired pages/",
+        "pending_blacklist|pending_retirement|pending page blacklist|pending",
+    ),
+    "remapped_rows_pending": "remapped_rows/remapped_row_pending|remapped rows/pending",
+    "remapped_rows_failure": (
+        "remapped_rows/remapped_row_failure|remapped rows/remapping failure occurred"
+    ),
+}
+_AGG = "ecc_errors/aggregate/|ecc errors/aggregate/"
+# Lifetime ECC totals: the pre-Ampere layout ("Single Bit"/"Double Bit" totals) or the per-memory
+# layout of newer drivers (SRAM + DRAM, SRAM uncorrectable split into parity/SEC-DED on R550+).
+_ECC_SUMS = {
+    "ecc_aggregate_sbe": (
+        _under(_AGG, "single_bit/total|single bit/total"),
+        _under(_AGG, "sram_correctable|dram_correctable|sram correctable|dram correctable"),
+    ),
+    "ecc_aggregate_dbe": (
+        _under(_AGG, "double_bit/total|double bit/total"),
+        _under(
+            _AGG,
+            "sram_uncorrectable|sram_uncorrectable_parity|sram_uncorrectable_secded"
+            "|dram_uncorrectable|sram uncorrectable|sram uncorrectable parity"
+            "|sram uncorrectable sec-ded|dram uncorrectable",
+        ),
+    ),
+}
+_FIELD_ORDER = [f.name for f in dataclasses.fields(Inventory)]
+Key = tuple[str, ...]
+
+
+@dataclass
+class _Node:
+    """One GPU section (or the top level) as a flat map: lower-case key path -> (value, line)."""
+
+    label: str
+    values: dict[Key, tuple[str, int | None]] = field(default_factory=dict)
+
+
+def _key(path: str) -> Key:
+    return tuple(path.split("/"))
+
+
+def _norm(name: str) -> str:
+    return " ".join(name.lower().split())
+
+
+def _clean(value: str) -> str:
+    """Drop control and format characters (incl. bidi overrides); keep everything else verbatim."""
+    return "".join(ch for ch in value if unicodedata.category(ch) not in ("Cc", "Cf")).strip()
+
+
+def _unavailable(value: str) -> bool:
+    return _clean(value).strip("[]").strip().lower() in _UNAVAILABLE
+
+
+def _bus_key(bus_id: str) -> tuple[int, ...] | None:
+    parts = re.split(r"[:.]", bus_id.strip())
+    try:
+        return tuple(int(p, 16) for p in parts) if len(parts) in (3, 4) else None
+    except ValueError:
+        return None
+
+
+class _Reader:
+    """Field lookups on one node; records unsupported fields and raises located DumpErrors."""
+
+    def __init__(self, source: str, node: _Node, unsupported: set[str]) -> None:
+        self.source, self.node, self.unsupported = source, node, unsupported
+
+    def fail(self, line: int | None, key: Key, problem: str) -> DumpError:
+        where = f"line {line}" if line is not None else f"<gpu {self.node.label}>"
+        return DumpError(f"{self.source} {where}: {'/'.join(key)}: {problem}")
+
+    def present(self, paths: str) -> bool:
+        return any(_key(p) in self.node.values for p in paths.split("|"))
+
+    def raw(self, name: str, paths: str) -> tuple[str, int | None, Key] | None:
+        """First usable value among ``paths``; if there are only N/A-likes, ``name`` is marked."""
+        marked = False
+        for key in map(_key, paths.split("|")):
+            hit = self.node.values.get(key)
+            if hit is not None and not _unavailable(hit[0]):
+                return _clean(hit[0]), hit[1], key
+            # present as N/A, or a parent collapsed to one N/A leaf (<remapped_rows>N/A</...>)
+            marked = marked or any(
+                key[:n] in self.node.values and _unavailable(self.node.values[key[:n]][0])
+                for n in range(1, len(key) + 1)
+            )
+        if marked:
+            self.unsupported.add(name)
+        return None
+
+    def string(self, name: str, paths: str) -> str | None:
+        hit = self.raw(name, paths)
+        return hit[0] if hit else None
+
+    def number(self, name: str, paths: str, unit: str, kind: type) -> Any:
+        hit = self.raw(name, paths)
+        if hit is None:
+            return None
+        value, line, key = hit
+        m = _NUMBER.match(value)
+        if m is None or (m.group(2) and m.group(2).lower() != unit.lower()):
+            want = f"a number in {unit}" if unit else "a number"
+            raise self.fail(line, key, f"expected {want}, got {value[:40]!r}")
+        if kind is int and "." in m.group(1):
+            raise self.fail(line, key, f"expected a whole number, got {value[:40]!r}")
+        return kind(m.group(1))
+
+    def flag(self, name: str, paths: str) -> bool | None:
+        """True if any candidate says yes/enabled, False if all usable ones say no/disabled."""
+        found: list[bool] = []
+        for path in paths.split("|"):
+            hit = self.raw(name, path)
+            if hit is not None:
+                if (word := hit[0].lower()) not in _TRUE | _FALSE:
+                    problem = f"expected Yes/No or Enabled/Disabled, got {hit[0][:40]!r}"
+                    raise self.fail(hit[1], hit[2], problem)
+                found.append(word in _TRUE)
+        if found:
+            self.unsupported.discard(name)
+        return any(found) if found else None
+
+    def total(self, name: str, layouts: tuple[str, ...]) -> int | None:
+        """Sum of the usable counters of the first layout (old, then new) the dump uses."""
+        for layout in layouts:
+            keys = [_key(p) for p in layout.split("|")]
+            if any(k[:n] in self.node.values for k in keys for n in range(1, len(k) + 1)):
+                usable = [
+                    c for p in layout.split("|") if (c := self.number(name, p, "", int)) is not None
+                ]
+                if usable:
+                    self.unsupported.discard(name)
+                return sum(usable) if usable else None
+        return None
+
+
+def _parse_text(text: str, source: str) -> tuple[_Node, list[_Node], set[tuple[int, ...]]]:
+    lines = re.split(r"\r\n?|\n", text)  # numbered as editors and grep -n count them
+    start = next((i for i, ln in enumerate(lines) if ln.strip() == TEXT_HEADER), None)
+    if start is None and not any(_GPU_HEADER.match(ln.strip()) for ln in lines):
+        raise DumpError(
+            f"{source}: not an nvidia-smi dump (no '{TEXT_HEADER}' header and no "
+            "'GPU <bus id>' section)"
+        )
+    head = "" if start is None else lines[start].expandtabs(4)
+    base = len(head) - len(head.lstrip())
+    corrupt = {k for m in _CORRUPT_INFOROM.finditer(text) if (k := _bus_key(m.group(1)))}
+    top, gpus = _Node("top"), []
+    node, stack = top, []  # stack of (indent, section name)
+    for lineno, line in enumerate(lines[start or 0 :], start=(start or 0) + 1):
+        line = line.expandtabs(4).rstrip()
+        body = line.strip()
+        if not body or body == TEXT_HEADER:
+            continue
+        indent = max(0, len(line) - len(line.lstrip(" ")) - base)
+        kv = _KV.match(body)
+        if indent == 0:
+            stack = []
+            header = _GPU_HEADER.match(body)
+            if header:
+                node = _Node(header.group(1))
+                gpus.append(node)
+                continue
+            node = top if kv else _Node("ignored")  # prose or a closing code fence ends a GPU
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        path = tuple(name for _, name in stack)
+        name = _norm(kv.group(1) if kv else body)
+        if kv:
+            node.values.setdefault((*path, name), (kv.group(2) or "", lineno))
+        stack.append((indent, name))
+    return top, gpus, corrupt
+
+
+def _flatten(elem: ET.Element, node: _Node) -> None:
+    todo: list[tuple[ET.Element, Key]] = [(elem, ())]
+    while todo:
+        parent, prefix = todo.pop()
+        for child in parent:
+            if not isinstance(child.tag, str) or child.tag == "gpu" or len(prefix) > _MAX_XML_DEPTH:
+                continue
+            key = (*prefix, child.tag.lower())
+            if len(child):
+                todo.append((child, key))
+            else:
+                node.values.setdefault(key, ((child.text or "").strip(), None))
+
+
+def _parse_xml(text: str, source: str) -> tuple[_Node, list[_Node], set[tuple[int, ...]]]:
+    if re.search(r"<!ENTITY", text, re.IGNORECASE):
+        raise DumpError(f"{source}: XML entity declarations are not allowed in a dump")
+    first = _FIRST_ELEMENT.search(re.sub(r"<!--.*?-->", "", text, flags=re.DOTALL))
+    root_name = first.group(1) if first else "?"
+    if root_name != "nvidia_smi_log":
+        raise DumpError(
+            f"{source}: not an nvidia-smi dump (root element <{_clean(root_name)[:40]}>, "
+            "expected <nvidia_smi_log>)"
+        )
+    begin = re.search(r"<\?xml|<!DOCTYPE|<nvidia_smi_log", text)
+    offset = begin.start() if begin else 0
+    end = text.rfind("</nvidia_smi_log>")  # ignore what follows, e.g. a closing code fence
+    end = len(text) if end < offset else end + len("</nvidia_smi_log>")
+    corrupt = {k for m in _CORRUPT_INFOROM.finditer(text[:offset]) if (k := _bus_key(m.group(1)))}
+    try:
+        root = ET.fromstring(text[offset:end])
+    except ET.ParseError as exc:
+        line = exc.position[0] + text.count("\n", 0, offset)
+        reason = str(exc).split(":")[0]
+        raise DumpError(f"{source} line {line}: malformed XML ({reason})") from None
+    except ValueError as exc:
+        raise DumpError(f"{source}: malformed XML ({exc})") from None
+    if root.tag != "nvidia_smi_log":
+        raise DumpError(f"{source}: not an nvidia-smi dump (root element <{root.tag[:40]}>)")
+    top = _Node("top")
+    _flatten(root, top)
+    gpus = []
+    for i, gpu in enumerate(root.findall("gpu")):
+        node = _Node(_clean(gpu.get("id", "")) or f"#{i}")
+        _flatten(gpu, node)
+        gpus.append(node)
+    return top, gpus, corrupt
+
+
+def _decode(data: bytes, source: str) -> str:
+    if not data.strip():
+        raise DumpError(f"{source}: empty file")
+    try:
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # Windows PowerShell redirection
+            text = data.decode("utf-16")
+        else:
+            text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DumpError(
+            f"{source}: not a text file (undecodable byte at offset {exc.start})"
+        ) from None
+    if "\x00" in text:
+        raise DumpError(f"{source}: binary file, not an nvidia-smi dump")
+    if not text.strip():
+        raise DumpError(f"{source}: empty file")
+    return text
+
+
+def _inventory(
+    index: int, gpu: _Node, top: _Node, source: str, corrupt: set[tuple[int, ...]]
+) -> Inventory:
+    missing: set[str] = set()
+    r, t = _Reader(source, gpu, missing), _Reader(source, top, missing)
+    values: dict[str, Any] = {name: r.string(name, paths) for name, paths in _STRINGS.items()}
+    if values["pci_bus_id"] is None and "pci_bus_id" not in missing and _bus_key(gpu.label):
+        values["pci_bus_id"] = gpu.label
+    pn_paths = _BOARD_PN if r.present(_BOARD_PN) else _OLD_BOARD_PN
+    values["board_part_number"] = r.string("board_part_number", pn_paths)
+    for name, (paths, unit, kind) in _NUMBERS.items():
+        values[name] = r.number(name, paths, unit, kind)
+    for name, paths in _BOOLS.items():
+        values[name] = r.flag(name, paths)
+    for name, groups in _ECC_SUMS.items():
+        values[name] = r.total(name, groups)
+    for name, paths, pattern in (
+        ("pci_device_id", "pci/pci_device_id|pci/device id", _DEVICE_ID),
+        ("pci_subsystem_id", "pci/pci_sub_system_id|pci/sub system id", _SUBSYSTEM_ID),
+    ):
+        if (hit := r.raw(name, paths)) is not None:
+            if not (m := pattern.match(hit[0])):
+                raise r.fail(
+                    hit[1], hit[2], f"expected a hex id like 0x233010DE, got {hit[0]!r:.40}"
+                )
+            values[name] = m.group(1).lower()
+    # nvidia-smi prints one fan-speed figure whatever the fan count; only N/A is conclusive.
+    r.raw("fan_count", "fan_speed|fan speed")
+    bus = _bus_key(values["pci_bus_id"] or gpu.label)
+    values["inforom_valid"] = False if bus is not None and bus in corrupt else None
+    values["driver_version"] = t.string("driver_version", "driver_version|driver version")
+    values["cuda_driver_version"] = t.string("cuda_driver_version", "cuda_version|cuda version")
+    unsupported = tuple(name for name in _FIELD_ORDER if name in missing)
+    return Inventory(index=index, unsupported=unsupported, **values)
+
+
+def parse_dump(path: Path) -> list[Inventory]:
+    """Parse one ``nvidia-smi -q`` or ``-q -x`` dump; one Inventory per GPU, in file order."""
+    source = str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_DUMP_BYTES + 1)
+    except OSError as exc:
+        raise DumpError(f"{source}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > MAX_DUMP_BYTES:
+        raise DumpError(f"{source}: larger than {MAX_DUMP_BYTES // 2**20} MiB, not a dump")
+    text = _decode(data, source)
+    head = text.lstrip()
+    if head.startswith("<") or (
+        TEXT_HEADER not in text and re.search(r"<nvidia_smi_log\b", text) is not None
+    ):
+        top, gpus, corrupt = _parse_xml(text, source)
+    else:
+        top, gpus, corrupt = _parse_text(text, source)
+    if not gpus:
+        raise DumpError(f"{source}: the dump lists no GPUs")
+    return [_inventory(i, gpu, top, source, corrupt) for i, gpu in enumerate(gpus)]
+
+
+def parse_dumps(paths: Iterable[Path]) -> list[tuple[Path, list[Inventory]]]:
+    """Parse several dumps; the first bad one raises its DumpError."""
+    return [(Path(p), parse_dump(Path(p))) for p in paths]
