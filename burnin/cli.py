@@ -94,6 +94,13 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             metavar="SECTION.KEY=VALUE",
             help="Override one config value (repeatable).",
         ),
+        click.option(
+            "--simulate",
+            default=None,
+            metavar="SCENARIO.toml",
+            help="Run a simulated fleet (nodes, SKU, faults) instead of this node's devices: "
+            "the real code path, kernels on the CPU; see configs/scenarios/.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -108,6 +115,7 @@ def _load(
     out: str | None,
     overrides: tuple[str, ...],
     strict: bool = False,
+    force: bool = False,
 ) -> Any:
     from burnin.config import load_config, parse_duration
 
@@ -117,6 +125,7 @@ def _load(
         "run.duration_s": parse_duration(duration, "--duration") if duration else None,
         "run.out_dir": out,
         "run.strict": strict or None,
+        "preflight.force": force or None,
     }
     return load_config(profile, overrides, flags)
 
@@ -137,6 +146,12 @@ def cli() -> None:
 @run_options
 @click.option("--strict", is_flag=True, help="Treat WARN as failure (exit 3).")
 @click.option("--quiet", is_flag=True, help="Only the summary; no progress messages.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Start even where the preflight refuses (a GPU busy with other processes, a "
+    "required check that cannot run); what was found is recorded in the report.",
+)
 @click.pass_context
 @handle_errors
 def run(
@@ -147,16 +162,27 @@ def run(
     duration: str | None,
     out: str | None,
     overrides: tuple[str, ...],
+    simulate: str | None,
     strict: bool,
     quiet: bool,
+    force: bool,
 ) -> None:
-    """Stress every device, judge it, write the reports; exit with the worst verdict."""
+    """Stress every device, judge it, write the reports; exit with the worst verdict.
+
+    Ctrl-C or SIGTERM stops the stress, keeps every record and writes a partial report
+    (exit 4).
+    """
     from burnin.reports.terminal import summary
     from burnin.runner import execute
 
     init_logging(quiet)
-    config = _load(profile, device, gpus, duration, out, overrides, strict)
-    outcome = execute(config, _runtime(ctx), ["burnin", *sys.argv[1:]])
+    config = _load(profile, device, gpus, duration, out, overrides, strict, force)
+    if simulate:
+        from burnin.simulate import execute_simulated
+
+        outcome = execute_simulated(simulate, config, ["burnin", *sys.argv[1:]])
+    else:
+        outcome = execute(config, _runtime(ctx), ["burnin", *sys.argv[1:]])
     click.echo(summary(outcome.context))
     click.echo(f"# report: {outcome.run_dir / 'report.html'}")
     sys.exit(outcome.exit_code)
@@ -174,12 +200,18 @@ def plan(
     duration: str | None,
     out: str | None,
     overrides: tuple[str, ...],
+    simulate: str | None,
 ) -> None:
     """Print what `burnin run` would do with these options; runs nothing."""
     from burnin.plan import format_plan
     from burnin.runner import prepare
 
     config = _load(profile, device, gpus, duration, out, overrides)
+    if simulate:
+        from burnin.simulate import format_simulated_plan
+
+        click.echo(format_simulated_plan(simulate, config))
+        return
     the_plan, client = prepare(config, _runtime(ctx))
     client.close()
     click.echo(format_plan(the_plan))
@@ -200,6 +232,65 @@ def report(run_dir: Path, strict: bool, quiet: bool) -> None:
         click.echo(summary(context))
     click.echo(f"# report: {run_dir / 'report.html'}")
     sys.exit(context["exit_code"])
+
+
+@cli.command()
+@click.option(
+    "--from",
+    "dumps",
+    multiple=True,
+    metavar="FILE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Screen an nvidia-smi -q (text) or -q -x (XML) dump instead of this node; "
+    "more FILEs may follow.",
+)
+@click.argument(
+    "more",
+    nargs=-1,
+    metavar="[FILE]...",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+@click.option("--json", "as_json", is_flag=True, help="Print burnin.inspect/1 JSON.")
+@click.option("--profile", "--config", "profile", default=None, help="Profile or TOML file.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override one config value, e.g. inspect.claimed_sku=H100-SXM5-80GB (repeatable).",
+)
+@click.option("--strict", is_flag=True, help="Treat WARN as failure (exit 3).")
+@click.pass_context
+@handle_errors
+def inspect(
+    ctx: click.Context,
+    dumps: tuple[Path, ...],
+    more: tuple[Path, ...],
+    as_json: bool,
+    profile: str | None,
+    overrides: tuple[str, ...],
+    strict: bool,
+) -> None:
+    """Screen cards without stress: identity, firmware, wear, ECC, limits; exit = worst verdict.
+
+    Reads this node's GPUs through NVML, or with --from a seller's nvidia-smi dumps (no GPU,
+    torch or NVML needed), judged against [inspect] claimed_sku and against each other.
+    """
+    import json
+
+    from burnin import inspect as screen
+    from burnin.config import load_config
+
+    config = load_config(profile, overrides)
+    thresholds, claim = config.to_dict()["thresholds"], config.inspect.claimed_sku or None
+    files = [*dumps, *more]
+    if files:
+        result = screen.inspect_dumps(files, thresholds, claim, strict)
+    else:
+        result = screen.inspect_local(_runtime(ctx), thresholds, claim, strict)
+    out = json.dumps(result.to_json(), indent=2, default=str) if as_json else None
+    click.echo(out or screen.format_table(result))
+    sys.exit(result.exit_code)
 
 
 @cli.command()

@@ -11,6 +11,7 @@ the CLI turns into exit code 2. Kernel sections (``[kernels.<name>]``) are valid
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 import types
@@ -26,6 +27,9 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 # One week: a burn-in longer than that is a typo, and it would outlive any scheduler allocation.
 MAX_DURATION_S = 7 * 86400.0
+# Upper bound for a number whose field declares no range: 2^53, the largest integer that JSON
+# readers (and float64) represent exactly; anything bigger in a burn-in config is a typo.
+_MAX_PLAIN_NUMBER = 2**53
 
 
 def parse_duration(value: object, key_path: str = "duration") -> float:
@@ -52,10 +56,10 @@ class RunSection:
     duration_s: float = field(default=300.0, metadata=_range(0.001, MAX_DURATION_S))
     device: Literal["auto", "cpu", "cuda"] = "auto"
     gpus: tuple[int, ...] = ()  # empty = every visible GPU
-    kernels: tuple[str, ...] = ("matmul",)
+    kernels: tuple[str, ...] = field(default=("matmul",), metadata={"min_items": 1})
     out_dir: str = "runs"
     strict: bool = False
-    seed: int = 1234
+    seed: int = field(default=1234, metadata=_range(0, 2**63 - 1))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,12 +77,57 @@ class TelemetrySection:
 class WatchdogSection:
     # A healthy step never takes this long; a GPU that stops answering is declared hung.
     timeout_s: float = field(default=60.0, metadata=_range(0.1, 86400))
+    # How long stopped workers (Ctrl-C, SIGTERM) get to write their last records before they
+    # are killed; Slurm's default KillWait and Kubernetes' default grace period are both 30 s.
+    grace_s: float = field(default=5.0, metadata=_range(0, 600))
 
 
 @dataclass(frozen=True, kw_only=True)
 class RampSection:
+    # Devices start one by one, a new one every step_s / max_concurrent seconds; a device is
+    # "ramping" for step_s after its start, and never more than max_concurrent ramp at once
+    # (0 = 1 when step_s > 0). step_s = 0 starts every device at once. See burnin/plan.py.
     step_s: float = field(default=0.0, metadata=_range(0, 3600))
-    max_concurrent: int = field(default=0, metadata=_range(0, 4096))  # 0 = no limit
+    max_concurrent: int = field(default=0, metadata=_range(0, 4096))
+    # This node's rank in a multi-node run; -1 = from GROUP_RANK, SLURM_NODEID or RANK, else 0.
+    node_rank: int = field(default=-1, metadata=_range(-1, 1_000_000))
+    # Nodes in the run; 0 = from SLURM_NNODES or WORLD_SIZE / LOCAL_WORLD_SIZE, else 1.
+    nodes: int = field(default=0, metadata=_range(0, 1_000_000))
+    # Delay between consecutive nodes' first starts; unset = one whole node's ramp, so a hall
+    # never has more than max_concurrent devices ramping at once.
+    node_offset_s: float | None = field(default=None, metadata=_range(0, 86400))
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreSection:
+    # Records are written (visible to readers, surviving a kill of any process) as they are
+    # made; fsync additionally survives a power loss or a kernel panic (a GPU falling off the
+    # bus can take the node down). 0 = never fsync, else at most once per interval per file.
+    fsync_interval_s: float = field(default=1.0, metadata=_range(0, 3600))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThermalGuardSection:
+    enabled: bool = True
+    # Stop a device's stress at once when it reaches this temperature (C); 0 = the card's own
+    # NVML slowdown threshold (else its shutdown threshold), the point where the hardware
+    # starts protecting itself (reference/nvml.md §2.4, nvmlDeviceGetTemperatureThreshold).
+    max_temp_c: float = field(default=0.0, metadata=_range(0, 150))
+
+
+PreflightCheck = Literal[
+    "thermal", "throttle", "power", "fan", "ecc", "pcie-link", "pcie-replay", "xid"
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreflightSection:
+    # Refuse to start on a GPU that other processes already use (NVML compute processes).
+    check_processes: bool = True
+    # Start anyway (--force): what was running is recorded and the device gets a WARN.
+    force: bool = False
+    # Checks that must be able to run (their sensors readable) on every device, else refuse.
+    required_checks: tuple[PreflightCheck, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +138,110 @@ class ThresholdsSection:
     fail_temp_c: float = field(default=0.0, metadata=_range(0, 150))
     # Absolute floor for matmul TFLOP/s; 0 disables it (SKU-relative checks need no floor).
     min_matmul_tflops: float = field(default=0.0, metadata=_range(0, 1e6))
+    # -- screening and health checks (issue 5); sources in reference/nvml.md §3 --
+    # Memory total within ±2 % of the SKU's: totals vary with driver, ECC state and vGPU
+    # (nvml.md §3.5, §4 notes). Fraction.
+    identity_memory_tolerance: float = field(default=0.02, metadata=_range(0, 1))
+    # Volatile uncorrectable ECC errors above this fail: DCGM health fails on any volatile DBE
+    # (DcgmHealthWatch.cpp, nvml.md §3.1). Errors.
+    ecc_dbe_max: int = field(default=0, metadata=_range(0, 1e12))
+    # Corrected DRAM errors (volatile or lifetime) above this fail: Azure NHC check_gpu_ecc
+    # 20000000 (nd96asr_v4.conf, nd96isr_h100_v5.conf; nvml.md §3.1). Errors.
+    ecc_sbe_fail: int = field(default=20_000_000, metadata=_range(0, 1e15))
+    # Corrected-error growth during stress that warns: NVIDIA publishes no rate (XID 92 "high
+    # single-bit ECC rate" has no number, nvml.md §2.12); burnin warns at 1 per minute. Errors/min.
+    ecc_sbe_warn_per_min: float = field(default=1.0, metadata=_range(0, 1e12))
+    # Lifetime corrected errors that mark a card as worn: no NVIDIA number exists (nvml.md
+    # §3.1); burnin warns 4 orders of magnitude below Azure's 20,000,000 failure line. Errors.
+    wear_aggregate_sbe_warn: int = field(default=1000, metadata=_range(0, 1e15))
+    # SBE + DBE retired pages at or above this fail: DCGM_LIMIT_MAX_RETIRED_PAGES 63
+    # (DcgmGPUHardwareLimits.h; Azure: 62 with pending = table full). Pages.
+    retired_pages_fail: int = field(default=63, metadata=_range(0, 1e6))
+    # DBE-retired pages above this warn: DCGM's soft limit 15 (it fails when the last week also
+    # grew; a snapshot has no dates, so burnin warns). Pages.
+    retired_pages_dbe_warn: int = field(default=15, metadata=_range(0, 1e6))
+    # Retired pages above this warn: Meta GCM's gpu_retired_pages default alert (> 10). Pages.
+    retired_pages_warn: int = field(default=10, metadata=_range(0, 1e6))
+    # Uncorrectable row remaps at or above this fail: DCGM_LIMIT_MAX_ROW_REMAP_UNCORRECTABLE and
+    # Azure NHC, 512 = the remapper's capacity (nvml.md §3.1). Rows.
+    remap_uncorrectable_fail: int = field(default=512, metadata=_range(0, 1e6))
+    # PCIe replays per minute limit = ceil(BER × lane rate × 60 s × lanes), BER 1e-12: DCGM
+    # GetExpectedPcieReplayRate (x16: 8 Gen3, 16 Gen4, 31 Gen5; nvml.md §3.2). Errors per bit.
+    pcie_replay_ber: float = field(default=1e-12, metadata=_range(0, 1))
+    # HW slowdown reasons (clocks ÷2 or more, nvml.h) in this many samples under load fail; one
+    # alone may be a P-state change, which nvml.h says can show the bit. Samples.
+    throttle_hw_fail_samples: int = field(default=2, metadata=_range(1, 1e9))
+    # Enforced power limit below the default by more than this warns (limits are set in whole
+    # watts; 2 % absorbs rounding on a 72 W L4). Fraction.
+    power_limit_tolerance: float = field(default=0.02, metadata=_range(0, 1))
+    # Enforced limit below this × default, or default below this × SKU TDP, fails: just under
+    # the lowest stock setting in nvml.md §4 (H100 PCIe 300 of 350 W = 0.857). Fraction.
+    power_limit_fail_ratio: float = field(default=0.85, metadata=_range(0, 1))
+    # A card this hot must have its fans turning: zero-RPM fan modes only stop fans on a cool
+    # card; NVIDIA publishes no fan threshold (nvml.md §3.4), so this is burnin's line. C.
+    fan_hot_temp_c: float = field(default=60.0, metadata=_range(0, 150))
+    # Fan speed below this while hot counts as stopped (NVML's % is the intended speed, RPM the
+    # measured one; nvml.md §2.5). Percent.
+    fan_min_pct: float = field(default=10.0, metadata=_range(0, 100))
+    # Peers (same SKU, same kernel shape): robust z = 0.6745·(x − median)/MAD (DESIGN.md); 3.5
+    # is Iglewicz & Hoaglin's (1993) outlier cutoff for this modified z-score. Unitless.
+    peer_z: float = field(default=3.5, metadata=_range(0, 1e6))
+    # An outlier must also sit this share below the peer median to WARN: DCGM targeted_power
+    # holds its moving average within ±5 % (reference/anchors.md, DCGM diag). Fraction.
+    peer_warn_drop: float = field(default=0.05, metadata=_range(0, 1))
+    # FAIL below this × the peer median: DCGM diag's "0.75 × measured" minimum convention
+    # (nvml.md §4, diag-skus.yaml.in), with the peers' median as the measured value. Fraction.
+    peer_fail_ratio: float = field(default=0.75, metadata=_range(0, 1))
+    # MAD floor as a share of the median: identical cards have MAD ≈ 0, so a z-score alone
+    # would flag noise; the floor asks for a real gap. Fraction.
+    peer_mad_floor: float = field(default=0.01, metadata=_range(0, 1))
+    # Matmul TFLOP/s / the SKU's dense datasheet peak of the same dtype (nvml.md §4). WARN below
+    # 0.5: DCGM's 0.75 × measured on the ≈0.8 an H100 SXM reaches on bf16 8192³ (issue 4:
+    # 790-800 of 989) gives 0.6, lowered to 0.5 for power-capped PCIe cards (A10, L4) whose
+    # achievable share the reference does not give. Fraction.
+    throughput_warn_peak_fraction: float = field(default=0.5, metadata=_range(0, 1))
+    # FAIL below 0.75 × the WARN line (DCGM's 0.75 × measured rule again). Fraction.
+    throughput_fail_peak_fraction: float = field(default=0.375, metadata=_range(0, 1))
+    # Smaller GEMMs cannot fill a datacenter GPU, so below this m=n=k the datasheet comparison
+    # SKIPs (DCGM and gpu-burn both use 8192). Elements.
+    throughput_min_size_for_peak: int = field(default=4096, metadata=_range(1, 1 << 20))
+    # Per-batch matmul TFLOP/s coefficient of variation: WARN above DCGM targeted_power's ±5 %
+    # moving-average band (anchors.md). Fraction.
+    stability_max_cv: float = field(default=0.05, metadata=_range(0, 10))
+    # A dip: a ~1 s window below (1 − this) × the run's median window; WARN on any (twice the
+    # ±5 % band, so one noisy window is not a dip). Fraction.
+    stability_max_dip: float = field(default=0.10, metadata=_range(0, 1))
+    # Device memory GB/s / the SKU's datasheet peak. FAIL below 0.57: DCGM diag's H100 SXM
+    # minimum (1,905,000 MB/s = 0.75 × measured) / its 3,350 GB/s peak; the same 0.75 rule on
+    # the lowest typical achieved share in nvml.md §4 (0.76, H100 SXM) also gives 0.57. Fraction.
+    membw_fail_peak_fraction: float = field(default=0.57, metadata=_range(0, 1))
+    # WARN below 0.65 ≈ 0.85 × that lowest typical share 0.76 (nvml.md §4 notes). Fraction.
+    membw_warn_peak_fraction: float = field(default=0.65, metadata=_range(0, 1))
+    # min(H2D, D2H) pinned GB/s / the link's theoretical rate (generation × width). WARN below
+    # 0.75: Azure NHC fails under 24 GB/s on Gen4 x16 (31.5) and 48 GB/s on Gen5 x16 (63), both
+    # ≈ 0.76 (nvml.md §3.2, anchors.md check_gpu_bw). Fraction.
+    pcie_warn_link_fraction: float = field(default=0.75, metadata=_range(0, 1))
+    # FAIL below 0.5: what a link trained one generation down or at half width delivers. Fraction.
+    pcie_fail_link_fraction: float = field(default=0.5, metadata=_range(0, 1))
+    # -- all-reduce (kernels/allreduce.py, burnin/verdicts/network.py) --
+    # Node all-reduce busbw at the largest size, judged on cards of a known SKU only; 0 = off.
+    # WARN below it, FAIL below 0.9 × it (nccl-tests FAILs "Avg bus bandwidth" below 0.9 ×
+    # NCCL_TESTS_MIN_BW). Azure NHC check_nccl_allreduce: 460 for 8× H100 SXM at 16 GiB
+    # (nd96isr_h100_v5.conf), 431 for H200 (nd96isr_h200_v5.conf); anchors.md. GB/s.
+    min_allreduce_busbw_gbps: float = field(default=0.0, metadata=_range(0, 1e6))
+    # slow-link: a GPU whose best pair, or a pair, is below this × the typical pair WARNs
+    # (nccl-tests' 0.9 × floor tolerance again; anchors.md). Fraction.
+    slow_link_warn_ratio: float = field(default=0.9, metadata=_range(0, 1))
+    # ... and FAILs below this: DCGM diag's "0.75 × measured" minimum convention, with the
+    # typical pair as the measured value (diag-skus.yaml.in; anchors.md). Fraction.
+    slow_link_fail_ratio: float = field(default=0.75, metadata=_range(0, 1))
+
+
+@dataclass(frozen=True, kw_only=True)
+class InspectSection:
+    # The SKU the seller or the purchase order claims (a key of burnin/data/skus.toml, e.g.
+    # "H100-SXM5-80GB"); "" = judge each card against the SKU its PCI device id names.
+    claimed_sku: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +253,10 @@ class RunConfig:
     watchdog: WatchdogSection = field(default_factory=WatchdogSection)
     ramp: RampSection = field(default_factory=RampSection)
     thresholds: ThresholdsSection = field(default_factory=ThresholdsSection)
+    store: StoreSection = field(default_factory=StoreSection)
+    thermal_guard: ThermalGuardSection = field(default_factory=ThermalGuardSection)
+    preflight: PreflightSection = field(default_factory=PreflightSection)
+    inspect: InspectSection = field(default_factory=InspectSection)
     kernels: dict[str, Any] = field(default_factory=dict)  # name -> that kernel's Config
 
     def kernel_config(self, name: str) -> Any:
@@ -134,9 +291,13 @@ def build_section(cls: type, data: dict[str, Any], path: str, source: str | None
         value = _coerce(hints[key], raw, key_path, source)
         meta = fields[key].metadata
         if isinstance(value, int | float) and not isinstance(value, bool):
-            lo, hi = meta.get("min"), meta.get("max")
+            # A field without a declared range still gets a sane one: no negative sizes,
+            # counts or durations, nothing a JSON consumer cannot represent exactly.
+            lo, hi = meta.get("min", 0), meta.get("max", _MAX_PLAIN_NUMBER)
             if (lo is not None and value < lo) or (hi is not None and value > hi):
                 raise ConfigError(key_path, f"{value!r} is out of range [{lo}, {hi}]", source)
+        if isinstance(value, tuple) and len(value) < meta.get("min_items", 0):
+            raise ConfigError(key_path, f"needs at least {meta['min_items']} item(s)", source)
         kwargs[key] = value
     return cls(**kwargs)
 
@@ -169,16 +330,27 @@ def _coerce(hint: Any, raw: Any, key_path: str, source: str | None) -> Any:
             return parse_duration(raw, key_path)
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             raise ConfigError(key_path, f"expected a number, got {raw!r}", source)
-        return float(raw)
+        try:
+            number = float(raw)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(key_path, f"expected a finite number, got {raw!r}", source)
+        return number
     if hint is int:
         if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
-            raw = int(raw)
+            try:
+                raw = int(raw)
+            except ValueError:  # digits int() does not take, e.g. superscripts
+                raise ConfigError(key_path, f"expected an integer, got {raw!r}", source) from None
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise ConfigError(key_path, f"expected an integer, got {raw!r}", source)
         return raw
     if hint is str:
         if not isinstance(raw, str):
             raise ConfigError(key_path, f"expected a string, got {raw!r}", source)
+        if "\x00" in raw:
+            raise ConfigError(key_path, "contains a NUL character", source)
         return raw
     return raw
 
@@ -206,6 +378,8 @@ def read_profile(profile: str) -> tuple[str, dict[str, Any], str]:
         return name, tomllib.loads(text), source
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("(file)", f"not valid TOML: {exc}", source) from None
+    except RecursionError:
+        raise ConfigError("(file)", "not valid TOML: nested too deeply", source) from None
 
 
 def _read_text(path: Path) -> str:
@@ -223,7 +397,7 @@ def parse_set(item: str) -> tuple[list[str], Any]:
         raise ConfigError(item, "--set expects section.key=value")
     try:
         parsed: Any = tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         parsed = value
     return keys, parsed
 

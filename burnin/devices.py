@@ -90,7 +90,8 @@ def select(
         if missing:
             raise DeviceError(f"--gpus: no GPU {missing[0]} (visible: 0..{len(cuda) - 1})")
         cuda = [cuda[g] for g in gpus]
-    return cuda, f"{len(cuda)} CUDA GPU(s)"
+    simulated = all(d.kind == "simulated" for d in cuda)  # a --simulate fleet's GPUs
+    return cuda, f"{len(cuda)} {'simulated' if simulated else 'CUDA'} GPU(s)"
 
 
 def match_telemetry(

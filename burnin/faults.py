@@ -36,6 +36,11 @@ FAULT_KINDS: dict[str, dict[str, Any]] = {
     "vbios": {"version": "00.00.00.00.00"},
     "inforom-invalid": {},
     "worn": {"aggregate_sbe": 5000, "aggregate_dbe": 3, "retired_pages": 12},
+    # Device-memory faults for memtest (expected check: sdc). stuck-bit pins bit `bit` (0-7) of
+    # the byte at `offset_bytes` of the tested region to `value` on every read; bitflip flips
+    # one random bit of the region in a `rate` share of write/verify passes.
+    "stuck-bit": {"offset_bytes": 4096, "bit": 0, "value": 1},
+    "bitflip": {"rate": 0.05},
 }
 
 

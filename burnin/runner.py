@@ -1,18 +1,21 @@
-"""Run orchestration on one node: store, inventory, sampler, staggered workers, watchdog, report.
+"""Run orchestration on one node: plan, preflight, store, sampler, workers, report.
 
-The parent never stresses a device itself. It starts one spawned process per device at the
-device's planned offset, watches each heartbeat, and records what it sees as events: a worker
-that exits non-zero is a ``crash``, one whose heartbeat stops for ``watchdog.timeout_s`` is a
-``hang`` and is killed, so the run always ends within the plan plus the watchdog timeout.
-Ctrl-C stops every worker, keeps everything recorded so far and still writes the report. The
-verdicts and reports come from the store afterwards, exactly as ``burnin report`` makes them.
+The parent never stresses a device itself. :func:`prepare` finds the devices, opens telemetry,
+reads each card's inventory and builds the plan (with SKU TDPs for the power estimate);
+:func:`execute` then runs the preflight (busy GPUs, checks that cannot run), creates the run
+directory, starts the telemetry :class:`~burnin.telemetry.sampler.Sampler` and hands the
+workers to the :class:`~burnin.supervisor.Supervisor` (staggered start, heartbeat watchdog,
+thermal guard, kill by process group). Ctrl-C and SIGTERM become a stop request
+(:mod:`burnin.signals`): the stress stops, what was recorded stays, and the report is still
+written (exit 4). The manifest gets ``finished_at`` only when the run ended in order, so a run
+killed with ``kill -9`` reads as incomplete to ``burnin report``. The verdicts and reports come
+from the store afterwards, exactly as ``burnin report`` makes them.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import logging
-import multiprocessing as mp
 import platform
 import sys
 import time
@@ -24,16 +27,17 @@ import burnin
 from burnin.config import RunConfig
 from burnin.devices import Device, match_telemetry, select
 from burnin.errors import TelemetryError
-from burnin.plan import Plan, WorkItem, build_plan
+from burnin.plan import Plan, build_plan
+from burnin.preflight import DevicePreflight, run_preflight
 from burnin.runtime import Runtime
-from burnin.store import RunStore
-from burnin.telemetry.base import TelemetryClient
+from burnin.signals import StopSignals
+from burnin.store import RunStore, safe_name
+from burnin.supervisor import Supervisor, warm_up
+from burnin.telemetry.base import Inventory, TelemetryClient, from_dict
 from burnin.telemetry.sampler import Sampler
+from burnin.watch import FaultTelemetry, guard_limit
 
 log = logging.getLogger("burnin")
-# How long stopped workers get to write their last records before they are killed.
-_GRACE_S = 5.0
-_POLL_S = 0.05
 
 
 @dataclass
@@ -44,13 +48,31 @@ class RunOutcome:
 
 
 def prepare(config: RunConfig, runtime: Runtime) -> tuple[Plan, TelemetryClient]:
-    """Discover devices, open telemetry and build the plan (no stress yet)."""
+    """Discover devices, open telemetry, read inventories and build the plan (no stress yet)."""
     cuda = runtime.cuda_devices() if runtime.cuda_devices is not None else None
     devices, note = select(config.run.device, config.run.gpus, config.cpu.devices, cuda)
     client = runtime.telemetry_factory(devices)
-    devices = _attach_telemetry(devices, client)
-    plan = build_plan(config, devices, runtime.hostname, note, runtime.faults, runtime.cpu_count)
-    return plan, client
+    try:
+        devices = _attach_telemetry(devices, client)
+        inventory = _read_inventory(devices, client)
+        plan = build_plan(
+            config,
+            devices,
+            # The node's name is also its directory in the store: the same safe form in the
+            # plan, the records and the path, whatever the host calls itself.
+            safe_name(runtime.hostname),
+            note,
+            runtime.faults,
+            runtime.cpu_count,
+            env=runtime.env,
+            tdp_w={dev: _tdp_w(record) for dev, record in inventory.items()},
+            seam_factories=runtime.seam_factories,
+            clock=runtime.worker_clock,
+        )
+    except BaseException:
+        client.close()
+        raise
+    return replace(plan, inventory=inventory), client
 
 
 def _attach_telemetry(devices: list[Device], client: TelemetryClient) -> list[Device]:
@@ -69,147 +91,158 @@ def _attach_telemetry(devices: list[Device], client: TelemetryClient) -> list[De
     return [replace(d, telemetry_index=d.index if d.index < count else None) for d in devices]
 
 
+def _read_inventory(devices: list[Device], client: TelemetryClient) -> dict[int, dict[str, Any]]:
+    """Each device's inventory.jsonl record (identity from discovery where telemetry fails)."""
+    out: dict[int, dict[str, Any]] = {}
+    for dev in devices:
+        record: dict[str, Any] = {
+            "name": dev.name,
+            "uuid": dev.uuid,
+            "pci_bus_id": dev.pci_bus_id,
+            "unsupported": [],
+        }
+        if dev.telemetry_index is not None:
+            try:
+                record = client.inventory(dev.telemetry_index).to_dict()
+            except TelemetryError as exc:
+                record["telemetry_error"] = str(exc)
+        record.pop("index", None)
+        out[dev.index] = {"device": dev.index, "kind": dev.kind, **record}
+    return out
+
+
+def _tdp_w(record: dict[str, Any]) -> float | None:
+    """The card's SKU TDP (W), or None when it matches no SKU (the CPU fallback never does)."""
+    if record.get("kind") == "cpu" and not record.get("pci_device_id"):
+        return None
+    from burnin.skus import identify
+
+    sku = identify(from_dict(Inventory, {**record, "index": record["device"]}))
+    return sku.tdp_w if sku is not None else None
+
+
 def execute(config: RunConfig, runtime: Runtime, argv: list[str]) -> RunOutcome:
-    """Run the whole burn-in on this node and write its reports."""
+    """Run the whole burn-in on this node and write its reports.
+
+    Raises:
+        DeviceError: the preflight refused to start (busy GPU, a required check cannot run).
+    """
     from burnin.reports import write_reports
 
-    plan, client = prepare(config, runtime)
-    store = RunStore.create(Path(config.run.out_dir), runtime.hostname)
-    manifest = _manifest(store, plan, client, argv, runtime)
-    store.write_manifest(manifest)
-    log.info("run %s: %s", store.path.name, plan.device_note)
-    _write_inventory(store, plan, client)
+    with StopSignals() as signals:
+        warm_up()  # the workers' torch import overlaps device discovery and preflight
+        plan, client = prepare(config, runtime)
+        try:
+            preflight = run_preflight(plan, client, config, plan.inventory)
+            store = RunStore.create(Path(config.run.out_dir), plan.node)
+        except BaseException:
+            client.close()
+            raise
+        client = FaultTelemetry.wrap(
+            client, runtime.faults, {i.device.index: i.device.telemetry_index for i in plan.items}
+        )
+        manifest = _manifest(store, plan, client, argv, runtime, preflight)
+        store.write_manifest(manifest)
+        log.info("run %s: %s", store.path.name, plan.device_note)
+        _write_inventory(store, plan)
+        stopped = _run(plan, store, client, runtime, signals, preflight, manifest)
+        if stopped:
+            log.warning("stopped by %s: writing a partial report", stopped)
+        context = write_reports(store.path, strict=config.run.strict)
+    return RunOutcome(run_dir=store.path, exit_code=context["exit_code"], context=context)
 
+
+def _run(
+    plan: Plan,
+    store: RunStore,
+    client: TelemetryClient,
+    runtime: Runtime,
+    signals: StopSignals,
+    preflight: list[DevicePreflight],
+    manifest: dict[str, Any],
+) -> str | None:
+    """Sample and stress until every device is done; returns the stop reason, if any."""
+    config = plan.config
+    fsync_s = config.store.fsync_interval_s
     t0 = runtime.monotonic()
-    samples = store.writer(plan.node, "samples")
-    events = store.writer(plan.node, "events")
+    samples = store.writer(plan.node, "samples", fsync_interval_s=fsync_s)
+    events = store.writer(plan.node, "events", fsync_interval_s=fsync_s)
+    for result in preflight:
+        events.write(result.to_event())
+    limits = {
+        dev: (limit, source)
+        for dev, record in plan.inventory.items()
+        for limit, source in [guard_limit(config, record)]
+        if limit is not None
+    }
+    supervisor = Supervisor(
+        plan,
+        str(store.stream_path(plan.node, "results")),
+        samples,
+        events,
+        t0,
+        signals,
+        limits=limits,
+        fault_telemetry=client if isinstance(client, FaultTelemetry) else None,
+        clock=runtime.monotonic,
+    )
     sampler = Sampler(
         client,
         [(i.device.index, i.device.telemetry_index) for i in plan.items],
-        samples,
-        events,
+        supervisor.watch.samples,  # type: ignore[arg-type]  # a pass-through JsonlWriter
+        supervisor.watch.events,  # type: ignore[arg-type]
         config.telemetry.interval_s,
         t0,
         runtime.monotonic,
+        time_scale=runtime.time_scale,
     )
     sampler.start()
-    interrupted = False
+    stopped: str | None = None
     try:
-        _run_workers(plan, store, events, t0, runtime)
-    except KeyboardInterrupt:
-        interrupted = True
-        log.warning("interrupted: stopping every device and writing a partial report")
+        stopped = supervisor.run()
+    except BaseException as exc:
+        # A harness bug: the manifest stays unfinished, so the report says incomplete.
+        manifest["harness_error"] = f"{type(exc).__name__}: {exc}"
+        raise
+    else:
+        manifest.update(
+            finished_at=_iso(runtime.wall_time()),
+            interrupted=stopped is not None,
+            stopped_by=stopped,
+        )
     finally:
         sampler.stop()
         client.close()
         samples.close()
         events.close()
-        manifest.update(
-            finished_at=_iso(runtime.wall_time()),
-            interrupted=interrupted,
-            elapsed_s=round(runtime.monotonic() - t0, 3),
-        )
+        manifest["elapsed_s"] = round(runtime.monotonic() - t0, 3)
         store.write_manifest(manifest)
-    context = write_reports(store.path, strict=config.run.strict)
-    return RunOutcome(run_dir=store.path, exit_code=context["exit_code"], context=context)
+    return stopped
 
 
-def _run_workers(plan: Plan, store: RunStore, events: Any, t0: float, runtime: Runtime) -> None:
-    spawn = mp.get_context("spawn")
-    stop = spawn.Event()
-    results_path = str(store.stream_path(plan.node, "results"))
-    watchdog_s = plan.config.watchdog.timeout_s
-    pending = sorted(plan.items, key=lambda i: i.start_offset_s)
-    running: dict[int, tuple[Any, Any, WorkItem]] = {}
-
-    def record(kind: str, dev: int | None, **extra: Any) -> None:
-        events.write(
-            {"device": dev, "elapsed_s": round(runtime.monotonic() - t0, 3), "kind": kind, **extra}
-        )
-
-    try:
-        while pending or running:
-            now = runtime.monotonic()
-            while pending and pending[0].start_offset_s <= now - t0:
-                item = pending.pop(0)
-                beat = spawn.Value("d", time.monotonic())
-                proc = spawn.Process(
-                    target=_worker_entry,
-                    name=f"burnin-dev{item.device.index}",
-                    args=(item, results_path, t0, beat, stop),
-                    daemon=True,
-                )
-                proc.start()
-                running[item.device.index] = (proc, beat, item)
-                record("device-start", item.device.index, pid=proc.pid)
-            for dev, (proc, beat, _item) in list(running.items()):
-                if not proc.is_alive():
-                    proc.join()
-                    if proc.exitcode != 0:
-                        record("crash", dev, exitcode=proc.exitcode)
-                    del running[dev]
-                elif time.monotonic() - beat.value > watchdog_s:
-                    proc.kill()
-                    proc.join(timeout=_GRACE_S)
-                    record("hang", dev, message=f"no progress for {watchdog_s:g} s; killed")
-                    del running[dev]
-            time.sleep(_POLL_S)
-    except KeyboardInterrupt:
-        stop.set()
-        record("interrupted", None, message="stopped by the user")
-        _stop_all(running, record)
-        raise
-
-
-def _stop_all(running: dict[int, tuple[Any, Any, WorkItem]], record: Any) -> None:
-    deadline = time.monotonic() + _GRACE_S
-    for dev, (proc, _beat, _item) in running.items():
-        proc.join(timeout=max(0.0, deadline - time.monotonic()))
-        if proc.is_alive():
-            proc.kill()
-            proc.join(timeout=_GRACE_S)
-            record("killed", dev, message="did not stop within the grace period")
-
-
-def _worker_entry(item: WorkItem, results_path: str, t0: float, beat: Any, stop: Any) -> None:
-    import signal
-
-    # The parent owns Ctrl-C: it sets ``stop`` so workers finish their records cleanly.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from burnin.worker import worker_main
-
-    worker_main(item, results_path, t0, beat, stop)
-
-
-def _write_inventory(store: RunStore, plan: Plan, client: TelemetryClient) -> None:
+def _write_inventory(store: RunStore, plan: Plan) -> None:
     out = store.writer(plan.node, "inventory")
     try:
         for item in plan.items:
-            dev = item.device
-            record: dict[str, Any] = {
-                "name": dev.name,
-                "uuid": dev.uuid,
-                "pci_bus_id": dev.pci_bus_id,
-                "unsupported": [],
-            }
-            if dev.telemetry_index is not None:
-                try:
-                    record = client.inventory(dev.telemetry_index).to_dict()
-                except TelemetryError as exc:
-                    record["telemetry_error"] = str(exc)
-            record.pop("index", None)
-            out.write({"device": dev.index, "kind": dev.kind, **record})
+            dev = item.device.index
+            out.write(plan.inventory.get(dev, {"device": dev, "kind": item.device.kind}))
     finally:
         out.close()
 
 
 def _manifest(
-    store: RunStore, plan: Plan, client: TelemetryClient, argv: list[str], runtime: Runtime
+    store: RunStore,
+    plan: Plan,
+    client: TelemetryClient,
+    argv: list[str],
+    runtime: Runtime,
+    preflight: list[DevicePreflight],
 ) -> dict[str, Any]:
     try:
         driver = client.driver_info().to_dict()
     except TelemetryError as exc:
         driver = {"error": str(exc)}
+    place = plan.placement
     return {
         "run_id": store.path.name,
         "argv": argv,
@@ -227,6 +260,17 @@ def _manifest(
         "driver": driver,
         "nodes": [plan.node],
         "device_note": plan.device_note,
+        "placement": {
+            "rank": place.rank,
+            "nodes": place.nodes,
+            "offset_s": place.offset_s,
+            "node_offset_s": place.node_offset_s,
+            "source": place.source,
+        },
+        "preflight": {
+            "busy_devices": [p.device for p in preflight if p.busy],
+            "forced": any(p.forced for p in preflight),
+        },
         "plan": [
             {
                 "node": i.node,
@@ -235,6 +279,7 @@ def _manifest(
                 "name": i.device.name,
                 "uuid": i.device.uuid,
                 "start_offset_s": i.start_offset_s,
+                "tdp_w": i.tdp_w,
                 "kernels": [k.name for k in i.kernels],
                 "faults": [f.kind for f in i.faults],
             }

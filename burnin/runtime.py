@@ -12,8 +12,9 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from burnin.devices import Device
 from burnin.errors import TelemetryError
@@ -46,3 +47,12 @@ class Runtime:
     cpu_count: int = field(default_factory=lambda: os.cpu_count() or 1)
     monotonic: Callable[[], float] = time.monotonic
     wall_time: Callable[[], float] = time.time
+    # Launcher variables (RANK, SLURM_NODEID, ...) for the node's ramp offset; tests inject theirs.
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    # Simulated fleets (burnin.simulate) only. time_scale: simulated seconds per wall second
+    # (the sampler waits interval / time_scale); worker_clock: the picklable clock workers read
+    # (None = time.monotonic); seam_factories: per device index, a picklable
+    # ``(faults, seed) -> DeviceSeam`` (None/absent = kernels.base.DeviceSeam).
+    time_scale: float = 1.0
+    worker_clock: Callable[[], float] | None = None
+    seam_factories: dict[int, Callable[..., Any]] = field(default_factory=dict)

@@ -40,11 +40,15 @@ def new_run_id(host: str, now: float | None = None) -> str:
 class JsonlWriter:
     """Appends one JSON record per line; each record is a single write, visible at once."""
 
-    def __init__(self, path: Path, fsync_every: int = 0) -> None:
+    def __init__(self, path: Path, fsync_every: int = 0, fsync_interval_s: float = 0.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._fsync_every = fsync_every
+        # Time-based cadence: at most one fsync per interval (on the write that crosses it),
+        # so a fast writer does not pay one disk flush per record.
+        self._fsync_interval_s = fsync_interval_s
+        self._last_fsync = time.monotonic()
         self._count = 0
 
     def write(self, record: dict[str, Any]) -> None:
@@ -53,9 +57,16 @@ class JsonlWriter:
         self._count += 1
         if self._fsync_every and self._count % self._fsync_every == 0:
             os.fsync(self._fd)
+        elif self._fsync_interval_s:
+            now = time.monotonic()
+            if now - self._last_fsync >= self._fsync_interval_s:
+                self._last_fsync = now
+                os.fsync(self._fd)
 
     def close(self) -> None:
         if self._fd >= 0:
+            if self._fsync_every or self._fsync_interval_s:
+                os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
 
@@ -84,7 +95,10 @@ class RunStore:
     @classmethod
     def create(cls, out_dir: Path, host: str, run_id: str | None = None) -> RunStore:
         """Make a fresh run directory; an existing one is never reused."""
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{out_dir}: cannot create the output directory ({exc})") from None
         for _ in range(20):
             rid = run_id or new_run_id(host)
             path = out_dir / safe_name(rid)
@@ -94,6 +108,8 @@ class RunStore:
                 if run_id:
                     raise StoreError(f"{path}: run directory already exists") from None
                 continue
+            except OSError as exc:
+                raise StoreError(f"{path}: cannot create the run directory ({exc})") from None
             return cls(path)
         raise StoreError(f"{out_dir}: could not create a new run directory")
 
@@ -105,8 +121,10 @@ class RunStore:
             raise ValueError(f"unknown stream {stream!r}")
         return self.node_dir(host) / f"{stream}.jsonl"
 
-    def writer(self, host: str, stream: str, fsync_every: int = 0) -> JsonlWriter:
-        return JsonlWriter(self.stream_path(host, stream), fsync_every)
+    def writer(
+        self, host: str, stream: str, fsync_every: int = 0, fsync_interval_s: float = 0.0
+    ) -> JsonlWriter:
+        return JsonlWriter(self.stream_path(host, stream), fsync_every, fsync_interval_s)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Replace manifest.json atomically (write a temp file, then rename)."""
@@ -123,7 +141,7 @@ class RunStore:
             raise StoreError(f"{self.path}: not a burnin run directory (manifest.json is missing)")
         try:
             manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise StoreError(f"{path}: unreadable manifest ({exc})") from None
         if not isinstance(manifest, dict):
             raise StoreError(f"{path}: manifest is not a JSON object")
@@ -131,10 +149,15 @@ class RunStore:
             raise StoreError(
                 f"{path}: unknown schema {manifest.get('schema')!r}, expected {MANIFEST_SCHEMA!r}"
             )
+        from burnin.schema import check_manifest
+
+        check_manifest(manifest, path)
         return manifest
 
     def load(self) -> RunData:
         """Read the whole run (every node) into plain dicts."""
+        from burnin.schema import check_records
+
         manifest = self.read_manifest()
         nodes: dict[str, NodeData] = {}
         nodes_dir = self.path / "nodes"
@@ -144,6 +167,7 @@ class RunStore:
             node = NodeData(host=node_dir.name)
             for stream in STREAMS:
                 records, torn = read_jsonl(node_dir / f"{stream}.jsonl")
+                check_records(stream, records, node_dir / f"{stream}.jsonl")
                 setattr(node, stream, records)
                 if torn:
                     node.torn_lines.append(f"{stream}.jsonl")
@@ -170,7 +194,7 @@ def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], bool]:
             record = json.loads(line)
             if not isinstance(record, dict):
                 raise ValueError("not a JSON object")
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             # Only the final line can be cut off by a kill; damage elsewhere is corruption.
             if number == last:
                 torn = True

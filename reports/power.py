@@ -1,0 +1,85 @@
+"""Pure: a node's total power over time and its devices' recorded start times, for the report.
+
+What a breaker sees is the node's sum, not any one card, so the report plots the sum of every
+device's ``power_w`` per sampler tick (the sampler stamps every device of one tick with the same
+``elapsed_s``; a device without a reading at a tick keeps its last one) and marks when each
+device actually started (``device-start`` events). From those start times it also counts the
+most devices that were ramping at once (started within ``ramp.step_s`` of one another), the
+figure the ramp promises to keep at or below ``ramp.max_concurrent``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from burnin.store import RunData
+
+_MAX_POINTS = 300
+
+
+def max_ramping(starts: list[float], step_s: float) -> int:
+    """Most devices inside one ramp window: starts ``s`` with ``t - step_s < s <= t``."""
+    if step_s <= 0 or not starts:
+        return len(starts)
+    ordered = sorted(starts)
+    return max(sum(1 for s in ordered if t - step_s < s <= t) for t in ordered)
+
+
+def _total_power(samples: list[dict[str, Any]]) -> pd.Series:
+    frame = pd.DataFrame(
+        [
+            s
+            for s in samples
+            if isinstance(s.get("device"), int) and isinstance(s.get("power_w"), int | float)
+        ],
+        columns=["device", "elapsed_s", "power_w"],
+    )
+    if frame.empty:
+        return pd.Series(dtype=float)
+    by_tick = frame.pivot_table(
+        index="elapsed_s", columns="device", values="power_w", aggfunc="last"
+    )
+    return by_tick.sort_index().ffill().sum(axis=1, min_count=1).dropna()
+
+
+def node_power(run: RunData) -> tuple[list[dict[str, Any]], dict[str, list[list[float]]]]:
+    """Per node: peak/mean total power and device starts; and the plot series per node."""
+    step_s = run.manifest.get("config", {}).get("ramp", {}).get("step_s")
+    if isinstance(step_s, bool) or not isinstance(step_s, int | float):
+        step_s = 0.0
+    entries: list[dict[str, Any]] = []
+    series: dict[str, list[list[float]]] = {}
+    for host, node in sorted(run.nodes.items()):
+        starts = [
+            {"device": e["device"], "elapsed_s": float(e["elapsed_s"])}
+            for e in node.events
+            if e.get("kind") == "device-start"
+            and isinstance(e.get("device"), int)
+            and isinstance(e.get("elapsed_s"), int | float)
+        ]
+        total = _total_power(node.samples)
+        points = [[float(t), round(float(w), 3)] for t, w in total.items()]
+        points = points[:: max(1, len(points) // _MAX_POINTS)]
+        if len(points) >= 2:
+            series[host] = points
+            x0, x1 = points[0][0], points[-1][0]
+            for start in starts:
+                frac = (start["elapsed_s"] - x0) / ((x1 - x0) or 1.0)
+                start["x_frac"] = round(frac, 4) if 0.0 <= frac <= 1.0 else None
+        else:
+            for start in starts:
+                start["x_frac"] = None
+        entries.append(
+            {
+                "node": host,
+                "peak_w": round(float(total.max()), 3) if len(total) else None,
+                "mean_w": round(float(total.mean()), 3) if len(total) else None,
+                "readings": len(total),
+                "device_starts": starts,
+                "max_ramping": max_ramping([s["elapsed_s"] for s in starts], float(step_s)),
+                "ramp_step_s": float(step_s),
+            }
+        )
+    return entries, series
