@@ -1,7 +1,9 @@
 """Parse saved ``nvidia-smi -q`` (text) and ``-q -x`` (XML) dumps into ``Inventory`` records.
 Procurement screening (``burnin inspect --from FILE``) starts from a dump a seller sent, not from
 hardware: this module turns such a file into one :class:`~burnin.telemetry.base.Inventory` per
-GPU (``index`` = position in the file) with identity, firmware, limits and lifetime-wear counters.
+GPU (``index`` = position in the file) with identity, firmware, limits, lifetime-wear and
+since-driver-load counters, the PCIe link (card, slot and current) and the processes running at
+dump time; which key feeds which field is in :mod:`burnin.smi_fields`.
 Both layouts are handled across driver generations (R3xx to R590): XML DTD v9 to v13 element names
 and the text keys that were renamed over time ("Power Limit"/"Enforced Power Limit" versus "Current
 Power Limit", "Single Bit"/"Double Bit" versus "SRAM/DRAM Correctable", "Pending" versus "Pending
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from burnin import smi_fields as F
 from burnin.errors import DumpError
 from burnin.telemetry.base import Inventory
 
@@ -42,120 +45,13 @@ _FALSE = frozenset({"no", "disabled", "false", "not active"})
 _KV = re.compile(r"^(\S(?:.*?\S)?)\s+:(?:\s(.*))?$")
 _GPU_HEADER = re.compile(r"^GPU\s+([0-9A-Fa-f]+:[0-9A-Fa-f]+:[0-9A-Fa-f]+(?:\.[0-9A-Fa-f]+)?)$")
 _CORRUPT_INFOROM = re.compile(r"infoROM is corrupted at gpu\s+([0-9A-Fa-f:.]+)", re.IGNORECASE)
-_NUMBER = re.compile(r"^([+-]?\d{1,18}(?:\.\d{1,9})?)\s*([A-Za-z%]*)$")
+_NUMBER = re.compile(r"^([+-]?\d{1,18}(?:\.\d{1,9})?)\s*([A-Za-z%()]*)$")  # unit: "bank(s)"
 _DEVICE_ID = re.compile(r"^(?:0[xX])?([0-9A-Fa-f]{4})([0-9A-Fa-f]{4})$")
 _SUBSYSTEM_ID = re.compile(r"^(?:0[xX])?([0-9A-Fa-f]{8})$")
 _FIRST_ELEMENT = re.compile(r"<(?![?!/])([^\s/>]{1,80})")
 _MAX_XML_DEPTH = 16
+_MAX_PROCESS_NAME = 256  # characters kept of a process name (a path, untrusted)
 
-# Candidate key paths per field, "|"-separated: XML element paths and lower-case text key paths
-# mixed; the first one that holds a usable value wins.
-_STRINGS = {
-    "uuid": "uuid|gpu uuid",
-    "serial": "serial|serial number",
-    "name": "product_name|product name",
-    "pci_bus_id": "pci/pci_bus_id|pci/bus id",
-    "vbios_version": "vbios_version|vbios version",
-    "inforom_image_version": "inforom_version/img_version|inforom version/image version",
-}
-_BOARD_PN = "board_part_number|board part number"
-_OLD_BOARD_PN = "gpu_part_number|gpu part number"  # before R450 the board PN had this name
-_PCIE = "pci/pci_gpu_link_info/pcie_gen/|pci/gpu link info/pcie generation/"
-
-
-def _under(prefixes: str, keys: str) -> str:
-    return "|".join(p + k for k in keys.split("|") for p in prefixes.split("|"))
-
-
-def _power(keys: str) -> str:
-    return _under("power_readings/|gpu_power_readings/|power readings/|gpu power readings/", keys)
-
-
-_NUMBERS: dict[str, tuple[str, str, type]] = {
-    "memory_total_mib": ("fb_memory_usage/total|fb memory usage/total", "MiB", int),
-    "power_limit_default_w": (_power("default_power_limit|default power limit"), "W", float),
-    "power_limit_enforced_w": (
-        _power(
-            "enforced_power_limit|enforced power limit|current_power_limit|current power limit"
-            "|power_limit|power limit"
-        ),
-        "W",
-        float,
-    ),
-    "power_limit_min_w": (_power("min_power_limit|min power limit"), "W", float),
-    "power_limit_max_w": (_power("max_power_limit|max power limit"), "W", float),
-    "max_sm_clock_mhz": ("max_clocks/sm_clock|max clocks/sm", "MHz", int),
-    "max_mem_clock_mhz": ("max_clocks/mem_clock|max clocks/memory", "MHz", int),
-    "pcie_max_gen": (
-        _under(_PCIE, "max_device_link_gen|device max|gpu max|max_link_gen|max"),
-        "",
-        int,
-    ),
-    "pcie_max_width": (
-        "pci/pci_gpu_link_info/link_widths/max_link_width|pci/gpu link info/link width/max",
-        "x",
-        int,
-    ),
-    "slowdown_temp_c": (
-        _under("temperature/", "gpu_temp_slow_threshold|gpu slowdown temp"),
-        "C",
-        float,
-    ),
-    "shutdown_temp_c": (
-        _under("temperature/", "gpu_temp_max_threshold|gpu shutdown temp"),
-        "C",
-        float,
-    ),
-    "retired_pages_sbe": (
-        "retired_pages/multiple_single_bit_retirement/retired_count|retired pages/single bit ecc",
-        "",
-        int,
-    ),
-    "retired_pages_dbe": (
-        "retired_pages/double_bit_retirement/retired_count|retired pages/double bit ecc",
-        "",
-        int,
-    ),
-    "remapped_rows_correctable": (
-        "remapped_rows/remapped_row_corr|remapped rows/correctable error",
-        "",
-        int,
-    ),
-    "remapped_rows_uncorrectable": (
-        "remapped_rows/remapped_row_unc|remapped rows/uncorrectable error",
-        "",
-        int,
-    ),
-}
-_BOOLS = {
-    "ecc_enabled": "ecc_mode/current_ecc|ecc mode/current",
-    "retired_pages_pending": _under(
-        "retired_pages/|retired pages/",
-        "pending_blacklist|pending_retirement|pending page blacklist|pending",
-    ),
-    "remapped_rows_pending": "remapped_rows/remapped_row_pending|remapped rows/pending",
-    "remapped_rows_failure": (
-        "remapped_rows/remapped_row_failure|remapped rows/remapping failure occurred"
-    ),
-}
-_AGG = "ecc_errors/aggregate/|ecc errors/aggregate/"
-# Lifetime ECC totals: the pre-Ampere layout ("Single Bit"/"Double Bit" totals) or the per-memory
-# layout of newer drivers (SRAM + DRAM, SRAM uncorrectable split into parity/SEC-DED on R550+).
-_ECC_SUMS = {
-    "ecc_aggregate_sbe": (
-        _under(_AGG, "single_bit/total|single bit/total"),
-        _under(_AGG, "sram_correctable|dram_correctable|sram correctable|dram correctable"),
-    ),
-    "ecc_aggregate_dbe": (
-        _under(_AGG, "double_bit/total|double bit/total"),
-        _under(
-            _AGG,
-            "sram_uncorrectable|sram_uncorrectable_parity|sram_uncorrectable_secded"
-            "|dram_uncorrectable|sram uncorrectable|sram uncorrectable parity"
-            "|sram uncorrectable sec-ded|dram uncorrectable",
-        ),
-    ),
-}
 _FIELD_ORDER = [f.name for f in dataclasses.fields(Inventory)]
 Key = tuple[str, ...]
 
@@ -166,6 +62,8 @@ class _Node:
 
     label: str
     values: dict[Key, tuple[str, int | None]] = field(default_factory=dict)
+    # (pid, name) per listed process: repeated keys, which the flat map would collapse to one.
+    processes: list[tuple[str | None, str | None]] = field(default_factory=list)
 
 
 def _key(path: str) -> Key:
@@ -301,8 +199,21 @@ def _parse_text(text: str, source: str) -> tuple[_Node, list[_Node], set[tuple[i
         name = _norm(kv.group(1) if kv else body)
         if kv:
             node.values.setdefault((*path, name), (kv.group(2) or "", lineno))
+            if path and path[0] in F.PROCESS_SECTIONS:
+                _add_process(node, name, kv.group(2) or "")
         stack.append((indent, name))
     return top, gpus, corrupt
+
+
+def _add_process(node: _Node, key: str, value: str) -> None:
+    """Text layout: a "Process ID" line opens an entry, its "Name" line below names it."""
+    if key in F.PROCESS_ID_KEYS:
+        node.processes.append((value, None))
+    elif key in F.PROCESS_NAME_KEYS:
+        if node.processes and node.processes[-1][1] is None:
+            node.processes[-1] = (node.processes[-1][0], value)
+        else:
+            node.processes.append((None, value))
 
 
 def _flatten(elem: ET.Element, node: _Node) -> None:
@@ -350,6 +261,9 @@ def _parse_xml(text: str, source: str) -> tuple[_Node, list[_Node], set[tuple[in
     for i, gpu in enumerate(root.findall("gpu")):
         node = _Node(_clean(gpu.get("id", "")) or f"#{i}")
         _flatten(gpu, node)
+        for section in F.PROCESS_SECTIONS[:2]:
+            for info in gpu.findall(f"{section}/process_info"):
+                node.processes.append((info.findtext("pid"), info.findtext("process_name")))
         gpus.append(node)
     return top, gpus, corrupt
 
@@ -373,38 +287,59 @@ def _decode(data: bytes, source: str) -> str:
     return text
 
 
+def _process_names(gpu: _Node, missing: set[str]) -> tuple[str, ...] | None:
+    """Names of the processes listed for ``gpu``; () for "None"/an empty list, None if absent."""
+    if gpu.processes:
+        names = []
+        for pid, name in gpu.processes:
+            label = _clean(name or "")
+            if not label or _unavailable(label):  # e.g. in a container: the PID is all there is
+                pid_text = _clean(pid or "")
+                label = f"pid {pid_text}" if pid_text and not _unavailable(pid_text) else "?"
+            names.append(label[:_MAX_PROCESS_NAME])
+        return tuple(names)
+    keys = [k for k in gpu.values if k[0] in F.PROCESS_SECTIONS]
+    heads = [_clean(gpu.values[k][0]) for k in keys if len(k) == 1]
+    if heads and all(h and _unavailable(h) for h in heads):  # "Processes : N/A"
+        missing.add("processes")
+        return None
+    return () if keys else None
+
+
 def _inventory(
     index: int, gpu: _Node, top: _Node, source: str, corrupt: set[tuple[int, ...]]
 ) -> Inventory:
     missing: set[str] = set()
     r, t = _Reader(source, gpu, missing), _Reader(source, top, missing)
-    values: dict[str, Any] = {name: r.string(name, paths) for name, paths in _STRINGS.items()}
+    values: dict[str, Any] = {name: r.string(name, paths) for name, paths in F.STRINGS.items()}
     if values["pci_bus_id"] is None and "pci_bus_id" not in missing and _bus_key(gpu.label):
         values["pci_bus_id"] = gpu.label
-    pn_paths = _BOARD_PN if r.present(_BOARD_PN) else _OLD_BOARD_PN
-    values["board_part_number"] = r.string("board_part_number", pn_paths)
-    for name, (paths, unit, kind) in _NUMBERS.items():
+    if r.present(F.BOARD_PN):
+        values["board_part_number"] = r.string("board_part_number", F.BOARD_PN)
+        values["gpu_part_number"] = r.string("gpu_part_number", F.GPU_PN)
+    else:  # before R450 "GPU Part Number" held the board's part number
+        values["board_part_number"] = r.string("board_part_number", F.GPU_PN)
+    for name, (paths, unit, kind) in F.NUMBERS.items():
         values[name] = r.number(name, paths, unit, kind)
-    for name, paths in _BOOLS.items():
+    for name, paths in F.BOOLS.items():
         values[name] = r.flag(name, paths)
-    for name, groups in _ECC_SUMS.items():
+    for name, groups in F.ECC_SUMS.items():
         values[name] = r.total(name, groups)
-    for name, paths, pattern in (
-        ("pci_device_id", "pci/pci_device_id|pci/device id", _DEVICE_ID),
-        ("pci_subsystem_id", "pci/pci_sub_system_id|pci/sub system id", _SUBSYSTEM_ID),
-    ):
+    for name, paths in F.PCI_IDS.items():
         if (hit := r.raw(name, paths)) is not None:
+            pattern = _DEVICE_ID if name == "pci_device_id" else _SUBSYSTEM_ID
             if not (m := pattern.match(hit[0])):
                 raise r.fail(
                     hit[1], hit[2], f"expected a hex id like 0x233010DE, got {hit[0]!r:.40}"
                 )
             values[name] = m.group(1).lower()
+    values["processes"] = _process_names(gpu, missing)
     # nvidia-smi prints one fan-speed figure whatever the fan count; only N/A is conclusive.
-    r.raw("fan_count", "fan_speed|fan speed")
+    r.raw("fan_count", F.FAN)
     bus = _bus_key(values["pci_bus_id"] or gpu.label)
     values["inforom_valid"] = False if bus is not None and bus in corrupt else None
-    values["driver_version"] = t.string("driver_version", "driver_version|driver version")
-    values["cuda_driver_version"] = t.string("cuda_driver_version", "cuda_version|cuda version")
+    values["driver_version"] = t.string("driver_version", F.DRIVER)
+    values["cuda_driver_version"] = t.string("cuda_driver_version", F.CUDA)
     unsupported = tuple(name for name in _FIELD_ORDER if name in missing)
     return Inventory(index=index, unsupported=unsupported, **values)
 

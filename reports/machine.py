@@ -14,7 +14,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from burnin.verdicts import Status
 
-_PRESENTATION_ONLY = ("series", "strict")
+_PRESENTATION_ONLY = ("series", "strict", "telemetry")
 
 
 def report_json(context: dict[str, Any]) -> str:

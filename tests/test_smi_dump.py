@@ -40,7 +40,15 @@ CASES = [
             "max_sm_clock_mhz": 1597,
             "slowdown_temp_c": 89.0,
             "shutdown_temp_c": 92.0,
-            "board_part_number": "692-2G504-0200-000",
+            "board_part_number": "692-2G504-0200-000",  # printed as <gpu_part_number> (R410)
+            "gpu_part_number": None,
+            "ecc_volatile_sbe": 1,
+            "ecc_volatile_dbe": 1,
+            "pcie_replay_count": 0,
+            "pcie_current_gen": 3,
+            "pcie_current_width": 16,
+            "processes": (),
+            "remap_banks_none": None,  # no row remapper before Ampere
         },
     ),
     (
@@ -58,6 +66,12 @@ CASES = [
             "power_limit_max_w": 70.0,
             "pcie_max_width": 16,
             "pci_bus_id": "00000000:00:1E.0",
+            "ecc_volatile_sbe": 0,
+            "ecc_volatile_dbe": 0,
+            "pcie_current_gen": 3,
+            "pcie_current_width": 8,  # x8 of x16 (AWS)
+            "processes": ("/usr/lib/xorg/Xorg", "python"),
+            "remap_banks_max": None,
         },
     ),
     (
@@ -75,6 +89,15 @@ CASES = [
             "pcie_max_gen": 4,
             "pci_subsystem_id": "147f10de",
             "inforom_image_version": "G506.0212.00.01",
+            "gpu_part_number": "20B2-895-A1",
+            "board_part_number": "692-2G506-0212-002",
+            "ecc_volatile_dbe": 0,
+            "pcie_system_max_gen": 4,
+            "pcie_current_gen": 4,
+            "pcie_current_width": 16,
+            "pcie_replay_count": 0,
+            "processes": (),  # <processes />
+            "remap_banks_max": None,  # <remapped_rows>N/A</remapped_rows>
         },
     ),
     (
@@ -92,6 +115,14 @@ CASES = [
             "ecc_enabled": None,
             "driver_version": "590.44.01",
             "cuda_driver_version": "13.1",
+            "gpu_part_number": "1E87-400-A1",
+            "board_part_number": None,
+            "ecc_volatile_sbe": None,
+            "pcie_system_max_gen": 3,
+            "pcie_current_gen": 1,  # idle link downshifted
+            "pcie_current_width": 8,
+            "pcie_replay_count": 0,
+            "processes": (),
         },
     ),
     (
@@ -110,6 +141,18 @@ CASES = [
             "ecc_enabled": False,
             "max_sm_clock_mhz": 3090,
             "slowdown_temp_c": None,  # only T.Limit margins in this dump
+            "pcie_system_max_gen": 4,  # <max_link_gen>: card and Gen4 slot together
+            "pcie_system_max_width": 16,
+            "pcie_current_gen": 1,
+            "pcie_current_width": 16,
+            "gpu_part_number": "2BB4-865-A1",
+            "remap_banks_max": 512,
+            "remap_banks_high": 0,
+            "remap_banks_partial": 0,
+            "remap_banks_low": 0,
+            "remap_banks_none": 0,
+            "ecc_volatile_dbe": None,
+            "processes": ("/root/src/llama.cpp/build/bin/llama-server",),
         },
     ),
     (
@@ -125,6 +168,12 @@ CASES = [
             "pci_subsystem_id": "37031458",
             "board_part_number": None,
             "vbios_version": "86.04.50.00.AB",
+            "gpu_part_number": None,
+            "ecc_volatile_sbe": None,
+            "pcie_current_gen": 3,
+            "pcie_current_width": 1,  # x1 riser
+            "pcie_replay_count": 0,
+            "processes": ("/usr/lib/xorg/Xorg", "/usr/bin/gnome-shell", "./ethminer"),
         },
     ),
     (
@@ -141,6 +190,16 @@ CASES = [
             "remapped_rows_uncorrectable": 0,
             "board_part_number": "900-21010-0020-000",
             "shutdown_temp_c": None,
+            "gpu_part_number": "2321-886-A1",
+            "ecc_volatile_sbe": 0,
+            "ecc_volatile_dbe": 0,
+            "remap_banks_max": 3072,
+            "remap_banks_none": 0,
+            "pcie_system_max_gen": 5,
+            "pcie_current_gen": 5,
+            "pcie_current_width": 16,
+            "pcie_replay_count": 0,
+            "processes": (),  # "Processes : None"
         },
     ),
     (
@@ -160,6 +219,18 @@ CASES = [
             "retired_pages_dbe": None,
             "slowdown_temp_c": 95.0,
             "shutdown_temp_c": 98.0,
+            "gpu_part_number": "2235-895-A1",
+            "ecc_volatile_sbe": 0,
+            "ecc_volatile_dbe": 0,
+            "remap_banks_max": 192,
+            "remap_banks_high": 0,
+            "remap_banks_partial": 0,
+            "remap_banks_low": 0,
+            "remap_banks_none": 0,
+            "pcie_system_max_gen": 4,
+            "pcie_current_gen": 1,
+            "pcie_current_width": 16,
+            "processes": (),
         },
     ),
     (
@@ -176,6 +247,15 @@ CASES = [
             "max_sm_clock_mhz": 2100,
             "driver_version": "537.99",
             "vbios_version": "94.02.5c.00.02",
+            "pcie_system_max_gen": 4,  # "Max" 4: Host Max 5, Device Max 4
+            "pcie_current_gen": 4,
+            "pcie_current_width": 16,
+            "pcie_replay_count": 0,
+            "gpu_part_number": "2230-875-A1",
+            "ecc_volatile_dbe": None,
+            "remap_banks_max": 192,
+            "remap_banks_none": 0,
+            "processes": (),
         },
     ),
     (
@@ -194,6 +274,14 @@ CASES = [
             "power_limit_min_w": 150.0,
             "pci_bus_id": "00000004:04:00.0",
             "board_part_number": "900-2G503-0430-000",
+            "gpu_part_number": None,
+            "ecc_volatile_sbe": 0,
+            "ecc_volatile_dbe": 0,
+            "pcie_system_max_gen": 3,
+            "pcie_current_gen": 3,
+            "pcie_current_width": 2,  # x2 of x16
+            "pcie_replay_count": 0,
+            "processes": (),
         },
     ),
     (
@@ -209,6 +297,10 @@ CASES = [
             "pcie_max_gen": None,
             "driver_version": "331.79",
             "cuda_driver_version": None,
+            "pcie_current_gen": None,
+            "pcie_replay_count": None,  # absent from R331
+            "ecc_volatile_dbe": None,
+            "processes": None,  # "Compute Processes : N/A"
         },
     ),
 ]
@@ -256,6 +348,8 @@ def test_multi_gpu_dumps_keep_file_order() -> None:
     assert [g.pci_bus_id for g in gtx] == ["00000000:01:00.0", "00000000:03:00.0"]
     assert [g.memory_total_mib for g in gtx] == [8112, 8114]
     assert [g.pcie_max_gen for g in gtx] == [3, 2]
+    assert [(g.pcie_current_gen, g.pcie_current_width) for g in gtx] == [(3, 1), (2, 1)]
+    assert gtx[1].processes == ("./ethminer",)  # the second card's own list, not the first's
     h100 = parse_dump(DUMPS / "h100-nvl-x2_r550.txt")
     assert [g.serial for g in h100] == ["1650724004565", "1650924002357"]
     assert h100[1].uuid == "GPU-db6d02a2-1413-eccf-8a17-d99eac29d365"
@@ -277,6 +371,14 @@ def test_na_fields_are_none_and_listed() -> None:
         assert getattr(a100, key) is None and key in a100.unsupported
     assert a100.memory_total_mib == 81920  # not a MIG slice's fb_memory_usage
     assert "fan_count" in a100.unsupported  # passive card: Fan Speed N/A
+    for key in ("remap_banks_max", "remap_banks_none"):
+        assert getattr(a100, key) is None and key in a100.unsupported
+    for key in ("ecc_volatile_sbe", "ecc_volatile_dbe", "pcie_current_gen", "processes"):
+        assert getattr(titan, key) is None and key in titan.unsupported, key
+    assert "pcie_replay_count" not in titan.unsupported  # absent from R331, not N/A
+    (t4,) = parse_dump(DUMPS / "tesla-t4_r515.xml")
+    # no <board_part_number> element: <gpu_part_number> is the board's, the chip's is unknown
+    assert t4.gpu_part_number is None and "gpu_part_number" not in t4.unsupported
     (a40,) = parse_dump(DUMPS / "a40-remapped-rows_r550.txt")
     assert a40.fan_count is None and "fan_count" not in a40.unsupported
     (h100, _) = parse_dump(DUMPS / "h100-nvl-x2_r550.txt")
@@ -341,6 +443,136 @@ def test_untrusted_strings_lose_control_characters(tmp_path: Path) -> None:
     (gpu,) = parse_dump(path)
     assert gpu.serial == "16505[2J22003820"
     assert gpu.power_limit_max_w == 400.0
+
+
+PROCS = """
+==============NVSMI LOG==============
+
+GPU 00000000:01:00.0
+    Product Name                          : NVIDIA H100 80GB HBM3
+    Board Part Number                     : 692-2G520-0200-000
+    GPU Part Number                       : {chip}
+    PCI
+        GPU Link Info
+            PCIe Generation
+                Max                       : 4
+                Current                   : {gen}
+                Device Current            : 5
+                Device Max                : 5
+                Host Max                  : 4
+            Link Width
+                Max                       : 16x
+                Current                   : {width}
+        Replays Since Reset               : {replays}
+    Remapped Rows
+        Correctable Error                 : 0
+        Bank Remap Availability Histogram
+            Max                           : {banks}
+            None                          : 2 bank(s)
+    Processes
+        GPU instance ID                   : N/A
+        Compute instance ID               : N/A
+        Process ID                        : 4242
+            Type                          : C
+            Name                          : ./miner\x1b[31m\u202e --pool x
+            Used GPU Memory               : 100 MiB
+        Process ID                        : 17
+            Type                          : C
+            Name                          : N/A
+            Used GPU Memory               : 100 MiB
+        Process ID                        : 99
+            Type                          : G
+            Name                          : /usr/bin/python3
+"""
+
+
+@pytest.mark.parametrize(
+    ("fill", "expected", "unsupported"),
+    [
+        (
+            {
+                "chip": "2330-885-A1",
+                "gen": "2",
+                "width": "8x",
+                "replays": "12",
+                "banks": "638 bank(s)",
+            },
+            {
+                "gpu_part_number": "2330-885-A1",
+                "pcie_max_gen": 5,
+                "pcie_system_max_gen": 4,
+                "pcie_current_gen": 2,
+                "pcie_current_width": 8,
+                "pcie_replay_count": 12,
+                "remap_banks_max": 638,
+                "remap_banks_none": 2,
+                "remap_banks_low": None,  # not printed: None and not "unsupported"
+            },
+            set(),
+        ),
+        (
+            {"chip": "N/A", "gen": "N/A", "width": "[N/A]", "replays": "N/A", "banks": "N/A"},
+            {"gpu_part_number": None, "pcie_current_gen": 5, "remap_banks_max": None},
+            {"gpu_part_number", "pcie_current_width", "pcie_replay_count", "remap_banks_max"},
+        ),
+    ],
+)
+def test_link_part_number_histogram_and_processes(
+    tmp_path: Path, fill: dict, expected: dict, unsupported: set
+) -> None:
+    path = tmp_path / "h100.txt"
+    path.write_text(PROCS.format(**fill))
+    (gpu,) = parse_dump(path)
+    for key, value in expected.items():
+        assert getattr(gpu, key) == value, key
+    assert set(gpu.unsupported) == unsupported
+    # control and bidi characters dropped; an unnamed process keeps its PID
+    assert gpu.processes == ("./miner[31m --pool x", "pid 17", "/usr/bin/python3")
+
+
+@pytest.mark.parametrize(
+    ("section", "processes", "unsupported"),
+    [
+        ("    Processes                             : None\n", (), False),
+        ("    Compute Processes                     : N/A\n", None, True),
+        ("    Processes                             : [Not Supported]\n", None, True),
+        ("", None, False),
+    ],
+)
+def test_process_section_states(
+    tmp_path: Path, section: str, processes: tuple | None, unsupported: bool
+) -> None:
+    path = tmp_path / "p.txt"
+    path.write_text("GPU 00000000:01:00.0\n    Product Name : Tesla T4\n" + section)
+    (gpu,) = parse_dump(path)
+    assert gpu.processes == processes
+    assert ("processes" in gpu.unsupported) is unsupported
+
+
+def test_xml_process_names_are_cleaned_and_capped(tmp_path: Path) -> None:
+    # XML 1.0 forbids most C0 controls even as references; tab, C1 (U+009B = CSI) and bidi pass
+    name = "/opt/\t&#x9b;31m&#x202e;x" + "a" * 400
+    path = tmp_path / "p.xml"
+    path.write_text(
+        "<nvidia_smi_log><gpu id='00000000:01:00.0'><product_name>Tesla T4</product_name>"
+        f"<processes><process_info><pid>1</pid><process_name>{name}</process_name>"
+        "</process_info><process_info><pid>2</pid><process_name />"
+        "</process_info></processes></gpu></nvidia_smi_log>"
+    )
+    (gpu,) = parse_dump(path)
+    first, second = gpu.processes
+    assert first.startswith("/opt/31mxaaa") and len(first) == 256
+    assert second == "pid 2"
+
+
+def test_bank_count_with_a_foreign_unit_names_the_line(tmp_path: Path) -> None:
+    fill = {"chip": "x", "gen": "1", "width": "16x", "replays": "0", "banks": "7 rows"}
+    path = tmp_path / "h.txt"
+    text = PROCS.format(**fill)
+    path.write_text(text)
+    lineno = next(i for i, ln in enumerate(text.split("\n"), 1) if "7 rows" in ln)
+    with pytest.raises(DumpError, match=rf"h\.txt line {lineno}: .*histogram/max.*'7 rows'"):
+        parse_dump(path)
 
 
 def _variant(tmp_path: Path, name: str, data: bytes) -> Path:

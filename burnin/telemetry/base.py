@@ -57,6 +57,28 @@ class Inventory:
     remapped_rows_pending: bool | None = None
     remapped_rows_failure: bool | None = None
     total_energy_j: float | None = None
+    # Added for issue 5 (inventory and screening); all optional, None = not reported.
+    pcie_system_max_gen: int | None = None  # card and slot together (nvmlDeviceGetMaxPcie*)
+    pcie_system_max_width: int | None = None
+    gpu_max_temp_c: float | None = None  # "may be throttled below base clock" threshold
+    mem_max_temp_c: float | None = None  # memory SW-slowdown threshold
+    ecc_volatile_sbe: int | None = None  # since the last driver load (a snapshot for inspect)
+    ecc_volatile_dbe: int | None = None
+    # Row-remapper bank histogram: banks by spare rows left (nvmlDeviceGetRowRemapperHistogram).
+    remap_banks_max: int | None = None
+    remap_banks_high: int | None = None
+    remap_banks_partial: int | None = None
+    remap_banks_low: int | None = None
+    remap_banks_none: int | None = None
+    nvlink_links_total: int | None = None  # links NVML reports a state for
+    nvlink_links_up: int | None = None
+    pcie_replay_count: int | None = None  # since the last reset
+    xid_events_supported: bool | None = None  # XID events registered through the NVML event API
+    # Added for dump screening (burnin.smi_dump); None = not reported.
+    pcie_current_gen: int | None = None  # link at read time; an idle link may be downshifted
+    pcie_current_width: int | None = None
+    gpu_part_number: str | None = None  # the GPU chip's part number, e.g. "2321-886-A1"
+    processes: tuple[str, ...] | None = None  # names of processes on the card; () = none ran
     simulated: bool = False
     unsupported: tuple[str, ...] = ()
 
@@ -85,6 +107,15 @@ class Sample:
     pcie_gen: int | None = None
     pcie_width: int | None = None
     pcie_replay_count: int | None = None
+    # Added for issue 5; all optional, None = not reported.
+    temp_margin_c: float | None = None  # distance to the nearest slowdown threshold
+    power_limit_w: float | None = None  # enforced power limit at this moment
+    fan_rpm: int | None = None  # measured speed of fan 0 (fan_pct is the *intended* speed)
+    fan_target_pct: float | None = None
+    nvlink_links_up: int | None = None
+    nvlink_replay_errors: int | None = None  # summed over links, since the last reset
+    nvlink_recovery_errors: int | None = None
+    nvlink_crc_errors: int | None = None  # CRC flit + CRC data
     unsupported: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:

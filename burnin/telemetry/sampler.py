@@ -26,6 +26,7 @@ class Sampler:
         interval_s: float,
         t0: float,
         monotonic: Callable[[], float] = time.monotonic,
+        time_scale: float = 1.0,
     ) -> None:
         self._client = client
         self._devices = [(i, t) for i, t in devices if t is not None]
@@ -33,6 +34,9 @@ class Sampler:
         self._interval_s = interval_s
         self._t0 = t0
         self._monotonic = monotonic
+        # A simulated fleet's clock runs time_scale times faster than the wall clock; the wait
+        # between samples is wall time, so it shrinks by the same factor.
+        self._time_scale = time_scale
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="burnin-sampler", daemon=True)
         self._failed: set[int] = set()
@@ -90,4 +94,4 @@ class Sampler:
         while not self._stop.is_set():
             self.sample_once()
             next_t += self._interval_s
-            self._stop.wait(max(0.0, next_t - self._monotonic()))
+            self._stop.wait(max(0.0, (next_t - self._monotonic()) / self._time_scale))

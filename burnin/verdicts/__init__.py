@@ -103,6 +103,9 @@ def registered() -> dict[str, CheckFn]:
 
 def _load_builtins() -> None:
     from burnin.verdicts import compute, health, lifecycle  # noqa: F401
+    from burnin.verdicts import memory_health, screening  # noqa: F401
+    from burnin.verdicts import memory  # noqa: F401
+    from burnin.verdicts import network  # noqa: F401
 
 
 def worst(statuses: Iterable[Status]) -> Status:

@@ -1,60 +1,269 @@
-"""Health checks from telemetry: ``thermal`` (peak temperature under stress).
+"""Health checks from telemetry and limits: ``thermal``, ``throttle``, ``power`` and ``fan``.
 
-The FAIL line is the card's own hardware-slowdown threshold from NVML (or ``fail_temp_c`` when
-configured): at that point the card cuts its clocks. WARN starts at ``warn_temp_c``. A device
-without a temperature sensor gets SKIP, never PASS.
+``thermal`` compares the peak temperatures under stress with the card's own NVML thresholds
+(slowdown, memory maximum, the thermal margin) and ``warn_temp_c``; ``throttle`` counts the
+clock-event reasons active while a kernel ran (HW slowdown, HW thermal and power-brake bits mean
+clocks halved: cooling, PSU or board trouble, nvml.h); ``power`` compares the enforced power limit
+with the card's default and the default with the SKU's TDP (a lowered cap costs throughput, a
+low default suggests another board); ``fan`` flags fans stopped or not turning while the card is
+hot. A device without the sensor gets SKIP, never PASS; an ``inspect`` snapshot (no run) gets
+``power`` only, the others need samples.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
+from burnin.inventory import card_sku
 from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
+from burnin.verdicts.findings import Findings, is_cpu, limit, loaded_samples, ran, values
+
+# Clock-event reasons that mean clocks were cut by half or more (nvml.h, reference/nvml.md §2.7).
+_HW_REASONS = {
+    "hw_slowdown": "inspect-cooling",
+    "hw_thermal_slowdown": "inspect-cooling",
+    "hw_power_brake_slowdown": "reseat",  # an external power brake: PSU or power cabling
+}
+# Normal under a full load (Azure NHC ignores idle and SW power cap, nvml.md §2.7).
+_BENIGN = {"gpu_idle", "sw_power_cap"}
 
 
 @check("thermal")
 def thermal(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     temps = gpu.sample_values("temp_c")
     if not temps:
-        yield Verdict(
-            check="thermal",
-            status=Status.SKIP,
-            unit="C",
-            message="no temperature readings (sensor not supported or no samples)",
-        )
+        if is_cpu(gpu) or ran(gpu):
+            yield Verdict(
+                check="thermal",
+                status=Status.SKIP,
+                unit="C",
+                message="no temperature readings (sensor not supported or no samples)",
+            )
         return
+    inv, f = gpu.inventory, Findings("thermal")
     peak_c = max(temps)
-    warn_c = float(ctx.thresholds.get("warn_temp_c", 85.0))
-    fail_c = float(ctx.thresholds.get("fail_temp_c", 0.0) or 0.0) or gpu.inventory.get(
-        "slowdown_temp_c"
-    )
+    warn_c = float(limit(ctx, "warn_temp_c"))
+    fail_c = float(limit(ctx, "fail_temp_c") or 0.0) or inv.get("slowdown_temp_c")
     if fail_c and peak_c >= fail_c:
-        yield Verdict(
-            check="thermal",
-            status=Status.FAIL,
+        f.problem(
+            Status.FAIL,
+            f"reached {peak_c:g} C, at or above the slowdown limit of {fail_c:g} C: the card "
+            "cuts its clocks; inspect airflow, fans and heatsink contact",
             observed=peak_c,
             limit=fail_c,
             unit="C",
             action="inspect-cooling",
-            message=f"reached {peak_c:g} C, at or above the slowdown limit of "
-            f"{fail_c:g} C; inspect airflow, fans and heatsink contact",
         )
     elif peak_c > warn_c:
-        yield Verdict(
-            check="thermal",
-            status=Status.WARN,
+        f.problem(
+            Status.WARN,
+            f"reached {peak_c:g} C, above the warning level of {warn_c:g} C: check the airflow",
             observed=peak_c,
             limit=warn_c,
             unit="C",
             action="inspect-cooling",
-            message=f"reached {peak_c:g} C, above the warning level of {warn_c:g} C",
         )
     else:
-        yield Verdict(
-            check="thermal",
-            status=Status.PASS,
-            observed=peak_c,
-            limit=warn_c,
+        f.ok(f"peak {peak_c:g} C", observed=peak_c, limit=warn_c, unit="C")
+    mem = gpu.sample_values("mem_temp_c")
+    mem_max = inv.get("mem_max_temp_c")
+    if mem and mem_max and max(mem) >= mem_max:
+        f.problem(
+            Status.FAIL,
+            f"memory reached {max(mem):g} C, at or above its slowdown limit of {mem_max:g} C: "
+            "inspect cooling (thermal pads on used cards)",
+            observed=max(mem),
+            limit=mem_max,
             unit="C",
-            message=f"peak {peak_c:g} C",
+            action="inspect-cooling",
         )
+    margins = gpu.sample_values("temp_margin_c")
+    if margins and min(margins) <= 0:
+        f.problem(
+            Status.FAIL,
+            f"thermal margin fell to {min(margins):g} C: the card hit its nearest slowdown "
+            "threshold; inspect cooling",
+            observed=min(margins),
+            limit=0,
+            unit="C",
+            action="inspect-cooling",
+        )
+    yield f.verdict()
+
+
+@check("throttle")
+def throttle(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    if is_cpu(gpu) or not ran(gpu):
+        return
+    f = Findings("throttle")
+    loaded = [s for s in loaded_samples(gpu) if "throttle_reasons" not in s.get("unsupported", ())]
+    if not loaded:
+        f.gap("no clock-event reasons sampled under load")
+        yield f.verdict()
+        return
+    seen = Counter(r for s in loaded for r in s.get("throttle_reasons") or ())
+    fail_n = int(limit(ctx, "throttle_hw_fail_samples"))
+    for reason, action in _HW_REASONS.items():
+        if n := seen.get(reason, 0):
+            f.problem(
+                Status.FAIL if n >= fail_n else Status.WARN,
+                f"{reason} active in {n} of {len(loaded)} samples under load: clocks cut by half "
+                "or more; "
+                + (
+                    "check the PSU and power cabling"
+                    if action == "reseat"
+                    else "inspect airflow, fans and heatsink contact"
+                ),
+                observed=n,
+                limit=fail_n,
+                unit="samples",
+                action=action,
+            )
+    if n := seen.get("sw_thermal_slowdown", 0):
+        f.problem(
+            Status.WARN,
+            f"sw_thermal_slowdown active in {n} of {len(loaded)} samples under load: the driver "
+            "held clocks down to stay under its temperature limits; inspect cooling",
+            observed=n,
+            limit=0,
+            unit="samples",
+            action="inspect-cooling",
+        )
+    handled = {*_HW_REASONS, "sw_thermal_slowdown", *_BENIGN}
+    for reason in sorted(set(seen) - handled):
+        f.problem(
+            Status.WARN,
+            f"{reason} active in {seen[reason]} of {len(loaded)} samples under load: clocks held "
+            "by a setting or limit other than power or temperature; check clock settings",
+            observed=seen[reason],
+            limit=0,
+            unit="samples",
+            action="retest",
+        )
+    capped = seen.get("sw_power_cap", 0)
+    f.ok(
+        f"no HW slowdown or thermal throttling in {len(loaded)} samples under load"
+        + (f" (power cap held clocks in {capped}, normal at full load)" if capped else ""),
+        observed=0,
+        unit="samples",
+    )
+    yield f.verdict()
+
+
+@check("power")
+def power(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    if is_cpu(gpu):
+        return
+    inv, f = gpu.inventory, Findings("power")
+    default_w = inv.get("power_limit_default_w")
+    enforced = [v for v in (inv.get("power_limit_enforced_w"),) if isinstance(v, int | float)]
+    enforced += gpu.sample_values("power_limit_w")
+    tol, fail_ratio = (
+        float(limit(ctx, "power_limit_tolerance")),
+        float(limit(ctx, "power_limit_fail_ratio")),
+    )
+    if not isinstance(default_w, int | float) or not default_w:
+        f.gap("default power limit not reported")
+    elif not enforced:
+        f.gap("enforced power limit not reported")
+    else:
+        low_w = min(enforced)
+        if low_w < default_w * (1 - tol):
+            f.problem(
+                Status.FAIL if low_w < default_w * fail_ratio else Status.WARN,
+                f"power limit lowered to {low_w:g} W, below the card's default of {default_w:g} W:"
+                f" it will run slower; restore the default (nvidia-smi -pl {default_w:g}) "
+                "and re-test",
+                observed=low_w,
+                limit=default_w,
+                unit="W",
+                action="retest",
+            )
+        else:
+            f.ok(f"power limit {low_w:g} W = default", observed=low_w, limit=default_w, unit="W")
+        _default_vs_sku(f, gpu, float(default_w), fail_ratio)
+    peak = gpu.sample_values("power_w")
+    if peak and f.items and max(f.items, key=lambda i: i.status).status == Status.PASS:
+        f.ok(f"peak draw {max(peak):g} W")
+    yield f.verdict()
+
+
+def _default_vs_sku(f: Findings, gpu: GpuData, default_w: float, fail_ratio: float) -> None:
+    sku = card_sku(gpu.inventory)
+    if sku is None or not sku.is_verified("tdp_w"):
+        return  # an assumed TDP (e.g. a configurable range's top) is no evidence
+    if default_w < sku.tdp_w * fail_ratio:
+        f.problem(
+            Status.WARN,
+            f"boots with a {default_w:g} W limit; {sku.key} ships at {sku.tdp_w:g} W: a "
+            "down-rated or different board; compare the label and ask the seller",
+            observed=default_w,
+            limit=sku.tdp_w,
+            unit="W",
+            action="return-to-seller",
+        )
+
+
+@check("fan")
+def fan(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    if is_cpu(gpu) or not ran(gpu):
+        return
+    f = Findings("fan")
+    with_fans = [s for s in gpu.samples if _number(s, "fan_pct") or _number(s, "fan_rpm")]
+    if not with_fans:
+        f.gap("no fan readings (a passively cooled card: the chassis fans cool it)")
+        yield f.verdict()
+        return
+    hot_c, min_pct = float(limit(ctx, "fan_hot_temp_c")), float(limit(ctx, "fan_min_pct"))
+    hot = [s for s in with_fans if _number(s, "temp_c") and s["temp_c"] >= hot_c]
+    stopped = [s for s in hot if _number(s, "fan_pct") and s["fan_pct"] < min_pct]
+    # Commanded to turn (target or intended %), measured at 0 RPM: a dead or blocked fan.
+    dead = [
+        s
+        for s in hot
+        if _number(s, "fan_rpm")
+        and s["fan_rpm"] == 0
+        and max(values([s], "fan_target_pct") + values([s], "fan_pct"), default=0) >= min_pct
+    ]
+    if stopped:
+        s = max(stopped, key=lambda x: x["temp_c"])
+        f.problem(
+            Status.FAIL,
+            f"fans at {s['fan_pct']:g} % while the card was at {s['temp_c']:g} C (in "
+            f"{len(stopped)} samples): stopped or failed fans; inspect the cooler",
+            observed=s["fan_pct"],
+            limit=min_pct,
+            unit="%",
+            action="inspect-cooling",
+        )
+    if dead:
+        s = max(dead, key=lambda x: x["temp_c"])
+        f.problem(
+            Status.FAIL,
+            f"fan commanded to turn but reads 0 RPM at {s['temp_c']:g} C: a dead or blocked "
+            "fan; inspect the cooler",
+            observed=0,
+            unit="RPM",
+            action="inspect-cooling",
+        )
+    pcts = values(hot or with_fans, "fan_pct")
+    if hot:
+        f.ok(
+            f"fans at {min(pcts):g}-{max(pcts):g} % while at or above {hot_c:g} C"
+            if pcts
+            else f"fans turning while at or above {hot_c:g} C",
+            observed=min(pcts) if pcts else None,
+            limit=min_pct,
+            unit="%",
+        )
+    elif any(p >= min_pct for p in pcts) or any(v > 0 for v in values(with_fans, "fan_rpm")):
+        f.ok("fans turning (the card stayed below the hot line)")
+    else:
+        f.gap(f"the card never reached {hot_c:g} C, so stopped fans prove nothing")
+    yield f.verdict()
+
+
+def _number(sample: dict[str, Any], key: str) -> bool:
+    return isinstance(sample.get(key), int | float) and not isinstance(sample.get(key), bool)

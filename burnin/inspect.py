@@ -1,0 +1,239 @@
+"""``burnin inspect``: a read-only screening snapshot of cards, live or from a seller's dumps.
+
+No stress runs: the cards' inventory (identity, firmware, limits, lifetime wear) goes through
+the same screening checks a run uses (``identity``, ``firmware``, ``wear``, ``ecc``,
+``retired-pages``, ``row-remap``, ``power``; the checks that need a run stay silent), judged
+against the claimed SKU and against each other (duplicate serials, VBIOS outliers). The source
+is this node's telemetry (NVML through the runtime's factory) or ``nvidia-smi -q`` / ``-q -x``
+dumps, so procurement can screen a lot before paying for it; the dump path imports neither torch
+nor pynvml. The result is ``burnin.inspect/1`` JSON or a terminal table; its exit code is the
+worst verdict (0 pass or warn, 3 a card failed, 4 a card could not be read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from burnin.errors import ConfigError, InputError, TelemetryError
+from burnin.inventory import Card, gpu_data, read_dumps, read_node, torch_sm_counts
+from burnin.skus import load_skus
+from burnin.telemetry.base import TelemetryClient
+from burnin.verdicts import (
+    CheckContext,
+    Status,
+    Verdict,
+    device_status,
+    exit_code,
+    registered,
+    worst,
+)
+
+if TYPE_CHECKING:
+    from burnin.runtime import Runtime
+
+INSPECT_SCHEMA = "burnin.inspect/1"
+# The screening and health checks, in report order; those needing a run emit nothing here.
+CHECKS = (
+    "identity",
+    "firmware",
+    "wear",
+    "ecc",
+    "retired-pages",
+    "row-remap",
+    "pcie-link",
+    "pcie-replay",
+    "power",
+    "fan",
+    "xid",
+    "throttle",
+    "thermal",
+)
+
+
+@dataclass(frozen=True)
+class InspectResult:
+    gpus: list[dict[str, Any]]
+    status: Status
+    exit_code: int
+    claimed_sku: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": INSPECT_SCHEMA,
+            "status": self.status.name,
+            "exit_code": self.exit_code,
+            "claimed_sku": self.claimed_sku,
+            "gpus": self.gpus,
+        }
+
+
+def check_claim(claimed_sku: str | None) -> str | None:
+    """Validate ``[inspect] claimed_sku``; an unknown key is a ConfigError (exit code 2)."""
+    if not claimed_sku:
+        return None
+    skus = load_skus()
+    if claimed_sku not in skus:
+        raise ConfigError(
+            "inspect.claimed_sku", f"unknown SKU {claimed_sku!r} (known: {', '.join(skus)})"
+        )
+    return claimed_sku
+
+
+def inspect_cards(
+    cards: Sequence[Card],
+    thresholds: dict[str, Any],
+    claimed_sku: str | None = None,
+    strict: bool = False,
+) -> InspectResult:
+    """Judge ``cards`` with the screening checks, each against the claim and the others.
+
+    Args:
+        cards: the cards to judge (all of them form the fleet for duplicate/VBIOS checks).
+        thresholds: the effective ``[thresholds]`` table (missing keys take their defaults).
+        claimed_sku: the SKU key every card is claimed to be, or None.
+        strict: WARN counts as failure for the exit code.
+
+    Returns:
+        The per-GPU entries (worst first), the overall status and the exit code.
+    """
+    claim = check_claim(claimed_sku)
+    gpus = gpu_data(cards)
+    ctx = CheckContext(thresholds=thresholds, fleet=gpus, manifest={"claimed_sku": claim})
+    available = registered()
+    checks = [available[name] for name in CHECKS if name in available]
+    entries = []
+    for card, gpu in zip(cards, gpus, strict=True):
+        verdicts = [v for fn in checks for v in fn(gpu, ctx)]
+        if card.error:
+            verdicts.append(
+                Verdict(
+                    check="lost",
+                    status=Status.ERROR,
+                    message=f"the card could not be read: {card.error}; reseat it and retry",
+                    action="reseat",
+                )
+            )
+        verdicts.sort(key=lambda v: (-v.status, CHECKS.index(v.check) if v.check in CHECKS else 99))
+        inv = gpu.inventory
+        entries.append(
+            {
+                "source": card.source,
+                "index": gpu.index,
+                "uuid": inv.get("uuid"),
+                "serial": inv.get("serial"),
+                "name": inv.get("name"),
+                "sku": inv.get("sku"),
+                "memory_total_mib": inv.get("memory_total_mib"),
+                "status": device_status(verdicts).name,
+                "verdicts": [v.to_dict() for v in verdicts],
+            }
+        )
+    entries.sort(key=lambda e: -Status[e["status"]])
+    status = worst(Status[e["status"]] for e in entries) if entries else Status.ERROR
+    return InspectResult(entries, status, exit_code(status, strict), claim)
+
+
+def inspect_dumps(
+    paths: Sequence[Path],
+    thresholds: dict[str, Any],
+    claimed_sku: str | None = None,
+    strict: bool = False,
+) -> InspectResult:
+    """Screen the GPUs of nvidia-smi dumps (text or XML); a bad file raises DumpError."""
+    return inspect_cards(read_dumps(paths), thresholds, claimed_sku, strict)
+
+
+def inspect_node(
+    client: TelemetryClient,
+    host: str,
+    thresholds: dict[str, Any],
+    claimed_sku: str | None = None,
+    strict: bool = False,
+    sm_counts: Callable[[], dict[str, int]] | None = None,
+) -> InspectResult:
+    """Screen this node's cards through ``client``; InputError when it sees no GPU.
+
+    Args:
+        client: an open telemetry client (closed by the caller).
+        host: this node's name, the cards' ``source``.
+        thresholds, claimed_sku, strict: as for :func:`inspect_cards`.
+        sm_counts: returns SM counts by UUID (torch) for cards whose NVML has none; called
+            only once GPUs are known to exist.
+    """
+    check_claim(claimed_sku)
+    try:
+        backend = client.driver_info().backend
+        count = client.device_count()
+    except TelemetryError as exc:
+        raise InputError(f"cannot read this node's GPUs: {exc}") from None
+    if backend.startswith("none") or count == 0:
+        raise InputError(
+            "no NVIDIA GPU visible through NVML on this node (no GPU, no driver, or NVML not "
+            "available): nothing to inspect; use `burnin inspect --from FILE` to screen an "
+            "nvidia-smi dump"
+        )
+    counts = sm_counts() if sm_counts is not None else {}
+    return inspect_cards(read_node(client, host, counts), thresholds, claimed_sku, strict)
+
+
+def inspect_local(
+    runtime: Runtime, thresholds: dict[str, Any], claimed_sku: str | None, strict: bool = False
+) -> InspectResult:
+    """Screen this node through the runtime's telemetry factory (NVML in production)."""
+    from burnin.devices import Device
+
+    check_claim(claimed_sku)
+    # The factory serves NVML for CUDA devices; a placeholder asks for it without importing
+    # torch, and NVML then enumerates every card itself.
+    client = runtime.telemetry_factory([Device(index=0, kind="cuda", name="(inspect)")])
+    try:
+        # torch only where the runtime discovers devices for real (tests inject their own).
+        counts = torch_sm_counts if runtime.cuda_devices is None else None
+        return inspect_node(client, runtime.hostname, thresholds, claimed_sku, strict, counts)
+    finally:
+        client.close()
+
+
+def _safe(value: Any, width: int = 0) -> str:
+    """Device and file strings are untrusted: no control characters reach the terminal."""
+    text = "n/a" if value is None else "".join(c if c.isprintable() else "?" for c in str(value))
+    return f"{text:<{width}}" if width else text
+
+
+def format_table(result: InspectResult) -> str:
+    """nccl-tests-style terminal output: ``#`` metadata, a table with units, issues, result."""
+    lines = [f"# burnin inspect: {len(result.gpus)} GPU(s)"]
+    if result.claimed_sku:
+        lines.append(f"# claimed SKU: {result.claimed_sku}")
+    for g in result.gpus:
+        lines.append(
+            f"#  {_safe(g['source'])} gpu{g['index']}: {_safe(g['name'])}  "
+            f"uuid {_safe(g['uuid'])}  serial {_safe(g['serial'])}"
+        )
+    lines += [
+        "#",
+        f"# {'status':<6} {'gpu':>3} {'sku':<16} {'memory':>8}  source",
+        f"# {'':<6} {'':>3} {'':<16} {'(MiB)':>8}",
+    ]
+    for g in result.gpus:
+        lines.append(
+            f"  {g['status']:<6} {g['index']:>3} {_safe(g['sku'], 16)} "
+            f"{_safe(g['memory_total_mib']):>8}  {_safe(g['source'])}"
+        )
+    lines.append("")
+    for g in result.gpus:
+        where = f"{_safe(g['source'])} gpu{g['index']}"
+        bad = [v for v in g["verdicts"] if v["status"] in ("WARN", "FAIL", "ERROR")]
+        if not bad:
+            lines.append(f"{g['status']} - {where}")
+        for v in bad:
+            lines.append(
+                f"{v['status']} - {where} {v['check']}: {_safe(v['message'])} "
+                f"(action: {v['action']})"
+            )
+    word = "OK" if result.exit_code == 0 else "FAILED"
+    lines.append(f"# Result: {result.status.name}  {word}  (exit {result.exit_code})")
+    return "\n".join(lines)

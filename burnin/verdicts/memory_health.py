@@ -1,0 +1,280 @@
+"""Memory-health checks: ``wear``, ``ecc``, ``retired-pages`` and ``row-remap``.
+
+A card's memory keeps its history in the InfoROM: lifetime (aggregate) ECC counts, retired pages
+(Kepler to Volta) and remapped rows (Ampere and later). ``wear`` reads that history as evidence of
+a previous owner's use; the other three judge each mechanism against the published limits (DCGM
+health and diag, Azure NHC, Meta GCM; reference/nvml.md §3.1): a failed remap or a full
+retirement table is an RMA, pending work needs a reset and a re-test, and volatile uncorrectable
+errors during a run fail the card. All four read the inventory, so ``burnin inspect`` judges a
+seller's dump with them; ``ecc`` also reads the samples of a run for growth under stress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from burnin.inventory import card_sku
+from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
+from burnin.verdicts.findings import Findings, growth_per_min, is_cpu, limit, values
+
+
+@check("wear")
+def wear(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    if is_cpu(gpu):
+        return
+    inv, f = gpu.inventory, Findings("wear")
+    sbe, dbe = inv.get("ecc_aggregate_sbe"), inv.get("ecc_aggregate_dbe")
+    if isinstance(dbe, int) and dbe > 0:
+        f.problem(
+            Status.WARN,
+            f"{dbe} uncorrectable memory errors in the card's lifetime: a previous owner hit "
+            "memory faults; burn it in fully before use and price it as worn",
+            observed=dbe,
+            limit=0,
+            unit="lifetime DBE",
+            action="retest",
+        )
+    if isinstance(sbe, int):
+        fail, warn = int(limit(ctx, "ecc_sbe_fail")), int(limit(ctx, "wear_aggregate_sbe_warn"))
+        if sbe > fail:
+            f.problem(
+                Status.FAIL,
+                f"{sbe} corrected memory errors in its lifetime, above {fail} (Azure NHC): "
+                "the memory is failing, RMA or return it",
+                observed=sbe,
+                limit=fail,
+                unit="lifetime SBE",
+                action="rma",
+            )
+        elif sbe >= warn:
+            f.problem(
+                Status.WARN,
+                f"{sbe} corrected memory errors in its lifetime (warning at {warn}): heavy past "
+                "use; burn it in fully and watch it in the nightly sweep",
+                observed=sbe,
+                limit=warn,
+                unit="lifetime SBE",
+                action="retest",
+            )
+    if isinstance(sbe, int) or isinstance(dbe, int):
+        f.ok(
+            f"lifetime ECC: {sbe if sbe is not None else 'n/a'} corrected, "
+            f"{dbe if dbe is not None else 'n/a'} uncorrectable"
+        )
+    else:
+        f.gap("lifetime ECC counters not reported (no ECC or no InfoROM)")
+    pages = [inv.get("retired_pages_sbe"), inv.get("retired_pages_dbe")]
+    if any(isinstance(p, int) for p in pages):
+        total = sum(p for p in pages if isinstance(p, int))
+        warn = int(limit(ctx, "retired_pages_warn"))
+        if total > warn:
+            f.problem(
+                Status.WARN,
+                f"{total} memory pages retired (warning above {warn}, Meta GCM): worn memory",
+                observed=total,
+                limit=warn,
+                unit="pages",
+                action="retest",
+            )
+        else:
+            f.ok(f"{total} retired pages")
+    remaps = [inv.get("remapped_rows_correctable"), inv.get("remapped_rows_uncorrectable")]
+    if any(isinstance(r, int) for r in remaps):
+        total = sum(r for r in remaps if isinstance(r, int))
+        if total:
+            f.problem(
+                Status.WARN,
+                f"{total} memory rows remapped to spares: a record of past memory errors",
+                observed=total,
+                limit=0,
+                unit="rows",
+                action="retest",
+            )
+        else:
+            f.ok("no remapped rows")
+    yield f.verdict()
+
+
+@check("ecc")
+def ecc(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    if is_cpu(gpu):
+        return
+    inv, f = gpu.inventory, Findings("ecc")
+    sku = card_sku(inv)
+    name = str(inv.get("name") or "")
+    if inv.get("ecc_enabled") is False:
+        if sku is not None and sku.ecc_capable and "geforce" not in name.lower():
+            f.problem(
+                Status.WARN,
+                "ECC is switched off on a datacenter card: memory errors go unseen; enable it "
+                "(nvidia-smi -e 1, then reboot) and re-test",
+                observed="off",
+                action="retest",
+            )
+        else:
+            f.gap("ECC is off")
+    dbe = values([inv, *gpu.samples], "ecc_volatile_dbe")
+    sbe = values([inv, *gpu.samples], "ecc_volatile_sbe")
+    dbe_max, sbe_fail = int(limit(ctx, "ecc_dbe_max")), int(limit(ctx, "ecc_sbe_fail"))
+    if dbe and max(dbe) > dbe_max:
+        f.problem(
+            Status.FAIL,
+            f"{max(dbe):g} uncorrectable ECC errors since the driver loaded (DCGM fails on "
+            "any): the memory corrupts data, RMA the card",
+            observed=max(dbe),
+            limit=dbe_max,
+            unit="DBE",
+            action="rma",
+        )
+    lifetime = inv.get("ecc_aggregate_sbe")
+    worst_sbe = max([*sbe, lifetime if isinstance(lifetime, int) else 0], default=0)
+    if worst_sbe > sbe_fail:
+        f.problem(
+            Status.FAIL,
+            f"{worst_sbe:g} corrected ECC errors, above {sbe_fail} (Azure NHC): failing memory, "
+            "RMA the card",
+            observed=worst_sbe,
+            limit=sbe_fail,
+            unit="SBE",
+            action="rma",
+        )
+    rate = growth_per_min(gpu, "ecc_volatile_sbe")
+    warn_rate = float(limit(ctx, "ecc_sbe_warn_per_min"))
+    if rate is not None and rate >= warn_rate and rate > 0:
+        f.problem(
+            Status.WARN,
+            f"corrected ECC errors grew by {rate:.3g} per minute under stress (warning at "
+            f"{warn_rate:g}): weakening memory; re-test and watch the trend",
+            observed=round(rate, 3),
+            limit=warn_rate,
+            unit="SBE/min",
+            action="retest",
+        )
+    if dbe or sbe:
+        f.ok(
+            f"{max(dbe, default=0):g} uncorrectable, {max(sbe, default=0):g} corrected ECC "
+            "errors since the driver loaded"
+        )
+    elif inv.get("ecc_enabled") is not False:
+        f.gap("volatile ECC counters not reported")
+    yield f.verdict()
+
+
+@check("retired-pages")
+def retired_pages(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    if is_cpu(gpu):
+        return
+    inv, f = gpu.inventory, Findings("retired-pages")
+    sbe, dbe = inv.get("retired_pages_sbe"), inv.get("retired_pages_dbe")
+    pending = inv.get("retired_pages_pending")
+    if not isinstance(sbe, int) and not isinstance(dbe, int) and pending is None:
+        f.gap("page retirement not reported (Ampere and later remap rows instead)")
+        yield f.verdict()
+        return
+    total = (sbe or 0) + (dbe or 0)
+    fail, dbe_warn = (
+        int(limit(ctx, "retired_pages_fail")),
+        int(limit(ctx, "retired_pages_dbe_warn")),
+    )
+    warn = int(limit(ctx, "retired_pages_warn"))
+    if total >= fail:
+        f.problem(
+            Status.FAIL,
+            f"{total} pages retired, at or above DCGM's limit of {fail}: the retirement table is "
+            "(nearly) full, RMA the card",
+            observed=total,
+            limit=fail,
+            unit="pages",
+            action="rma",
+        )
+    if pending:
+        f.problem(
+            Status.WARN,
+            "a page retirement is pending: memory failed recently; reboot (or reload the "
+            "driver) to retire it, then re-test",
+            observed="pending",
+            action="retest",
+        )
+    if isinstance(dbe, int) and dbe > dbe_warn:
+        f.problem(
+            Status.WARN,
+            f"{dbe} pages retired for uncorrectable errors (DCGM soft limit {dbe_warn})",
+            observed=dbe,
+            limit=dbe_warn,
+            unit="pages",
+            action="retest",
+        )
+    elif total > warn:
+        f.problem(
+            Status.WARN,
+            f"{total} retired pages (warning above {warn}, Meta GCM)",
+            observed=total,
+            limit=warn,
+            unit="pages",
+            action="retest",
+        )
+    f.ok(f"{total} retired pages, none pending", observed=total, limit=fail, unit="pages")
+    yield f.verdict()
+
+
+@check("row-remap")
+def row_remap(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    if is_cpu(gpu):
+        return
+    inv, f = gpu.inventory, Findings("row-remap")
+    corr, unc = inv.get("remapped_rows_correctable"), inv.get("remapped_rows_uncorrectable")
+    pending, failure = inv.get("remapped_rows_pending"), inv.get("remapped_rows_failure")
+    if not any(isinstance(v, int | bool) for v in (corr, unc, pending, failure)):
+        f.gap("row remapping not reported (pre-Ampere cards retire pages instead)")
+        yield f.verdict()
+        return
+    unc_fail = int(limit(ctx, "remap_uncorrectable_fail"))
+    if failure:
+        f.problem(
+            Status.FAIL,
+            "a row remap failed: the memory has run out of spare rows where it needs them "
+            "(NVIDIA's RMA criterion), RMA the card",
+            observed="failure",
+            action="rma",
+        )
+    if isinstance(unc, int) and unc >= unc_fail:
+        f.problem(
+            Status.FAIL,
+            f"{unc} rows remapped for uncorrectable errors, at DCGM's limit of {unc_fail}: RMA",
+            observed=unc,
+            limit=unc_fail,
+            unit="rows",
+            action="rma",
+        )
+    if pending:
+        f.problem(
+            Status.WARN,
+            "a row remap is pending: an uncorrectable error happened recently; reset the GPU "
+            "(or reboot) to apply it, then re-test",
+            observed="pending",
+            action="retest",
+        )
+    remapped = (corr or 0) + (unc or 0)
+    if remapped and not (isinstance(unc, int) and unc >= unc_fail):
+        f.problem(
+            Status.WARN,
+            f"{remapped} rows remapped ({corr or 0} after correctable, {unc or 0} after "
+            "uncorrectable errors): the memory has failed before; re-test and watch for more",
+            observed=remapped,
+            limit=0,
+            unit="rows",
+            action="retest",
+        )
+    none_left = inv.get("remap_banks_none")
+    if isinstance(none_left, int) and none_left > 0:
+        f.problem(
+            Status.WARN,
+            f"{none_left} memory banks have no spare rows left: the next uncorrectable error "
+            "there cannot be remapped",
+            observed=none_left,
+            limit=0,
+            unit="banks",
+            action="retest",
+        )
+    f.ok("no remapped rows, none pending, no remap failure", observed=remapped, unit="rows")
+    yield f.verdict()

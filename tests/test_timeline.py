@@ -1,0 +1,180 @@
+"""The report's telemetry timeline: phases from results records, plots from samples and progress
+records, throttle bars where a reason was active; rendered as inline SVG in report.html."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from burnin.reports import write_reports
+from burnin.reports.timeline import timeline
+from fakes import write_run
+
+from burnin.verdicts import GpuData
+
+RECORDS = [
+    {"device": 0, "type": "start", "elapsed_s": 0.0},
+    {"device": 0, "type": "kernel-start", "kernel": "matmul", "elapsed_s": 1.0},
+    {"device": 0, "type": "progress", "kernel": "matmul", "tflops": 700.0, "elapsed_s": 2.0},
+    {"device": 0, "type": "progress", "kernel": "matmul", "tflops": 350.0, "elapsed_s": 3.0},
+    {
+        "device": 0,
+        "type": "result",
+        "kernel": "matmul",
+        "elapsed_s": 4.0,
+        "metrics": {"matmul_tflops": 500.0},
+        "verifications": 3,
+        "wrong_elements": 0,
+    },
+    {"device": 0, "type": "kernel-start", "kernel": "membw", "elapsed_s": 4.5},
+    {"device": 0, "type": "progress", "kernel": "membw", "copy_gbps": 2900.0, "elapsed_s": 5.0},
+    {"device": 0, "type": "result", "kernel": "membw", "elapsed_s": 6.0, "metrics": {}},
+    {"device": 0, "type": "done", "elapsed_s": 6.1},
+]
+THROTTLE = [
+    [],
+    ["sw_power_cap"],
+    ["hw_thermal_slowdown"],
+    ["hw_thermal_slowdown"],
+    [],
+    [],
+    ["gpu_idle"],
+]
+SAMPLES = [
+    {
+        "device": 0,
+        "elapsed_s": float(t),
+        "temp_c": 40.0 + 8 * t,
+        "power_w": 100.0 + 90 * t,
+        "sm_clock_mhz": 1980 - 300 * (t in (2, 3)),
+        "throttle_reasons": THROTTLE[t],
+    }
+    for t in range(7)
+]
+
+
+def data(records: list[dict[str, Any]], samples: list[dict[str, Any]]) -> GpuData:
+    return GpuData(
+        node="n",
+        index=0,
+        inventory={},
+        samples=samples,
+        records=records,
+        events=[],
+        planned_kernels=["matmul"],
+    )
+
+
+def test_phases_plots_and_throttle_spans() -> None:
+    t = timeline(data(RECORDS, SAMPLES))
+    assert t is not None and t["duration_s"] == 6.0
+    assert [(p["kernel"], p["start_s"], p["end_s"]) for p in t["phases"]] == [
+        ("matmul", 1.0, 4.0),
+        ("membw", 4.5, 6.0),
+    ]
+    labels = [p["label"] for p in t["plots"]]
+    assert labels == [
+        "temperature",
+        "power",
+        "SM clock",
+        "matmul throughput",
+        "memory copy bandwidth",
+    ]
+    clock = t["plots"][2]
+    assert (clock["min"], clock["max"]) == (1680, 1980)
+    reasons = {r["reason"]: r for r in t["throttle"]}
+    assert set(reasons) == {"sw_power_cap", "hw_thermal_slowdown"}  # idle is not throttling
+    assert reasons["hw_thermal_slowdown"]["active_s"] == 2.0  # samples at 2 s and 3 s, merged
+    assert len(reasons["hw_thermal_slowdown"]["bars"]) == 1
+    # Every x coordinate lies inside the plot.
+    for plot in t["plots"]:
+        xs = [float(xy.split(",")[0]) for xy in plot["points"].split()]
+        assert all(0 <= x <= t["width"] for x in xs)
+
+
+def test_a_worker_that_died_mid_kernel_keeps_its_phase_open_to_the_data_end() -> None:
+    t = timeline(data(RECORDS[:3], SAMPLES))
+    assert t is not None and t["phases"] == [
+        {
+            "kernel": "matmul",
+            "start_s": 1.0,
+            "end_s": 6.0,
+            "x": t["phases"][0]["x"],
+            "w": t["phases"][0]["w"],
+        }
+    ]
+
+
+def test_nothing_to_draw() -> None:
+    assert timeline(data([], [])) is None
+    assert timeline(data([], [{"elapsed_s": 1.0, "unsupported": ["temp_c"]}])) is None
+
+
+class Timeline(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = 0
+        self.polylines = 0
+        self.circles = 0
+        self.plots: list[str] = []
+        self.reasons: list[str] = []
+        self.phase_labels: list[str] = []
+        self._label = False
+        self._depth = 0  # open <div>s inside the timeline
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "div" and self._depth:
+            self._depth -= 1
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "div" and (self._depth or a.get("class") == "timeline"):
+            self.inside += a.get("class") == "timeline"
+            self._depth += 1
+        if not self._depth:
+            return
+        if tag == "polyline":
+            self.polylines += 1
+        if tag == "circle":
+            self.circles += 1
+        if tag == "figure" and a.get("data-series"):
+            self.plots.append(a["data-series"] or "")
+        if tag == "span" and a.get("data-reason"):
+            self.reasons.append(a["data-reason"] or "")
+        self._label = tag == "text" and a.get("class") == "phase-label"
+
+    def handle_data(self, text: str) -> None:
+        if self._label:
+            self.phase_labels.append(text)
+            self._label = False
+
+
+def test_report_html_shows_the_timeline(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path, devices=1, results={0: RECORDS}, samples={0: SAMPLES})
+    write_reports(run_dir)
+    parser = Timeline()
+    parser.feed((run_dir / "report.html").read_text())
+    assert parser.inside == 1
+    assert parser.plots == [
+        "temperature",
+        "power",
+        "SM clock",
+        "matmul throughput",
+        "memory copy bandwidth",
+    ]
+    assert (parser.polylines, parser.circles) == (4, 1)  # one membw progress point: a dot
+    assert parser.phase_labels == ["matmul", "membw"]
+    assert parser.reasons == ["hw_thermal_slowdown", "sw_power_cap"]
+    report = json.loads((run_dir / "report.json").read_text())
+    assert "telemetry" not in report["gpus"][0]  # presentation only
+
+
+def test_kernel_names_are_escaped(tmp_path: Path) -> None:
+    records = [dict(r) for r in RECORDS]
+    records[1]["kernel"] = "<script>alert(1)</script>"
+    run_dir = write_run(tmp_path, devices=1, results={0: records}, samples={0: SAMPLES})
+    write_reports(run_dir)
+    html = (run_dir / "report.html").read_text()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
