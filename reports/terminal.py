@@ -52,6 +52,16 @@ def summary(context: dict[str, Any]) -> str:
                 f"{v['status']} - {gpu['node']} gpu{gpu['index']} {v['check']}: "
                 f"{v['message']} (action: {v['action']})"
             )
+    for node in context["nodes"]:
+        ar = node.get("allreduce")
+        if ar and ar.get("avg_busbw_gbps") is not None:
+            wrong = ar.get("wrong") or 0
+            lines.append(
+                f"# {node['node']} all-reduce ({ar.get('world_size')} ranks, "
+                f"{ar.get('backend')}): Avg bus bandwidth : {ar['avg_busbw_gbps']:.4g} GB/s, "
+                f"largest size {ar.get('busbw_gbps') or 0:.4g} GB/s; "
+                f"Out of bounds values : {wrong} {'OK' if not wrong else 'FAILED'}"
+            )
     for warning in context["warnings"]:
         lines.append(f"# warning: {warning}")
     for check, counts in context["checks"].items():
@@ -60,4 +70,16 @@ def summary(context: dict[str, Any]) -> str:
         lines.append(f"# {check:<14}: {detail:<40} {'FAILED' if bad else 'OK'}")
     word = "OK" if context["exit_code"] == 0 else "FAILED"
     lines.append(f"# Result: {context['status']}  {word}  (exit {context['exit_code']})")
-    return "\n".join(lines)
+    # Names, serials and messages come from untrusted gear: a newline or an escape sequence in
+    # them must not forge a status line or repaint the terminal.
+    return "\n".join(printable(line) for line in lines)
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character (controls, bidi overrides) escaped."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+        for c in text
+    )
