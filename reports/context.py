@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from burnin.errors import EXIT_INCOMPLETE
+from burnin.inventory import sku_key
 from burnin.store import RunData
 from burnin.verdicts import GpuData, Status, device_status, exit_code, run_checks, worst
 
@@ -85,6 +86,9 @@ def build_context(run: RunData, strict: bool = False) -> dict[str, Any]:
             "this report shows what was recorded up to that point"
         )
     energy = [e["metrics"]["energy_kwh"] for e in entries if e["metrics"]["energy_kwh"]]
+    from burnin.reports.power import node_power
+
+    power, power_series = node_power(run)  # node total power_w over time, device starts
     return {
         "schema": REPORT_SCHEMA,
         "run_id": manifest.get("run_id", run.path.name),
@@ -99,13 +103,18 @@ def build_context(run: RunData, strict: bool = False) -> dict[str, Any]:
         "device_note": manifest.get("device_note", ""),
         "versions": manifest.get("versions", {}),
         "gpus": entries,
-        "nodes": _nodes(entries),
+        "nodes": _nodes(entries, gpus),
         "checks": _check_summary(entries),
         "warnings": warnings,
+        "power": power,
+        "series": {"node_power_w": power_series},  # plot data only: not in report.json
     }
 
 
 def _gpu_entry(gpu: GpuData, verdicts: list[Any]) -> dict[str, Any]:
+    from burnin.reports.performance import performance
+    from burnin.reports.timeline import timeline
+
     inv = gpu.inventory
     samples = pd.DataFrame(gpu.samples)
     metrics: dict[str, Any] = {
@@ -119,6 +128,8 @@ def _gpu_entry(gpu: GpuData, verdicts: list[Any]) -> dict[str, Any]:
     if "temp_c" in samples and samples["temp_c"].notna().any():
         metrics["max_temp_c"] = float(samples["temp_c"].max())
     metrics["energy_kwh"] = _energy_kwh(samples)
+    perf = performance(gpu)  # per-dtype TFLOP/s, GB/s, fractions of peak, findings
+    metrics.update(perf["fractions"])
     ordered = sorted(verdicts, key=lambda v: (-v.status, v.check))
     return {
         "node": gpu.node,
@@ -127,15 +138,14 @@ def _gpu_entry(gpu: GpuData, verdicts: list[Any]) -> dict[str, Any]:
         "name": inv.get("name"),
         "uuid": inv.get("uuid"),
         "serial": inv.get("serial"),
-        "sku": inv.get("sku"),
+        "sku": inv.get("sku") or sku_key(inv),
         "status": device_status(verdicts).name,
         "verdicts": [v.to_dict() for v in ordered],
         "metrics": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()},
-        "wrong": [
-            {k: r.get(k) for k in ("kernel", "step", "elapsed_s", "wrong_elements", "locations")}
-            for r in gpu.of_type("verify")
-        ],
+        "wrong": perf["findings"],
+        "performance": {k: v for k, v in perf.items() if k not in ("findings", "fractions")},
         "series": _series(samples),
+        "telemetry": timeline(gpu),  # presentation only (reports/timeline.py)
     }
 
 
@@ -164,12 +174,24 @@ def _series(samples: pd.DataFrame) -> dict[str, list[list[float]]]:
     return out
 
 
-def _nodes(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _nodes(
+    entries: list[dict[str, Any]], gpus: list[GpuData] | None = None
+) -> list[dict[str, Any]]:
+    from burnin.verdicts.network import allreduce_summary
+
     nodes: dict[str, list[Status]] = {}
     for e in entries:
         nodes.setdefault(e["node"], []).append(Status[e["status"]])
+    # The all-reduce figures of each node (kernels/allreduce.py): busbw, per size, per pair.
+    allreduce = allreduce_summary(gpus or [])
     return [
-        {"node": n, "status": worst(s).name, "allreduce_busbw_gbps": None, "gpus": len(s)}
+        {
+            "node": n,
+            "status": worst(s).name,
+            "allreduce_busbw_gbps": allreduce.get(n, {}).get("busbw_gbps"),
+            "gpus": len(s),
+            "allreduce": allreduce.get(n),
+        }
         for n, s in sorted(nodes.items())
     ]
 

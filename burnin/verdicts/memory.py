@@ -1,0 +1,141 @@
+"""Memory and host-link checks: device memory bandwidth (``membw``) and PCIe (``pcie-bw``).
+
+``membw`` judges the best of copy and triad GB/s against the SKU's datasheet peak and against
+peers (memtest's and the copies' wrong bits are ``sdc`` findings, judged in compute.py).
+``pcie-bw`` judges the slower of pinned host-to-device and device-to-host GB/s against the
+theoretical rate of the link the card reports (generation × width, PCI-SIG line rates and
+encodings) and against peers. On the CPU fallback there is no datasheet and no link: those
+comparisons SKIP with their reason, and peers (logical devices) are still compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
+from burnin.verdicts.reference import (
+    Finding,
+    combine,
+    fraction_finding,
+    last_result,
+    no_sku_reason,
+    peer_finding,
+    peer_group,
+    sku_of,
+)
+
+# Usable GB/s per lane after line encoding (PCI-SIG base specifications): Gen1/2 use 8b/10b at
+# 2.5/5 GT/s, Gen3-5 128b/130b at 8/16/32 GT/s, Gen6 64 GT/s PAM4 with 242/256 FLIT efficiency.
+LANE_GBPS = {1: 0.25, 2: 0.5, 3: 8 * 128 / 130 / 8, 4: 16 * 128 / 130 / 8, 5: 32 * 128 / 130 / 8}
+LANE_GBPS[6] = 64 * 242 / 256 / 8
+
+
+def link_gbps(gen: int, width: int) -> float | None:
+    """Theoretical one-direction GB/s of a PCIe link, or None for an unknown generation."""
+    lane = LANE_GBPS.get(gen)
+    return lane * width if lane and width > 0 else None
+
+
+@check("membw")
+def membw(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    result = last_result(gpu, "membw")
+    gbps = gpu.metric("membw_gbps")
+    if result is None or gbps is None:
+        return
+    t = ctx.thresholds
+    findings: list[Finding] = []
+    sku = sku_of(gpu)
+    if sku is None:
+        findings.append(Finding(Status.SKIP, f"datasheet: {no_sku_reason(gpu)}"))
+    else:
+        findings.append(
+            fraction_finding(
+                "membw",
+                gbps,
+                sku.peak_membw_gbps,
+                f"the {sku.key} datasheet peak",
+                float(t.get("membw_warn_peak_fraction", 0.65)),
+                float(t.get("membw_fail_peak_fraction", 0.57)),
+                "GB/s",
+                "rma",
+            )
+        )
+
+    def key_of(g: GpuData) -> object:
+        return (peer_group(g), (last_result(g, "membw") or {}).get("size_mib"))
+
+    findings.append(
+        peer_finding(gpu, ctx, lambda g: g.metric("membw_gbps"), key_of, "membw", "GB/s", "rma")
+    )
+    yield combine("membw", findings, gbps, "GB/s")
+
+
+@check("pcie-bw")
+def pcie_bw(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    result = last_result(gpu, "pcie")
+    if result is None:
+        return
+    h2d, d2h = gpu.metric("pcie_h2d_gbps"), gpu.metric("pcie_d2h_gbps")
+    if h2d is None or d2h is None:
+        return
+    slower = min(h2d, d2h)
+    if result.get("link") == "host-only":
+        text = (
+            "no PCIe link on the CPU fallback: the kernel copied host memory to host memory "
+            f"({h2d:.3g} GB/s one way, {d2h:.3g} GB/s back)"
+        )
+        yield combine("pcie-bw", [Finding(Status.SKIP, text)], slower, "GB/s")
+        return
+    findings = [_link_finding(gpu, slower, ctx.thresholds)]
+
+    def key_of(g: GpuData) -> object:
+        return (peer_group(g), (last_result(g, "pcie") or {}).get("size_mib"))
+
+    def value_of(g: GpuData) -> float | None:
+        up, down = g.metric("pcie_h2d_gbps"), g.metric("pcie_d2h_gbps")
+        return None if up is None or down is None else min(up, down)
+
+    findings.append(peer_finding(gpu, ctx, value_of, key_of, "pcie", "GB/s", "reseat"))
+    yield combine("pcie-bw", findings, slower, "GB/s")
+
+
+def _link_finding(gpu: GpuData, slower: float, t: dict[str, object]) -> Finding:
+    inv = gpu.inventory
+    sku = sku_of(gpu)
+    gen, width = inv.get("pcie_max_gen"), inv.get("pcie_max_width")
+    source = "the card's maximum link"
+    if not (isinstance(gen, int) and isinstance(width, int)) and sku is not None:
+        gen, width, source = sku.pcie_gen, sku.pcie_width, f"the {sku.key} datasheet link"
+    rate = link_gbps(gen, width) if isinstance(gen, int) and isinstance(width, int) else None
+    if rate is None:
+        return Finding(Status.SKIP, "link: the card reports no PCIe generation and width")
+    finding = fraction_finding(
+        "pcie (slower direction)",
+        slower,
+        rate,
+        f"{source} Gen{gen} x{width}",
+        _number(t, "pcie_warn_link_fraction", 0.75),
+        _number(t, "pcie_fail_link_fraction", 0.5),
+        "GB/s",
+        "reseat",
+    )
+    now = _link_under_load(gpu)
+    if now and now != (gen, width) and finding.status != Status.PASS:
+        text = f"{finding.text}; the link ran at Gen{now[0]} x{now[1]} under load"
+        return Finding(finding.status, text, finding.limit, finding.action)
+    return finding
+
+
+def _number(t: dict[str, object], key: str, default: float) -> float:
+    value = t.get(key, default)
+    return float(value) if isinstance(value, int | float) else default
+
+
+def _link_under_load(gpu: GpuData) -> tuple[int, int] | None:
+    """The widest link seen in telemetry (idle links downtrain, so the best sample counts)."""
+    seen = [
+        (s["pcie_gen"], s["pcie_width"])
+        for s in gpu.samples
+        if isinstance(s.get("pcie_gen"), int) and isinstance(s.get("pcie_width"), int)
+    ]
+    return max(seen) if seen else None

@@ -1,0 +1,236 @@
+"""Matmul kernel in-process on the CPU: the three checks, the fault seam, dtypes and timing.
+
+Runs are bounded by a step budget (``should_stop`` after N batches), not by wall time, so the
+number of verifications and the seam's seeded decisions are the same on a loaded machine.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from burnin.kernels import bitcheck
+from burnin.kernels.base import DeviceSeam, KernelContext
+from burnin.kernels.matmul import Matmul, _freivalds_bad_rows
+from click.testing import CliRunner
+
+from burnin.cli import cli
+from burnin.faults import make_fault
+from burnin.runtime import Runtime
+
+
+def run_matmul(
+    faults: tuple = (),
+    batches: int | None = 20,
+    seam: DeviceSeam | None = None,
+    device: str = "cpu",
+    duration_s: float = 3600.0,
+    **config: Any,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run for exactly ``batches`` timed batches (None: for ``duration_s``); (result, records)."""
+    records: list[dict[str, Any]] = []
+    beats = [0]
+
+    def beat() -> None:
+        beats[0] += 1
+
+    config = {"cpu_size": 48, "size": 256, "batch_s": 0.002, "warmup_steps": 1} | config
+    ctx = KernelContext(
+        device=torch.device(device),
+        device_index=0,
+        node="test",
+        config=Matmul.Config(**config),
+        duration_s=duration_s,
+        seed=1234,
+        seam=seam or DeviceSeam(faults, seed=7),
+        emit=records.append,
+        heartbeat=beat,
+        # One heartbeat after setup, then one per batch.
+        should_stop=lambda: batches is not None and beats[0] > batches,
+    )
+    return Matmul().run(ctx), records
+
+
+def verifies(records: list[dict[str, Any]], check: str | None = None) -> list[dict[str, Any]]:
+    return [
+        r for r in records if r["type"] == "verify" and (check is None or r.get("check") == check)
+    ]
+
+
+def test_healthy_device_passes_every_check_with_zero_wrong() -> None:
+    result, records = run_matmul(batches=12)
+    assert result["wrong_elements"] == 0 and result["failed_verifications"] == 0
+    assert result["verifications"] == 12
+    assert not verifies(records)
+    assert result["metrics"]["matmul_tflops"] > 0
+    assert result["metrics"]["matmul_fp32_tflops"] == result["metrics"]["matmul_tflops"]
+    digest = result["cross"]["fp32"]
+    assert len(digest["sha256"]) == 64 and len(digest["probe"]) == 16
+    assert result["env"]["kind"] == "cpu" and result["size"] == 48
+    # Progress records carry the per-window TFLOP/s the stability check reads.
+    assert any(r["type"] == "progress" and r["tflops"] > 0 for r in records)
+
+
+def test_self_consistency_needs_several_buffers_or_batches() -> None:
+    result, _ = run_matmul(batches=6)
+    # One buffer: the first verification sets the reference, each later one compares with it.
+    assert result["self_checks"] == 5 and result["self_failed"] == 0
+
+
+def test_constant_wrong_answer_fails_known_answer_but_passes_a_self_compare() -> None:
+    result, records = run_matmul(faults=(make_fault("sdc-constant"),), batches=10)
+    known = verifies(records, "known-answer")
+    # Every known-answer product is wrong (one per >= 100 stress products, the first always).
+    assert result["known_checks"] >= 1 and len(known) == result["known_checks"]
+    # Same element, same bit every time: exactly what gpu-burn's self-compare cannot see.
+    assert {(r["locations"][0]["row"], r["locations"][0]["col"]) for r in known} == {(16, 0)}
+    assert {tuple(r["locations"][0]["bits"]) for r in known} == {(22,)}
+    assert result["self_failed"] == 0 and not verifies(records, "self-consistency")
+
+
+def test_intermittent_one_in_twenty_is_caught() -> None:
+    result, records = run_matmul(faults=(make_fault("sdc", {"rate": 0.05}),), batches=200)
+    failed = result["failed_verifications"]
+    assert result["verifications"] == 200
+    assert 1 <= failed <= 30  # seeded: the seam hits about 1 verification in 20
+    bad = verifies(records)
+    assert bad and {r["check"] for r in bad} <= {"known-answer", "self-consistency"}
+    assert all(r["wrong_elements"] >= 1 and r["locations"][0]["bits"] for r in bad)
+    steps = [r["step"] for r in bad]
+    assert steps == sorted(steps)  # when: the step of each finding
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "tf32", "bf16", "fp16", "fp8"])
+def test_every_dtype_runs_exact_on_the_cpu(dtype: str) -> None:
+    result, records = run_matmul(batches=3, cpu_size=32, cpu_dtype=dtype)
+    if dtype in result["skipped_dtypes"]:
+        pytest.skip(result["skipped_dtypes"][dtype])
+    assert result["dtype"] == dtype and result["wrong_elements"] == 0
+    assert result["metrics"][f"matmul_{dtype}_tflops"] > 0
+    assert not verifies(records)
+
+
+def test_several_dtypes_each_get_a_metric_and_the_main_one_leads() -> None:
+    result, _ = run_matmul(
+        batches=None, duration_s=0.4, cpu_size=32, cpu_dtype="fp32", cpu_dtypes=("tf32", "fp32")
+    )
+    assert list(result["dtypes"]) == ["fp32", "tf32"]
+    assert {"matmul_fp32_tflops", "matmul_tf32_tflops", "matmul_tflops"} <= set(result["metrics"])
+    assert result["metrics"]["matmul_tflops"] == result["metrics"]["matmul_fp32_tflops"]
+
+
+class FixedTimeSeam(DeviceSeam):
+    """A device that reports a fixed time per batch, as the simulator's SKU model does."""
+
+    def device_time_s(self, kernel: str, elapsed_s: float, work: float) -> float:
+        return work / 5e12  # exactly 5 TFLOP/s
+
+
+def test_tflops_come_from_the_device_time_of_the_seam() -> None:
+    result, _ = run_matmul(batches=5, seam=FixedTimeSeam((), seed=1))
+    assert result["metrics"]["matmul_tflops"] == pytest.approx(5.0)
+    assert result["metrics"]["matmul_tflops_cv"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_freivalds_names_the_wrong_row_of_a_reference() -> None:
+    gen = torch.Generator().manual_seed(3)
+    a = torch.randint(-4, 5, (64, 64), generator=gen).double()
+    b = torch.randint(-4, 5, (64, 64), generator=gen).double()
+    c = a @ b
+    assert _freivalds_bad_rows(torch, a, b, c, gen) == []
+    c[17, 5] += 1
+    assert _freivalds_bad_rows(torch, a, b, c, gen) == [17]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected_bits"),
+    [(-0.0, [31]), (1.0 + 2**-23, [0]), (float("nan"), None)],
+    ids=["signed zero", "lowest mantissa bit", "nan"],
+)
+def test_bitcheck_compares_raw_bits(value: float, expected_bits: list[int] | None) -> None:
+    want = torch.zeros(4, 4) if value == -0.0 else torch.ones(4, 4)
+    got = want.clone()
+    got[2, 3] = value
+    # A float compare misses a sign flip of zero; the raw compare does not.
+    assert not bitcheck.same_bits(torch, got, want)
+    found = bitcheck.diff(torch, got, want)
+    assert found["wrong_elements"] == 1 and found["wrong_rows"] == found["wrong_cols"] == 1
+    loc = found["locations"][0]
+    assert (loc["row"], loc["col"]) == (2, 3)
+    if expected_bits is not None:
+        assert loc["bits"] == expected_bits
+        assert found["bit_histogram"] == {str(b): 1 for b in expected_bits}
+    else:  # the store writes no NaN: a non-finite value is recorded by name
+        assert loc["got"] == "nan"
+    json.dumps(found, allow_nan=False)
+
+
+def test_end_to_end_constant_wrong_and_stuck_bit_fail_only_their_devices(tmp_path: Path) -> None:
+    """Four worker processes: one card always wrong, one with a stuck memory bit."""
+    faults = {
+        1: (make_fault("sdc-constant"),),
+        2: (make_fault("stuck-bit", {"offset_bytes": 4096, "bit": 1, "value": 1}),),
+    }
+    obj = Runtime(hostname="test-node", cuda_devices=lambda: [], faults=faults)
+    args = ["run", "--device", "cpu", "--duration", "2s", "--quiet", "--out", str(tmp_path)]
+    for item in (
+        "cpu.devices=4",
+        'run.kernels=["matmul", "memtest"]',
+        "kernels.matmul.cpu_size=64",
+        "kernels.memtest.cpu_mib=1",
+        "telemetry.interval_s=0.5",
+    ):
+        args += ["--set", item]
+    result = CliRunner().invoke(cli, args, obj=obj)
+    assert result.exit_code == 3, result.output
+    assert "FAIL - test-node gpu1 sdc:" in result.output
+    report_line = next(line for line in result.output.splitlines() if line.startswith("# report:"))
+    run_dir = Path(report_line.removeprefix("# report: ")).parent
+    gpus = {g["index"]: g for g in json.loads((run_dir / "report.json").read_text())["gpus"]}
+    sdc = {i: next(v for v in g["verdicts"] if v["check"] == "sdc") for i, g in gpus.items()}
+    assert {i: v["status"] for i, v in sdc.items()} == {0: "PASS", 1: "FAIL", 2: "FAIL", 3: "PASS"}
+    assert sdc[0]["observed"] == 0 and "bitwise identical to 2 peer(s)" in sdc[0]["message"]
+    assert "known-answer" in sdc[1]["message"] and "odd one out" in sdc[1]["message"]
+    assert "memtest" in sdc[2]["message"] and "offset 0x1000" in sdc[2]["message"]
+    assert "bits [1]" in sdc[2]["message"] and sdc[2]["action"] == "rma"
+    place = gpus[2]["wrong"][0]["locations"][0]["place"]
+    assert place.startswith("offset 0x1000 (address 0x")
+    assert place in (run_dir / "report.html").read_text()
+
+
+def test_seam_shares_one_decision_per_step() -> None:
+    seam = DeviceSeam((make_fault("sdc", {"rate": 0.5}),), seed=11)
+    base = torch.ones(8, 8)
+    for step in range(40):
+        first = not torch.equal(seam.corrupt(base, step), base)
+        second = not torch.equal(seam.corrupt(base, step), base)
+        assert first == second
+    assert torch.equal(base, torch.ones(8, 8))  # the seam never writes the device's buffer
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["bf16", "fp16", "tf32", "fp32", "fp8"])
+def test_gpu_dtypes_are_exact(dtype: str) -> None:
+    result, records = run_matmul(device="cuda", batches=5, size=2048, dtype=dtype, dtypes=())
+    if dtype in result["skipped_dtypes"]:
+        pytest.skip(result["skipped_dtypes"][dtype])
+    assert result["wrong_elements"] == 0 and not verifies(records)
+    assert result["env"]["device_name"] and result["env"]["sm_count"] > 0
+
+
+@pytest.mark.gpu
+def test_gpu_fills_memory_with_rotating_buffers_and_catches_constant_faults() -> None:
+    result, records = run_matmul(
+        faults=(make_fault("sdc-constant"),),
+        device="cuda",
+        batches=6,
+        size=1024,
+        dtype="bf16",
+        dtypes=(),
+        mem_fraction=0.2,
+    )
+    assert result["dtypes"]["bf16"]["buffers"] > 1
+    assert len(verifies(records, "known-answer")) == result["known_checks"] >= 1
