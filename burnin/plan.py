@@ -174,6 +174,15 @@ def node_placement(ramp: RampSection, env: Mapping[str, str], device_count: int)
     )
 
 
+def kernel_durations(config: RunConfig) -> dict[str, float]:
+    """Each planned kernel's part of ``run.duration_s``, in proportion to its ``share``."""
+    names = config.run.kernels
+    shares = [float(getattr(config.kernel_config(n), "share", 1.0)) for n in names]
+    total = sum(shares) or float(len(names))
+    run_s = config.run.duration_s
+    return {n: run_s * share / total for n, share in zip(names, shares, strict=True)}
+
+
 def build_plan(
     config: RunConfig,
     devices: Sequence[Device],
@@ -203,10 +212,10 @@ def build_plan(
     Returns:
         The plan; start offsets already include this node's rank offset.
     """
-    names = config.run.kernels
-    share_s = config.run.duration_s / max(len(names), 1)
+    durations = kernel_durations(config)
     steps = tuple(
-        KernelStep(name=n, duration_s=share_s, config=config.kernel_config(n)) for n in names
+        KernelStep(name=n, duration_s=durations[n], config=config.kernel_config(n))
+        for n in config.run.kernels
     )
     placement = node_placement(config.ramp, env or {}, len(devices))
     offsets = start_offsets(len(devices), config.ramp.step_s, config.ramp.max_concurrent)

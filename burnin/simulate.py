@@ -35,6 +35,7 @@ from typing import Any
 from burnin.config import RunConfig
 from burnin.devices import Device
 from burnin.faults import Fault
+from burnin.plan import kernel_durations
 from burnin.runtime import Runtime
 from burnin.scenario import NodeSpec, Scenario, load_scenario
 from burnin.simseam import ScaledClock, SimulatedSeam
@@ -167,8 +168,8 @@ def node_runtime(sim: SimulatedRun, node: NodeSpec, config: RunConfig) -> Runtim
         for g in gpus
     ]
     activity = DeviceActivity(len(gpus))
-    share_s = config.run.duration_s / max(len(config.run.kernels), 1)
-    pace = {k: share_s / BATCHES_PER_KERNEL for k in config.run.kernels if k in ("matmul", "membw")}
+    durations = kernel_durations(config)
+    pace = {k: durations[k] / BATCHES_PER_KERNEL for k in durations if k in ("matmul", "membw")}
     dtypes = {name: cfg.dtype for name, cfg in config.kernels.items() if hasattr(cfg, "dtype")}
     device_batches = max(1.0, pace.get("matmul", 0.0) / sim.device_verify_s)
     seams = {

@@ -30,6 +30,8 @@ class Membw:
 
     @dataclass(frozen=True, kw_only=True)
     class Config:
+        # Weight of this kernel in run.duration_s (each kernel gets duration × share / sum).
+        share: float = field(default=1.0, metadata={"min": 0.01, "max": 1000.0})
         size_mib: int = field(default=1024, metadata={"min": 1, "max": 1 << 20})  # per array
         # Larger than this machine class's last-level cache (32 MiB L3 on many servers).
         cpu_size_mib: int = field(default=64, metadata={"min": 1, "max": 1 << 16})

@@ -34,6 +34,8 @@ class Memtest:
 
     @dataclass(frozen=True, kw_only=True)
     class Config:
+        # Weight of this kernel in run.duration_s (each kernel gets duration × share / sum).
+        share: float = field(default=1.0, metadata={"min": 0.01, "max": 1000.0})
         # Share of free GPU memory tested; the rest leaves room for the chunk temporaries.
         mem_fraction: float = field(default=0.8, metadata={"min": 0.0001, "max": 0.95})
         cpu_mib: int = field(default=16, metadata={"min": 1, "max": 1 << 16})

@@ -25,6 +25,8 @@ class Pcie:
 
     @dataclass(frozen=True, kw_only=True)
     class Config:
+        # Weight of this kernel in run.duration_s (each kernel gets duration × share / sum).
+        share: float = field(default=1.0, metadata={"min": 0.01, "max": 1000.0})
         # Large enough that per-copy setup (~10 µs) is noise at 64 GB/s (256 MiB ≈ 4 ms).
         size_mib: int = field(default=256, metadata={"min": 1, "max": 1 << 16})
         cpu_size_mib: int = field(default=32, metadata={"min": 1, "max": 1 << 16})

@@ -9,8 +9,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from burnin.reports import write_reports
 from fakes import result_record, write_run
+
+from burnin.reports import write_reports
 
 pytestmark = pytest.mark.browser
 

@@ -31,6 +31,9 @@ SMALL = [
     "kernels.matmul.cpu_size=32",
     "--set",
     "telemetry.interval_s=0.2",
+    # Matmul alone keeps each device's timeline simple (no all-reduce rendezvous between them).
+    "--set",
+    'run.kernels=["matmul"]',
 ]
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from burnin.kernels import registry
 from click.testing import CliRunner
 from fakes import write_run
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +27,7 @@ from hypothesis import strategies as st
 
 from burnin.cli import cli
 from burnin.config import _DURATION, RunConfig
+from burnin.kernels import registry
 from burnin.runtime import Runtime
 from burnin.skus import load_skus
 from burnin.store import MANIFEST_SCHEMA

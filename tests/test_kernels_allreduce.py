@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
+
+from burnin.cli import cli
+from burnin.config import load_config
 from burnin.kernels.allreduce import (
     Allreduce,
     NodePlan,
@@ -24,10 +28,6 @@ from burnin.kernels.allreduce import (
     typical_pair_gbps,
 )
 from burnin.kernels.base import DeviceSeam, KernelContext
-from click.testing import CliRunner
-
-from burnin.cli import cli
-from burnin.config import load_config
 from burnin.runtime import Runtime
 from burnin.supervisor import mp_context
 from burnin.verdicts.network import isolate

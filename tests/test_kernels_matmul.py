@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 import torch
-from burnin.kernels import bitcheck
-from burnin.kernels.base import DeviceSeam, KernelContext
-from burnin.kernels.matmul import Matmul, _freivalds_bad_rows
 from click.testing import CliRunner
 
 from burnin.cli import cli
 from burnin.faults import make_fault
+from burnin.kernels import bitcheck
+from burnin.kernels.base import DeviceSeam, KernelContext
+from burnin.kernels.matmul import Matmul, _freivalds_bad_rows
 from burnin.runtime import Runtime
 
 
@@ -101,6 +101,31 @@ def test_intermittent_one_in_twenty_is_caught() -> None:
     assert all(r["wrong_elements"] >= 1 and r["locations"][0]["bits"] for r in bad)
     steps = [r["step"] for r in bad]
     assert steps == sorted(steps)  # when: the step of each finding
+
+
+class FirstResultCorrupted(DeviceSeam):
+    """Corrupts only the first result that leaves the device: the self-consistency reference."""
+
+    def __init__(self) -> None:
+        super().__init__((), seed=0)
+        self.calls = 0
+
+    def corrupt(self, result: Any, step: int) -> Any:
+        self.calls += 1
+        if self.calls != 2:  # call 1 is the first known-answer product, call 2 the reference
+            return result
+        bad = result.clone()
+        bad.view(-1)[5] += 1
+        return bad
+
+
+def test_a_corrupted_reference_counts_once_and_is_replaced() -> None:
+    result, records = run_matmul(seam=FirstResultCorrupted(), batches=10)
+    # A third product sided with the newer result: the reference was the wrong one. It counts
+    # as one failed verification, and the nine later correct results are not flagged.
+    assert result["self_failed"] == 1 and result["failed_verifications"] == 1
+    (found,) = verifies(records, "self-consistency")
+    assert found["wrong_elements"] == 1 and "reference was the wrong result" in found["note"]
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "tf32", "bf16", "fp16", "fp8"])

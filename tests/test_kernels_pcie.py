@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from burnin.kernels.base import DeviceSeam, KernelContext
 from burnin.kernels.pcie import Pcie
 

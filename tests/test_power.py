@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from burnin.reports.power import max_ramping, node_power
 from click.testing import CliRunner
 from fakes import write_run
 
 from burnin.cli import cli
+from burnin.reports.power import max_ramping, node_power
 from burnin.store import RunStore
 
 

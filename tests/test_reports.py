@@ -8,8 +8,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from burnin.reports import OUTPUTS, write_reports
 from fakes import result_record, write_run
+
+from burnin.reports import OUTPUTS, write_reports
 
 HOSTILE = '<script>alert(1)</script>"\n{}\\'
 

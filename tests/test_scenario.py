@@ -149,7 +149,9 @@ def test_cli_plan_adds_the_kernel_a_memory_fault_needs(tmp_path: Path) -> None:
     path = tmp_path / "mem.toml"
     text = "[fleet]\nsku = 'L4-24GB'\ngpus_per_node = 2\n[[fault]]\ngpu = 1\nkind = 'stuck-bit'\n"
     path.write_text(text, encoding="utf-8")
-    result = CliRunner().invoke(cli, ["plan", "--simulate", str(path)])
+    # A profile without memtest: the scenario's stuck bit needs it, so the plan adds it.
+    args = ["plan", "--simulate", str(path), "--set", 'run.kernels=["matmul"]']
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "kernels added for the scenario's faults: memtest" in result.output
     assert "node-00 gpu1 stuck-bit" in result.output and "expected check: sdc" in result.output

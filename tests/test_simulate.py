@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from burnin.kernels import registry
 from click.testing import CliRunner
 
 from burnin.cli import cli
 from burnin.config import load_config
 from burnin.faults import make_fault
+from burnin.kernels import registry
 from burnin.scenario import EXPECTED_CHECKS, load_scenario
 from burnin.simseam import ScaledClock, SimulatedSeam, scaled_sdc
 from burnin.simulate import (

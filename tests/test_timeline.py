@@ -8,10 +8,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from burnin.reports import write_reports
-from burnin.reports.timeline import timeline
 from fakes import write_run
 
+from burnin.reports import write_reports
+from burnin.reports.timeline import timeline
 from burnin.verdicts import GpuData
 
 RECORDS = [

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from burnin.reports import write_reports
 from fakes import write_run
 
 from burnin.config import RunConfig
+from burnin.reports import write_reports
 from burnin.verdicts import CheckContext, GpuData, Verdict, registered
 from burnin.verdicts.memory import link_gbps
 

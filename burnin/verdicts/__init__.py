@@ -102,10 +102,15 @@ def registered() -> dict[str, CheckFn]:
 
 
 def _load_builtins() -> None:
-    from burnin.verdicts import compute, health, lifecycle  # noqa: F401
-    from burnin.verdicts import memory_health, screening  # noqa: F401
-    from burnin.verdicts import memory  # noqa: F401
-    from burnin.verdicts import network  # noqa: F401
+    from burnin.verdicts import (  # noqa: F401  # noqa: F401
+        compute,
+        health,
+        lifecycle,
+        memory,
+        memory_health,
+        network,
+        screening,
+    )
 
 
 def worst(statuses: Iterable[Status]) -> Status:
