@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from burnin.errors import ConfigError, InputError, TelemetryError
 from burnin.inventory import Card, gpu_data, read_dumps, read_node, torch_sm_counts
+from burnin.reports.terminal import printable, status_lines
 from burnin.skus import load_skus
 from burnin.telemetry.base import TelemetryClient
 from burnin.verdicts import (
@@ -224,16 +225,8 @@ def format_table(result: InspectResult) -> str:
             f"{_safe(g['memory_total_mib']):>8}  {_safe(g['source'])}"
         )
     lines.append("")
-    for g in result.gpus:
-        where = f"{_safe(g['source'])} gpu{g['index']}"
-        bad = [v for v in g["verdicts"] if v["status"] in ("WARN", "FAIL", "ERROR")]
-        if not bad:
-            lines.append(f"{g['status']} - {where}")
-        for v in bad:
-            lines.append(
-                f"{v['status']} - {where} {v['check']}: {_safe(v['message'])} "
-                f"(action: {v['action']})"
-            )
+    lines += status_lines(result.gpus, lambda g: f"{g['source']} gpu{g['index']}")
     word = "OK" if result.exit_code == 0 else "FAILED"
     lines.append(f"# Result: {result.status.name}  {word}  (exit {result.exit_code})")
-    return "\n".join(lines)
+    # Messages quote untrusted device and file strings: escape what is not printable.
+    return "\n".join(printable(line) for line in lines)

@@ -232,6 +232,24 @@ class StepTimer:
         return time.perf_counter() - self._t0
 
 
+def calibrate_batches(
+    ctx: KernelContext, ops: dict[str, Callable[[], Any]], warmup_steps: int, batch_s: float
+) -> tuple[StepTimer, dict[str, int]]:
+    """Warm each op up and size its batch so that one batch of every op takes ``batch_s``.
+
+    Returns the timer (reused by the timed loop) and the number of calls per batch by op.
+    """
+    timer = StepTimer(ctx)
+    batch = {}
+    for name, op in ops.items():
+        for _ in range(max(warmup_steps, 1)):
+            op()
+        timer.start()
+        op()
+        batch[name] = max(1, int(batch_s / len(ops) / max(timer.stop_s(), 1e-6)))
+    return timer, batch
+
+
 def summarize(values: Sequence[float]) -> dict[str, float]:
     """min / p50 / p99 / max / mean / cv of per-step values (empty -> {})."""
     if not values:

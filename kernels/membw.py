@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from burnin.kernels import bitcheck
-from burnin.kernels.base import KernelContext, StepTimer, summarize
+from burnin.kernels.base import KernelContext, calibrate_batches, summarize
 from burnin.kernels.registry import register
 
 _SCALAR = 3.0  # triad's scalar: b + 3·c of integers below 1024 stays exact in fp32
@@ -54,14 +54,7 @@ class Membw:
             "copy": lambda: x.copy_(b),
             "triad": lambda: torch.add(b, c, alpha=_SCALAR, out=x),
         }
-        timer = StepTimer(ctx)
-        batch = {}
-        for name, op in ops.items():
-            for _ in range(max(cfg.warmup_steps, 1)):
-                op()
-            timer.start()
-            op()
-            batch[name] = max(1, int(cfg.batch_s / 2 / max(timer.stop_s(), 1e-6)))
+        timer, batch = calibrate_batches(ctx, ops, cfg.warmup_steps, cfg.batch_s)
 
         gbps: dict[str, list[float]] = {"copy": [], "triad": []}
         counts = {"verifications": 0, "failed_verifications": 0, "wrong_elements": 0}

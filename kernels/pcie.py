@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from burnin.kernels import bitcheck
-from burnin.kernels.base import KernelContext, StepTimer, summarize
+from burnin.kernels.base import KernelContext, calibrate_batches, summarize
 from burnin.kernels.registry import register
 
 
@@ -50,14 +50,7 @@ class Pcie:
             "h2d": lambda: dev.copy_(host_in, non_blocking=pinned),
             "d2h": lambda: host_out.copy_(dev, non_blocking=pinned),
         }
-        timer = StepTimer(ctx)
-        batch = {}
-        for name, op in ops.items():
-            for _ in range(max(cfg.warmup_steps, 1)):
-                op()
-            timer.start()
-            op()
-            batch[name] = max(1, int(cfg.batch_s / 2 / max(timer.stop_s(), 1e-6)))
+        timer, batch = calibrate_batches(ctx, ops, cfg.warmup_steps, cfg.batch_s)
 
         gbps: dict[str, list[float]] = {"h2d": [], "d2h": []}
         counts = {"verifications": 0, "failed_verifications": 0, "wrong_elements": 0}

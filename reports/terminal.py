@@ -3,6 +3,7 @@ line per device, then one OK/FAILED line per check and the run's result."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -43,15 +44,7 @@ def summary(context: dict[str, Any]) -> str:
             f"{wrong:>7}"
         )
     lines.append("")
-    for gpu in context["gpus"]:
-        bad = [v for v in gpu["verdicts"] if v["status"] in ("WARN", "FAIL", "ERROR")]
-        if not bad:
-            lines.append(f"{gpu['status']} - {gpu['node']} gpu{gpu['index']}")
-        for v in bad:
-            lines.append(
-                f"{v['status']} - {gpu['node']} gpu{gpu['index']} {v['check']}: "
-                f"{v['message']} (action: {v['action']})"
-            )
+    lines += status_lines(context["gpus"], lambda g: f"{g['node']} gpu{g['index']}")
     for node in context["nodes"]:
         ar = node.get("allreduce")
         if ar and ar.get("avg_busbw_gbps") is not None:
@@ -73,6 +66,21 @@ def summary(context: dict[str, Any]) -> str:
     # Names, serials and messages come from untrusted gear: a newline or an escape sequence in
     # them must not forge a status line or repaint the terminal.
     return "\n".join(printable(line) for line in lines)
+
+
+def status_lines(gpus: list[dict[str, Any]], where: Callable[[dict[str, Any]], str]) -> list[str]:
+    """One line per device (``PASS - node-03 gpu5``), or one per WARN/FAIL/ERROR verdict with
+    its message and action; ``where`` names the device (node and index, or a dump file)."""
+    lines = []
+    for gpu in gpus:
+        bad = [v for v in gpu["verdicts"] if v["status"] in ("WARN", "FAIL", "ERROR")]
+        if not bad:
+            lines.append(f"{gpu['status']} - {where(gpu)}")
+        for v in bad:
+            lines.append(
+                f"{v['status']} - {where(gpu)} {v['check']}: {v['message']} (action: {v['action']})"
+            )
+    return lines
 
 
 def printable(text: str) -> str:
