@@ -28,6 +28,7 @@ from burnin.verdicts import (
     Verdict,
     device_status,
     exit_code,
+    nothing_judged,
     registered,
     worst,
 )
@@ -117,6 +118,9 @@ def inspect_cards(
                     action="reseat",
                 )
             )
+        unjudged = nothing_judged(verdicts)
+        if unjudged:
+            verdicts.append(unjudged)
         verdicts.sort(key=lambda v: (-v.status, CHECKS.index(v.check) if v.check in CHECKS else 99))
         inv = gpu.inventory
         entries.append(
@@ -133,8 +137,9 @@ def inspect_cards(
             }
         )
     entries.sort(key=lambda e: -Status[e["status"]])
-    status = worst(Status[e["status"]] for e in entries) if entries else Status.ERROR
-    return InspectResult(entries, status, exit_code(status, strict), claim)
+    statuses = [Status[e["status"]] for e in entries]
+    status = worst(statuses) if entries else Status.ERROR
+    return InspectResult(entries, status, exit_code(statuses, strict), claim)
 
 
 def inspect_dumps(

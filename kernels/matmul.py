@@ -454,17 +454,21 @@ def _result(
 ) -> dict[str, Any]:
     import torch
 
+    # A dtype that measured nothing gets no figure: 0.0 would read as a measured dead card (or,
+    # beside identical peers, as a pass); no metric leaves the verdicts to the lifecycle checks.
     metrics: dict[str, float] = {}
     for name, run in runs.items():
-        metrics[f"matmul_{name}_tflops"] = run["tflops"].get("p50", 0.0)
-    head = runs.get(main, {})
-    stats = head.get("tflops", {})
-    metrics |= {
-        "matmul_tflops": stats.get("p50", 0.0),
-        "matmul_tflops_min": stats.get("min", 0.0),
-        "matmul_tflops_p99": stats.get("p99", 0.0),
-        "matmul_tflops_cv": stats.get("cv", 0.0),
-    }
+        if "p50" in run["tflops"]:
+            metrics[f"matmul_{name}_tflops"] = run["tflops"]["p50"]
+    head = main if main in runs else next(iter(runs), main)
+    stats = runs.get(head, {}).get("tflops", {})
+    if "p50" in stats:
+        metrics |= {
+            "matmul_tflops": stats["p50"],
+            "matmul_tflops_min": stats["min"],
+            "matmul_tflops_p99": stats["p99"],
+            "matmul_tflops_cv": stats["cv"],
+        }
     loop_s = sum(r["loop_s"] for r in runs.values())
     if loop_s:
         metrics["matmul_verify_overhead"] = sum(r["verify_s"] for r in runs.values()) / loop_s
@@ -475,7 +479,7 @@ def _result(
     return {
         "type": "result",
         "kernel": "matmul",
-        "dtype": main if main in runs else next(iter(runs), main),
+        "dtype": head,
         "size": n,
         "seed": ctx.seed,
         "steps": steps,

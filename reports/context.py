@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from burnin.errors import EXIT_INCOMPLETE
+from burnin.errors import EXIT_INCOMPLETE, EXIT_PASS
 from burnin.inventory import sku_key
 from burnin.store import RunData
 from burnin.verdicts import GpuData, Status, device_status, exit_code, run_checks, worst
@@ -70,10 +70,11 @@ def build_context(run: RunData, strict: bool = False) -> dict[str, Any]:
     verdicts = run_checks(gpus, thresholds, manifest)
     entries = [_gpu_entry(g, verdicts[(g.node, g.index)]) for g in gpus]
     entries.sort(key=lambda e: (-Status[e["status"]], e["node"], e["index"]))
-    run_status = worst(Status[e["status"]] for e in entries) if entries else Status.ERROR
-    code = exit_code(run_status, strict)
+    statuses = [Status[e["status"]] for e in entries]
+    run_status = worst(statuses) if entries else Status.ERROR
+    code = exit_code(statuses, strict)
     unfinished = not manifest.get("finished_at") or manifest.get("interrupted")
-    if unfinished and code < EXIT_INCOMPLETE and run_status != Status.FAIL:
+    if unfinished and code == EXIT_PASS:  # a FAIL found before the stop still stands
         run_status, code = Status.ERROR, EXIT_INCOMPLETE
     warnings = [
         f"{host}: torn last line in {name} (the writer was cut off; earlier records kept)"

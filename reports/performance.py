@@ -13,7 +13,7 @@ from typing import Any
 
 from burnin.verdicts import GpuData
 from burnin.verdicts.memory import link_gbps
-from burnin.verdicts.reference import as_dict, digests, last_result, sku_of
+from burnin.verdicts.reference import as_dict, digests, last_result, reference_sku
 
 _FINDING_KEYS = ("kernel", "check", "dtype", "pattern", "step", "elapsed_s", "wrong_elements")
 _FINDING_KEYS += ("wrong_rows", "wrong_cols", "bit_histogram")
@@ -21,7 +21,7 @@ _FINDING_KEYS += ("wrong_rows", "wrong_cols", "bit_histogram")
 
 def performance(gpu: GpuData) -> dict[str, Any]:
     """The ``performance`` entry of one device (see the module docstring)."""
-    sku = sku_of(gpu)
+    sku = reference_sku(gpu)
     fractions: dict[str, float] = {}
     matmul = _matmul(gpu, sku, fractions)
     membw = _membw(gpu, sku, fractions)

@@ -259,3 +259,14 @@ def test_gpu_fills_memory_with_rotating_buffers_and_catches_constant_faults() ->
     )
     assert result["dtypes"]["bf16"]["buffers"] > 1
     assert len(verifies(records, "known-answer")) == result["known_checks"] >= 1
+
+
+def test_no_dtype_measured_means_no_throughput_figure() -> None:
+    from burnin.kernels.matmul import _result
+
+    ctx = KernelContext(device=torch.device("cpu"), device_index=0, node="test",
+                        config=Matmul.Config(), duration_s=1.0, seed=1,
+                        seam=DeviceSeam((), seed=0), emit=lambda r: None)  # fmt: skip
+    result = _result(ctx, "fp8", 64, 0, {}, {"fp8": "fp8 matmul unavailable here"})
+    # 0.0 would read as a measured, dead card; no figure leaves it to the lifecycle checks.
+    assert result["metrics"] == {} and "fp8" in result["skipped_dtypes"]

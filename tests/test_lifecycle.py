@@ -96,8 +96,12 @@ def test_crash_message_includes_the_workers_error_once() -> None:
         ([], [{"kind": "not-started", "message": "stopped by SIGINT"}], {},
          ["never started: stopped by SIGINT"]),
         # Stopped by the thermal guard: the thermal FAIL explains it, no ERROR on top.
-        ([], [{"kind": "not-started", "message": "the thermal guard tripped before its start"}],
+        ([], [{"kind": "thermal-guard", "temp_c": 96.0, "limit_c": 90.0},
+              {"kind": "not-started", "message": "the thermal guard tripped before its start"}],
          {}, []),
+        # ... but without the guard's own record (a torn line) nothing explains it: ERROR.
+        ([], [{"kind": "not-started", "message": "the thermal guard tripped before its start"}],
+         {}, ["no result for matmul"]),
         ([{"type": "start", "elapsed_s": 1.0}, RESULT,
           {"type": "done", "elapsed_s": 2.0, "stop_reason": "thermal-guard"}], [], {}, []),
     ],

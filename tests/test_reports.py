@@ -88,6 +88,31 @@ SCENARIOS = [
     ),
     ("below floor", {"thresholds": {"min_matmul_tflops": 5.0}}, {0: "FAIL", 1: "FAIL"}, "FAIL", 3),
     ("unfinished", {"finished": False}, {0: "PASS", 1: "PASS"}, "ERROR", 4),
+    (
+        "fail beside a crash",
+        {
+            "results": {1: [result_record(1, wrong=3)]},
+            "events": [{"device": 0, "kind": "crash", "exitcode": -9, "elapsed_s": 2.0}],
+        },
+        {0: "ERROR", 1: "FAIL"},
+        "ERROR",
+        3,
+    ),
+    (
+        "unfinished with a fail",
+        {"finished": False, "results": {1: [result_record(1, wrong=3)]}},
+        {0: "PASS", 1: "FAIL"},
+        "FAIL",
+        3,
+    ),
+    # Only skipped checks (no result, no samples): nothing judged the card, so it is ERROR.
+    (
+        "nothing judged",
+        {"results": {0: [{"device": 0, "type": "done"}]}, "inventory": {0: {"kind": "cpu"}}},
+        {0: "ERROR", 1: "PASS"},
+        "ERROR",
+        4,
+    ),
 ]
 
 

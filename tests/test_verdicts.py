@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from burnin.verdicts import Status, Verdict, check, device_status, exit_code, registered, worst
+from burnin.verdicts import (
+    Status,
+    Verdict,
+    check,
+    device_status,
+    exit_code,
+    nothing_judged,
+    registered,
+)
 
 
 def test_status_order() -> None:
@@ -18,13 +26,26 @@ def test_status_order() -> None:
         ([Status.PASS, Status.WARN], False, 0),
         ([Status.PASS, Status.WARN], True, 3),
         ([Status.PASS, Status.FAIL], False, 3),
-        ([Status.FAIL, Status.ERROR], False, 4),
+        # A card that computes wrong answers is returned even if a neighbour crashed.
+        ([Status.FAIL, Status.ERROR], False, 3),
+        ([Status.PASS, Status.ERROR], False, 4),
+        ([Status.WARN, Status.ERROR], True, 4),
         ([Status.SKIP, Status.PASS], False, 0),
         ([Status.ERROR], True, 4),
+        ([], False, 4),
     ],
 )
-def test_exit_code_from_worst(statuses: list[Status], strict: bool, code: int) -> None:
-    assert exit_code(worst(statuses), strict) == code
+def test_exit_code_from_every_device(statuses: list[Status], strict: bool, code: int) -> None:
+    assert exit_code(statuses, strict) == code
+
+
+def test_a_device_nothing_could_judge_is_incomplete() -> None:
+    skipped = [Verdict(check="thermal", status=Status.SKIP, message="no sensor")]
+    extra = nothing_judged(skipped)
+    assert extra is not None and extra.status == Status.ERROR and extra.check == "incomplete"
+    assert device_status([*skipped, extra]) == Status.ERROR
+    passed = [*skipped, Verdict(check="sdc", status=Status.PASS, message="exact")]
+    assert nothing_judged(passed) is None
 
 
 def test_device_with_no_verdict_is_error() -> None:

@@ -122,10 +122,32 @@ def device_status(verdicts: Iterable[Verdict]) -> Status:
     return worst(found) if found else Status.ERROR
 
 
-def exit_code(status: Status, strict: bool = False) -> int:
-    if status == Status.ERROR:
+def nothing_judged(verdicts: list[Verdict]) -> Verdict | None:
+    """An ERROR for a device none of whose checks could run: it was not certified at all."""
+    if any(v.status != Status.SKIP for v in verdicts):
+        return None
+    return Verdict(
+        check="incomplete",
+        status=Status.ERROR,
+        action="retest",
+        message="no check could judge this card (every check was skipped; see their reasons): "
+        "it is not certified",
+    )
+
+
+def exit_code(statuses: Iterable[Status], strict: bool = False) -> int:
+    """The process exit code from every device's status (DESIGN.md).
+
+    A FAIL anywhere is 3 even beside an ERROR elsewhere: a card that computes wrong answers
+    goes back to the vendor, whatever happened to its neighbours. Then ERROR is 4 (incomplete),
+    WARN is 3 under ``--strict``, and anything else 0. No device at all is incomplete.
+    """
+    found = set(statuses)
+    if Status.FAIL in found:
+        return EXIT_FAIL
+    if Status.ERROR in found or not found:
         return EXIT_INCOMPLETE
-    if status == Status.FAIL or (strict and status == Status.WARN):
+    if strict and Status.WARN in found:
         return EXIT_FAIL
     return EXIT_PASS
 
@@ -136,4 +158,9 @@ def run_checks(
     """Every registered check on every device: {(node, index): verdicts}."""
     ctx = CheckContext(thresholds=thresholds, fleet=gpus, manifest=manifest)
     checks = registered()
-    return {(g.node, g.index): [v for fn in checks.values() for v in fn(g, ctx)] for g in gpus}
+    out = {}
+    for g in gpus:
+        verdicts = [v for fn in checks.values() for v in fn(g, ctx)]
+        unjudged = nothing_judged(verdicts)
+        out[(g.node, g.index)] = [*verdicts, unjudged] if unjudged else verdicts
+    return out

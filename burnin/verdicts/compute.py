@@ -32,7 +32,7 @@ from burnin.verdicts.reference import (
     no_sku_reason,
     peer_finding,
     peer_group,
-    sku_of,
+    reference_sku,
 )
 
 # kernel -> (what a wrong unit is called, what one check is called, what a failure means)
@@ -237,7 +237,7 @@ def throughput(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
                 "matmul", tflops, floor, "the configured floor", 1.0, 1.0, "TFLOP/s", "retest"
             )
         )
-    sku = sku_of(gpu)
+    sku = reference_sku(gpu)
     if sku is None:
         findings.append(Finding(Status.SKIP, f"datasheet: {no_sku_reason(gpu)}"))
     for dtype in list(as_dict(result.get("dtypes"))) or [main]:

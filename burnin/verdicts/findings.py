@@ -96,8 +96,9 @@ def limit(ctx: CheckContext, name: str) -> Any:
 
 
 def is_cpu(gpu: GpuData) -> bool:
-    """The CPU fallback: no card to screen, so screening checks emit nothing for it."""
-    return gpu.inventory.get("kind") == "cpu"
+    """The real CPU fallback: no card to screen or reference (a simulated card computes on the
+    CPU but stands for a GPU, so it is judged like one)."""
+    return gpu.inventory.get("kind") == "cpu" and not gpu.inventory.get("simulated")
 
 
 def ran(gpu: GpuData) -> bool:

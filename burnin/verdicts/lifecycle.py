@@ -108,8 +108,10 @@ def incomplete(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
                 action="retest",
                 message=f"{what}: {_text(event.get('message'))}",
             )
-        elif kind in ("thermal-guard", "not-started"):
-            explained = True  # the thermal verdict says why (check thermal-guard below)
+        elif kind == "thermal-guard" or any(e.get("kind") == "thermal-guard" for e in gpu.events):
+            # The guard's thermal FAIL says why; a "not started by the guard" event without the
+            # guard's own record (a torn line) must still leave the device incomplete.
+            explained = True
     for error in errors:  # a worker error with no crash event (e.g. the parent died too)
         explained = True
         yield Verdict(

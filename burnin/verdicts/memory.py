@@ -21,7 +21,7 @@ from burnin.verdicts.reference import (
     no_sku_reason,
     peer_finding,
     peer_group,
-    sku_of,
+    reference_sku,
 )
 
 # Usable GB/s per lane after line encoding (PCI-SIG base specifications): Gen1/2 use 8b/10b at
@@ -44,7 +44,7 @@ def membw(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         return
     t = ctx.thresholds
     findings: list[Finding] = []
-    sku = sku_of(gpu)
+    sku = reference_sku(gpu)
     if sku is None:
         findings.append(Finding(Status.SKIP, f"datasheet: {no_sku_reason(gpu)}"))
     else:
@@ -101,9 +101,16 @@ def pcie_bw(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
 
 def _link_finding(gpu: GpuData, slower: float, t: dict[str, object]) -> Finding:
     inv = gpu.inventory
-    sku = sku_of(gpu)
+    sku = reference_sku(gpu)
     gen, width = inv.get("pcie_max_gen"), inv.get("pcie_max_width")
     source = "the card's maximum link"
+    # A Gen5 card in a Gen4 slot can only carry Gen4: judge against what both support
+    # (pcie-link reports the slot itself), or a healthy card in an older server would FAIL.
+    slot_gen, slot_width = inv.get("pcie_system_max_gen"), inv.get("pcie_system_max_width")
+    if isinstance(gen, int) and isinstance(slot_gen, int) and slot_gen < gen:
+        gen, source = slot_gen, "the link card and slot both support"
+    if isinstance(width, int) and isinstance(slot_width, int) and slot_width < width:
+        width, source = slot_width, "the link card and slot both support"
     if not (isinstance(gen, int) and isinstance(width, int)) and sku is not None:
         gen, width, source = sku.pcie_gen, sku.pcie_width, f"the {sku.key} datasheet link"
     rate = link_gbps(gen, width) if isinstance(gen, int) and isinstance(width, int) else None

@@ -21,7 +21,7 @@ from typing import Any
 from burnin.config import ThresholdsSection
 from burnin.kernels.allreduce import typical_pair_gbps
 from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
-from burnin.verdicts.reference import Finding, combine, is_cpu, sku_of
+from burnin.verdicts.reference import Finding, combine, is_cpu, reference_sku
 
 Pair = tuple[int, int]
 _DEFAULTS = ThresholdsSection()
@@ -154,7 +154,7 @@ def _floor(gpu: GpuData, ctx: CheckContext, busbw: float) -> Finding:
     floor = _threshold(ctx, "min_allreduce_busbw_gbps")
     if not floor:
         return Finding(Status.SKIP, "no busbw floor configured")
-    if sku_of(gpu) is None:
+    if reference_sku(gpu) is None:
         return Finding(Status.SKIP, f"busbw floor {floor:g} GB/s not applied: SKU unknown")
     if busbw < FLOOR_FAIL_SHARE * floor:
         status = Status.FAIL

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from burnin.verdicts import CheckContext, GpuData, Status, Verdict
+from burnin.verdicts.findings import is_cpu
 
 MIN_PEERS = 3  # with two devices the median sits between them: neither can be the outlier
 _THROTTLE_HEAT = {"hw_slowdown", "hw_thermal_slowdown", "sw_thermal_slowdown", "sw_power_cap"}
@@ -50,13 +51,12 @@ def combine(check: str, findings: Sequence[Finding], observed: Any, unit: str) -
     )
 
 
-def is_cpu(gpu: GpuData) -> bool:
-    """The real CPU fallback (a simulated card runs on the CPU but stands for a GPU)."""
-    return gpu.inventory.get("kind") == "cpu" and not gpu.inventory.get("simulated")
+def reference_sku(gpu: GpuData) -> Any:
+    """The SKU whose datasheet a card's performance is judged against, or None.
 
-
-def sku_of(gpu: GpuData) -> Any:
-    """The card's :class:`burnin.skus.Sku`, or None (CPU fallback, unknown card)."""
+    Unlike ``findings.sku_of`` (what the card's PCI id says it is, for identity checks), a
+    simulated card's named SKU comes first: the simulator models that SKU's performance.
+    """
     inv = gpu.inventory
     if is_cpu(gpu):
         return None
@@ -87,7 +87,7 @@ def _sku(key: Any, pci_device_id: Any, name: Any, memory_total_mib: Any) -> Any:
 
 def peer_group(gpu: GpuData) -> tuple[str, str]:
     """Devices comparable as peers: same SKU, else the same reported name and kind."""
-    sku = sku_of(gpu)
+    sku = reference_sku(gpu)
     if sku is not None:
         return ("sku", sku.key)
     return (str(gpu.inventory.get("kind", "cuda")), str(gpu.inventory.get("name")))
