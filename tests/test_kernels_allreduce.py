@@ -16,18 +16,16 @@ from click.testing import CliRunner
 
 from burnin.cli import cli
 from burnin.config import load_config
-from burnin.kernels.allreduce import (
-    Allreduce,
-    NodePlan,
+from burnin.kernels.allreduce import Allreduce, NodePlan, node_plan
+from burnin.kernels.base import DeviceSeam, KernelContext
+from burnin.kernels.collectives import (
     backend_for,
     bandwidth_gbps,
     bus_factor,
     expected_value,
-    node_plan,
     pair_rounds,
     typical_pair_gbps,
 )
-from burnin.kernels.base import DeviceSeam, KernelContext
 from burnin.runtime import Runtime
 from burnin.supervisor import mp_context
 from burnin.verdicts.network import isolate
@@ -297,7 +295,9 @@ def test_corrupted_results_are_counted_on_that_rank(tmp_path: Path) -> None:
 
 
 def test_a_slow_link_slows_every_pair_of_that_gpu(tmp_path: Path) -> None:
-    results = run_ranks(tmp_path, [0, 1, 2, 3], faults={2: [("slow-link", {"factor": 0.25})]})
+    # 10x slower: a loaded 2-core host can stretch a healthy gloo pair's best call several
+    # times, and the test is about naming the GPU, not about a marginal link.
+    results = run_ranks(tmp_path, [0, 1, 2, 3], faults={2: [("slow-link", {"factor": 0.1})]})
     pairs = {tuple(p["devices"]): p["busbw_gbps"] for p in results[0]["pairs"]}
     assert set(isolate(pairs, warn_ratio=0.9).culprits) == {2}
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from burnin.config import ThresholdsSection
-from burnin.kernels.allreduce import typical_pair_gbps
+from burnin.kernels.collectives import typical_pair_gbps
 from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
 from burnin.verdicts.reference import Finding, combine, is_cpu, reference_sku
 
