@@ -111,8 +111,8 @@ def peer_finding(
     """Judge ``value_of(gpu)`` against the devices of the fleet with the same ``key_of``.
 
     WARN when the robust z is at or below ``-peer_z`` and the value is at least
-    ``peer_warn_drop`` under the median; FAIL under ``peer_fail_ratio`` × the median (at most
-    WARN on the CPU fallback). Higher is better for every figure judged here.
+    ``peer_warn_drop`` under the median; FAIL under ``peer_fail_ratio`` × the median; SKIP on
+    the CPU fallback. Higher is better for every figure judged here.
     """
     value = value_of(gpu)
     key = key_of(gpu)
@@ -138,10 +138,9 @@ def peer_finding(
     fail_ratio = float(t.get("peer_fail_ratio", 0.75))
     warn_drop = float(t.get("peer_warn_drop", 0.05))
     if is_cpu(gpu):
-        if z <= -z_cut and ratio < fail_ratio:
-            text = f"{where}: an outlier (logical CPU devices share cores)"
-            return Finding(Status.WARN, text, fail_ratio * median, "retest")
-        return Finding(Status.PASS, where)
+        # Logical CPU devices share the same cores, so their spread measures the scheduler
+        # (0.7 x the median is common with 8 devices on 2 loaded cores), not a card.
+        return Finding(Status.SKIP, f"{where}: not judged (logical CPU devices share cores)")
     if z <= -z_cut and ratio < fail_ratio:
         limit = fail_ratio * median
         return Finding(Status.FAIL, f"{where}, below {fail_ratio:g} x", limit, fail_action)
