@@ -28,8 +28,10 @@ from burnin.faults import FAULT_KINDS, Fault, make_fault
 # (HGX/DGX boards carry 8, PCIe servers up to 10-16) and no simulated fleet needs more nodes.
 MAX_NODES = 512
 MAX_GPUS_PER_NODE = 64
-# Relative noise above 50 % would make every card an outlier of its peers.
-MAX_NOISE = 0.5
+# Noise also spreads temperature, power and per-batch speed (telemetry/simmodel.py): its
+# per-batch cv is noise/sqrt(3), and the stability check warns at cv 0.05, so above about 0.05
+# healthy simulated cards would start to WARN (0.08 gave stability and slow-link WARNs).
+MAX_NOISE = 0.05
 
 _FLEET_KEYS = ("name", "nodes", "gpus_per_node", "sku", "seed", "noise")
 _NODE_KEYS = ("index", "sku", "gpus_per_node")
@@ -42,7 +44,12 @@ _PCIE_WIDTHS = (1, 2, 4, 8, 16, 32)
 # limits: a share is in (0, 1], a slowdown factor in (0, 1] (1 = no slowdown), counts >= 0.
 _RANGES: dict[str, tuple[float, float, bool]] = {
     "rate": (0.0, 1.0, True),
-    "factor": (0.0, 1.0, True),
+    # A slowdown factor of 1 (or more) slows nothing: the "faulty" card would rightly PASS.
+    "factor": (0.0, 0.99, True),
+    # stuck-bit: a bit of a byte, stuck at 0 or 1, at a byte offset within the tested region.
+    "bit": (0, 7, False),
+    "value": (0, 1, False),
+    "offset_bytes": (0, 2**40, False),
     "max_temp_c": (1.0, 150.0, False),
     "limit_w": (0.0, 5000.0, True),
     "gen": (1, 6, False),
@@ -259,7 +266,7 @@ def _fault(
     if "kind" not in table:
         raise ConfigError(f"{where}.kind", f"missing (one of: {', '.join(FAULT_KINDS)})", source)
     kind = table["kind"]
-    if kind not in FAULT_KINDS:
+    if not isinstance(kind, str) or kind not in FAULT_KINDS:
         raise ConfigError(
             f"{where}.kind",
             f"unknown fault kind {kind!r} (known: {', '.join(FAULT_KINDS)})",

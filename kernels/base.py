@@ -101,8 +101,11 @@ class DeviceSeam:
             stuck = self.faults.get("stuck-bit")
             if stuck is not None:
                 mode = "set" if int(stuck.params.get("value", 1)) else "clear"
+                # The offset is defined within the tested region, whatever its size on this
+                # device: wrap it, or a stuck bit past a small (CPU) region would go unseen.
                 at_byte = int(stuck.params.get("offset_bytes", 4096))
-                hits.append((at_byte, int(stuck.params.get("bit", 0)) % 8, mode))
+                at_byte = at_byte % region_bytes if region_bytes > 0 else at_byte
+                hits.append((at_byte, int(stuck.params.get("bit", 0)), mode))
             flip = self.faults.get("bitflip")
             rate = float(flip.params.get("rate", 0.05)) if flip is not None else 0.0
             if region_bytes > 0 and self._rng.random() < rate:

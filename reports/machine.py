@@ -9,10 +9,25 @@ through ``xml.sax.saxutils``, Prometheus label values with the exposition format
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape as _escape
+from xml.sax.saxutils import quoteattr as _quoteattr
 
 from burnin.verdicts import Status
+
+# Characters XML 1.0 forbids even when escaped: one of them (a hostile serial's control byte)
+# would make the whole junit.xml unreadable to the CI system. Shown as U+FFFD instead.
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def quoteattr(text: str) -> str:
+    return _quoteattr(_XML_INVALID.sub("\ufffd", text))
+
+
+def escape(text: str) -> str:
+    return _escape(_XML_INVALID.sub("\ufffd", text))
+
 
 _PRESENTATION_ONLY = ("series", "strict", "telemetry")
 

@@ -99,6 +99,16 @@ def test_memtest_finds_a_stuck_bit_and_reports_its_address(
     assert result["wrong_elements"] == sum(r["wrong_elements"] for r in bad)
 
 
+def test_a_stuck_bit_past_a_small_region_wraps_into_it() -> None:
+    # 8 MiB + 4096 into a 1 MiB region: the fault lies at 4096 of the tested region, not outside
+    # it, or a scenario's stuck bit would go unseen on a small (CPU) region and the card pass.
+    fault = make_fault("stuck-bit", {"offset_bytes": 8 * 2**20 + 4096, "bit": 0, "value": 1})
+    result, records = run(Memtest, Memtest.Config(cpu_mib=1), (fault,), duration_s=0.01)
+    bad = [r for r in records if r["type"] == "verify" and r["word_bytes"] == 4]
+    assert result["failed_verifications"] > 0
+    assert bad and bad[0]["locations"][0]["offset_bytes"] == 4096
+
+
 def test_memtest_catches_intermittent_bit_flips() -> None:
     fault = make_fault("bitflip", {"rate": 0.1})
     result, records = run(Memtest, Memtest.Config(cpu_mib=1), (fault,), duration_s=0.01)

@@ -12,7 +12,7 @@ from fakes import result_record, write_run
 
 from burnin.reports import OUTPUTS, write_reports
 
-HOSTILE = '<script>alert(1)</script>"\n{}\\'
+HOSTILE = '<script>alert(1)</script>"\n{}\\\x1b[31m\x00'
 
 
 class DeviceRows(HTMLParser):
@@ -202,7 +202,7 @@ def test_hostile_device_strings_are_escaped_everywhere(tmp_path: Path) -> None:
     prom = (run_dir / "burnin.prom").read_text()
     for line in prom.splitlines():
         assert line.startswith("#") or line.count('"') % 2 == 0, line
-    assert 'serial="<script>alert(1)</script>\\"\\n{}\\\\"' in prom
+    assert 'serial="<script>alert(1)</script>\\"\\n{}\\\\\x1b[31m\x00"' in prom
 
 
 def test_junit_counts(tmp_path: Path) -> None:

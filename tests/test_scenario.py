@@ -72,6 +72,12 @@ def test_expected_checks_cover_every_kind_and_both_twins() -> None:
         (scenario({"kind": "slow", "node": 2}), "fault[0].node", "out of range"),
         (scenario({"kind": "slow", "speed": 0.5}), "fault[0].speed", "no parameter 'speed'"),
         (scenario({"kind": "slow", "factor": 1.5}), "fault[0].factor", "out of range"),
+        # factor 1 slows nothing: the "faulty" card would pass.
+        (scenario({"kind": "hbm-slow", "factor": 1.0}), "fault[0].factor", "out of range"),
+        (scenario({"kind": ["sdc"]}), "fault[0].kind", "unknown fault kind"),
+        ({"fleet": {**FLEET, "noise": 0.2}}, "fleet.noise", "out of range"),
+        (scenario({"kind": "stuck-bit", "bit": 9}), "fault[0].bit", "out of range"),
+        (scenario({"kind": "stuck-bit", "value": 2}), "fault[0].value", "out of range"),
         (scenario({"kind": "slow", "factor": 0}), "fault[0].factor", "must be > 0"),
         (scenario({"kind": "sdc", "rate": "often"}), "fault[0].rate", "expected a number"),
         (scenario({"kind": "pcie-degraded", "width": 12}), "fault[0].width", "PCIe link width"),
