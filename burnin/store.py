@@ -11,6 +11,7 @@ or malformed manifest, or an unknown schema is a :class:`StoreError` naming the 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import secrets
@@ -37,6 +38,18 @@ def new_run_id(host: str, now: float | None = None) -> str:
     return f"{stamp}-{safe_name(host)}-{secrets.token_hex(2)}"
 
 
+def finite(value: Any) -> Any:
+    """``value`` with NaN and infinity as None: JSON has no such numbers, and one bad figure (a
+    zero-time batch, an empty series) must cost neither a worker's record nor the report."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
 class JsonlWriter:
     """Appends one JSON record per line; each record is a single write, visible at once."""
 
@@ -52,7 +65,8 @@ class JsonlWriter:
         self._count = 0
 
     def write(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, separators=(",", ":"), default=str, allow_nan=False) + "\n"
+        line = json.dumps(finite(record), separators=(",", ":"), default=str, allow_nan=False)
+        line += "\n"
         os.write(self._fd, line.encode("utf-8"))
         self._count += 1
         if self._fsync_every and self._count % self._fsync_every == 0:

@@ -14,6 +14,7 @@ from typing import Any
 from xml.sax.saxutils import escape as _escape
 from xml.sax.saxutils import quoteattr as _quoteattr
 
+from burnin.store import finite
 from burnin.verdicts import Status
 
 # Characters XML 1.0 forbids even when escaped: one of them (a hostile serial's control byte)
@@ -37,7 +38,9 @@ def report_json(context: dict[str, Any]) -> str:
     data["gpus"] = [
         {k: v for k, v in g.items() if k not in _PRESENTATION_ONLY} for g in context["gpus"]
     ]
-    return json.dumps(data, indent=2, ensure_ascii=True, allow_nan=False, default=str) + "\n"
+    return (
+        json.dumps(finite(data), indent=2, ensure_ascii=True, allow_nan=False, default=str) + "\n"
+    )
 
 
 def junit_xml(context: dict[str, Any]) -> str:

@@ -260,3 +260,15 @@ def test_terminal_summary_escapes_control_characters(tmp_path: Path) -> None:
     assert "\x1b" not in text and "\r" not in text and "\u202e" not in text
     assert not any(line.startswith("PASS - node-a gpu9") for line in text.splitlines())
     assert "A100\\x0aPASS - node-a gpu9\\x1b[2J\\u202e" in text
+
+
+def test_non_finite_metrics_become_null_in_report_json(tmp_path: Path) -> None:
+    record = result_record(0)
+    record["metrics"]["matmul_tflops_cv"] = float("nan")
+    record["metrics"]["matmul_tflops_p99"] = float("inf")
+    run_dir = write_run(tmp_path, results={0: [record]})
+    write_reports(run_dir)
+    metrics = next(
+        g for g in json.loads((run_dir / "report.json").read_text())["gpus"] if g["index"] == 0
+    )["metrics"]
+    assert metrics["matmul_tflops_cv"] is None and metrics["matmul_tflops_p99"] is None

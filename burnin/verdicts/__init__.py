@@ -69,7 +69,14 @@ class GpuData:
         return [s[key] for s in self.samples if isinstance(s.get(key), int | float)]
 
     def metric(self, name: str) -> float | None:
-        values = [r["metrics"][name] for r in self.results() if name in r.get("metrics", {})]
+        """The latest result's figure ``name``; None when absent or not a number (a NaN is
+        stored as null), so a check never judges a figure that was not measured."""
+        values = [
+            v
+            for r in self.results()
+            if isinstance(v := r.get("metrics", {}).get(name), int | float)
+            and not isinstance(v, bool)
+        ]
         return values[-1] if values else None
 
 

@@ -291,11 +291,12 @@ def _datasheet(
 @check("stability")
 def stability(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     result = last_result(gpu, "matmul")
-    if result is None or "matmul_tflops_cv" not in result.get("metrics", {}):
+    cv_value = (result or {}).get("metrics", {}).get("matmul_tflops_cv")
+    if result is None or not isinstance(cv_value, int | float):
         return
     t = ctx.thresholds
     main = result.get("dtype")
-    cv = float(result["metrics"]["matmul_tflops_cv"])
+    cv = float(cv_value)
     batches = as_dict(as_dict(result.get("dtypes")).get(main)).get("batches")
     skip = None
     if is_cpu(gpu):
