@@ -205,7 +205,7 @@ def inspect_local(
 
 def _safe(value: Any, width: int = 0) -> str:
     """Device and file strings are untrusted: no control characters reach the terminal."""
-    text = "n/a" if value is None else "".join(c if c.isprintable() else "?" for c in str(value))
+    text = "n/a" if value is None else printable(str(value))
     return f"{text:<{width}}" if width else text
 
 

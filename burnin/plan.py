@@ -26,6 +26,7 @@ from burnin.config import RampSection, RunConfig
 from burnin.devices import Device
 from burnin.errors import InputError
 from burnin.faults import Fault
+from burnin.reports.terminal import printable
 
 # Launcher variables holding this node's rank, in order of preference: torchrun's node rank,
 # Slurm's node index within the allocation, then the global rank (burnin runs one process per
@@ -314,11 +315,6 @@ def _power_lines(plan: Plan) -> list[str]:
     return lines
 
 
-def _printable(text: str) -> str:
-    """A name from hardware, safe for one terminal line (control characters escaped)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def format_plan(plan: Plan) -> str:
     """The schedule as `burnin plan` prints it: ``#`` metadata, then one row per kernel step."""
     cfg = plan.config
@@ -349,7 +345,7 @@ def format_plan(plan: Plan) -> str:
         for step in item.kernels:
             lines.append(
                 f"{item.device.index:>6}  {offset:>8.2f}  {step.name:<10} "
-                f"{step.duration_s:>10.1f}  {tdp:>6}  {_printable(item.device.name)}"
+                f"{step.duration_s:>10.1f}  {tdp:>6}  {printable(item.device.name)}"
             )
             offset += step.duration_s
     return "\n".join(lines)

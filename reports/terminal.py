@@ -87,7 +87,4 @@ def printable(text: str) -> str:
     """``text`` with every non-printable character (controls, bidi overrides) escaped."""
     if text.isprintable():
         return text
-    return "".join(
-        c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
-        for c in text
-    )
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -259,7 +259,7 @@ def test_terminal_summary_escapes_control_characters(tmp_path: Path) -> None:
     text = summary(write_reports(run_dir))
     assert "\x1b" not in text and "\r" not in text and "\u202e" not in text
     assert not any(line.startswith("PASS - node-a gpu9") for line in text.splitlines())
-    assert "A100\\x0aPASS - node-a gpu9\\x1b[2J\\u202e" in text
+    assert "A100\\nPASS - node-a gpu9\\x1b[2J\\u202e" in text
 
 
 def test_non_finite_metrics_become_null_in_report_json(tmp_path: Path) -> None:
