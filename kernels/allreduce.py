@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from burnin.errors import ConfigError
-from burnin.kernels.base import KernelContext, StepTimer, summarize
+from burnin.kernels.base import KernelContext, StepTimer, share_field, summarize
 from burnin.kernels.collectives import (
     _MOD,
     _OFFSET,
@@ -69,8 +69,7 @@ class Allreduce:
     class Config:
         sizes_bytes: tuple[int, ...] = (1 << 20, 1 << 24, 1 << 28, 1 << 30)  # 1 MiB..1 GiB
         cpu_sizes_bytes: tuple[int, ...] = (1 << 12, 1 << 16, 1 << 20)  # gloo on loopback
-        # Weight of this kernel in run.duration_s (each kernel gets duration × share / sum).
-        share: float = field(default=1.0, metadata={"min": 0.01, "max": 1000.0})
+        share: float = share_field()
         iterations: int = field(default=20, metadata={"min": 1, "max": 100000})  # nccl-tests -n
         warmup: int = field(default=5, metadata={"min": 0, "max": 10000})  # connections set up
         pairwise: bool = True

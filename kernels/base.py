@@ -235,6 +235,12 @@ class StepTimer:
         return time.perf_counter() - self._t0
 
 
+def share_field() -> Any:
+    """A kernel Config's ``share``: its weight in ``run.duration_s`` (each planned kernel runs
+    for duration × share / the sum of shares; see ``burnin.plan.kernel_durations``)."""
+    return field(default=1.0, metadata={"min": 0.01, "max": 1000.0})
+
+
 def calibrate_batches(
     ctx: KernelContext, ops: dict[str, Callable[[], Any]], warmup_steps: int, batch_s: float
 ) -> tuple[StepTimer, dict[str, int]]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from burnin.kernels import bitcheck
-from burnin.kernels.base import KernelContext, StepTimer, summarize
+from burnin.kernels.base import KernelContext, StepTimer, share_field, summarize
 from burnin.kernels.registry import register
 
 DType = Literal["fp32", "tf32", "bf16", "fp16", "fp8"]
@@ -60,8 +60,7 @@ class Matmul:
         # Extra dtypes on the CPU: bf16/fp16 run ~100x slower than fp32 on AVX2 CPUs (1.4 vs
         # 139 GFLOP/s measured at 256³ on an EPYC), so none by default.
         cpu_dtypes: tuple[DType, ...] = ()
-        # Weight of this kernel in run.duration_s (each kernel gets duration × share / sum).
-        share: float = field(default=1.0, metadata={"min": 0.01, "max": 1000.0})
+        share: float = share_field()
         # m = n = k on a GPU; at most 16384 so every known answer stays exact (see _INPUT_RANGE)
         size: int = field(default=8192, metadata=_rng(16, 16384))
         cpu_size: int = field(default=256, metadata=_rng(16, 8192))

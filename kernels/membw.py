@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from burnin.kernels import bitcheck
-from burnin.kernels.base import KernelContext, calibrate_batches, summarize
+from burnin.kernels.base import KernelContext, calibrate_batches, share_field, summarize
 from burnin.kernels.registry import register
 
 _SCALAR = 3.0  # triad's scalar: b + 3·c of integers below 1024 stays exact in fp32
@@ -30,8 +30,7 @@ class Membw:
 
     @dataclass(frozen=True, kw_only=True)
     class Config:
-        # Weight of this kernel in run.duration_s (each kernel gets duration × share / sum).
-        share: float = field(default=1.0, metadata={"min": 0.01, "max": 1000.0})
+        share: float = share_field()
         size_mib: int = field(default=1024, metadata={"min": 1, "max": 1 << 20})  # per array
         # Larger than this machine class's last-level cache (32 MiB L3 on many servers).
         cpu_size_mib: int = field(default=64, metadata={"min": 1, "max": 1 << 16})

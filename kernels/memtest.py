@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from burnin.kernels import bitcheck
-from burnin.kernels.base import KernelContext
+from burnin.kernels.base import KernelContext, share_field
 from burnin.kernels.registry import register
 
 Pattern = Literal["zeros", "ones", "0xaa", "0x55", "walking-ones", "address", "random"]
@@ -34,8 +34,7 @@ class Memtest:
 
     @dataclass(frozen=True, kw_only=True)
     class Config:
-        # Weight of this kernel in run.duration_s (each kernel gets duration × share / sum).
-        share: float = field(default=1.0, metadata={"min": 0.01, "max": 1000.0})
+        share: float = share_field()
         # Share of free GPU memory tested; the rest leaves room for the chunk temporaries.
         mem_fraction: float = field(default=0.8, metadata={"min": 0.0001, "max": 0.95})
         cpu_mib: int = field(default=16, metadata={"min": 1, "max": 1 << 16})

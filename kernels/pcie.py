@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from burnin.kernels import bitcheck
-from burnin.kernels.base import KernelContext, calibrate_batches, summarize
+from burnin.kernels.base import KernelContext, calibrate_batches, share_field, summarize
 from burnin.kernels.registry import register
 
 
@@ -25,8 +25,7 @@ class Pcie:
 
     @dataclass(frozen=True, kw_only=True)
     class Config:
-        # Weight of this kernel in run.duration_s (each kernel gets duration × share / sum).
-        share: float = field(default=1.0, metadata={"min": 0.01, "max": 1000.0})
+        share: float = share_field()
         # Large enough that per-copy setup (~10 µs) is noise at 64 GB/s (256 MiB ≈ 4 ms).
         size_mib: int = field(default=256, metadata={"min": 1, "max": 1 << 16})
         cpu_size_mib: int = field(default=32, metadata={"min": 1, "max": 1 << 16})
