@@ -295,8 +295,10 @@ def test_corrupted_results_are_counted_on_that_rank(tmp_path: Path) -> None:
 
 
 def test_a_slow_link_slows_every_pair_of_that_gpu(tmp_path: Path) -> None:
-    # 10x slower, and each pair's figure the best of 20 calls: on a loaded 2-core host both
-    # healthy pairs of a device can hit a scheduler stall within 5 calls (seen: gpu1 blamed).
+    # The link is 10x slower; the test blames a device below half the typical pair, not the
+    # product's 0.9. Four ranks timing 64 KiB calls on two shared cores drift by more than 10 %
+    # between pairs measured a second apart, even as the best of 20 calls (seen in CI: gpu0
+    # blamed at 0.9); the factor-10 gap leaves a factor-5 margin over that noise.
     results = run_ranks(
         tmp_path,
         [0, 1, 2, 3],
@@ -304,7 +306,9 @@ def test_a_slow_link_slows_every_pair_of_that_gpu(tmp_path: Path) -> None:
         iterations=20,
     )
     pairs = {tuple(p["devices"]): p["busbw_gbps"] for p in results[0]["pairs"]}
-    assert set(isolate(pairs, warn_ratio=0.9).culprits) == {2}
+    found = isolate(pairs, warn_ratio=0.5)
+    assert set(found.culprits) == {2}
+    assert found.culprits[2] < 0.2  # about 0.1: every pair of gpu2 is stretched 10x
 
 
 def test_a_missing_device_is_left_out_and_the_rest_go_on(tmp_path: Path) -> None:

@@ -384,6 +384,14 @@ def test_stability(
         assert verdict.action == "inspect-cooling"
 
 
+def test_stability_is_not_judged_on_a_card_the_thermal_guard_stopped() -> None:
+    guarded = device(0, [*windows([800.0, 790.0, 400.0, 810.0, 390.0, 800.0]), matmul(cv=0.3)])
+    guarded.events.append({"kind": "thermal-guard", "device": 0, "elapsed_s": 6.5})
+    verdict = judge([guarded], "stability")[0]
+    assert verdict.status == Status.SKIP
+    assert "thermal guard stopped the stress at 6.5 s" in verdict.message
+
+
 def test_records_without_per_batch_data_get_no_stability_verdict() -> None:
     record = {"type": "result", "kernel": "matmul", "metrics": {"matmul_tflops": 1.0}}
     assert judge([device(0, [record])], "stability") == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -270,6 +271,29 @@ def test_throttle_counts_only_samples_under_load() -> None:
     idle = samples(throttle_reasons=[])
     idle.append({"elapsed_s": 90.0, "throttle_reasons": ["hw_thermal_slowdown"]})
     assert judge(gpu(sampled=idle), "throttle")[0].status == Status.PASS
+
+
+GUARD_AT_30 = {"kind": "thermal-guard", "device": 0, "elapsed_s": 30.0, "temp_c": 89.0}
+
+
+@pytest.mark.parametrize(
+    ("hot_from", "events", "status", "hw_samples"),
+    [
+        (3, [], Status.FAIL, 4),  # HW slowdown for 4 samples under load: a throttling card
+        (3, [GUARD_AT_30], Status.WARN, 1),  # the guard stopped it at the first: load ended
+        (4, [GUARD_AT_30], Status.PASS, 0),  # hot only after the guard: the card's wind-down
+    ],
+    ids=["no guard", "guard at first hot sample", "hot after the guard"],
+)
+def test_throttle_counts_samples_up_to_the_thermal_guard(
+    hot_from: int, events: list[dict[str, Any]], status: Status, hw_samples: int
+) -> None:
+    """After the guard stops the stress, how many hot samples the sampler catches before the
+    worker finishes its step is the host's scheduling: they are not under load."""
+    hot = samples(throttle_reasons=lambda i: ["hw_slowdown"] if i >= hot_from else [])
+    verdict = judge(dataclasses.replace(gpu(sampled=hot), events=events), "throttle")[0]
+    assert verdict.status == status
+    assert (f"hw_slowdown active in {hw_samples} of" in verdict.message) == bool(hw_samples)
 
 
 def test_throttle_fail_sample_count_is_configurable() -> None:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
+from burnin.verdicts.findings import guard_stop_s
 from burnin.verdicts.reference import (
     Finding,
     as_dict,
@@ -301,6 +302,10 @@ def stability(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     skip = None
     if is_cpu(gpu):
         skip = f"CPU fallback: logical devices share cores, so cv {cv:.3f} measures the scheduler"
+    elif (stop_s := guard_stop_s(gpu)) is not None:
+        # The card was cut short while it throttled: its variation is the thermal FAIL's
+        # story, and how many batches it got in first depends on the host's scheduling.
+        skip = f"the thermal guard stopped the stress at {stop_s:g} s: see the thermal verdict"
     elif isinstance(batches, int) and batches < _MIN_BATCHES:
         skip = f"only {batches} timed batch(es): too short to judge"
     if skip:

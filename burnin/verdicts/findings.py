@@ -130,8 +130,31 @@ def claimed_sku(gpu: GpuData, ctx: CheckContext) -> tuple[str | None, Sku | None
     return str(key), load_skus().get(str(key))
 
 
+def guard_stop_s(gpu: GpuData) -> float | None:
+    """When the thermal guard stopped this device's stress (elapsed_s), or None if it did not."""
+    times = [
+        float(e["elapsed_s"])
+        for e in gpu.events
+        if e.get("kind") == "thermal-guard" and isinstance(e.get("elapsed_s"), int | float)
+    ]
+    return min(times, default=None)
+
+
 def load_windows(gpu: GpuData) -> list[tuple[float, float]]:
-    """(start, end) elapsed_s of each kernel run, from kernel-start to its result/error/done."""
+    """(start, end) elapsed_s of each kernel run, from kernel-start to its result/error/done.
+
+    Load ends where the thermal guard stopped the stress: the samples after it show a card
+    winding down at burnin's request, and how many of them the sampler caught before the worker
+    finished its step depends on the host's scheduling, not on the card.
+    """
+    windows = _kernel_windows(gpu)
+    stop_s = guard_stop_s(gpu)
+    if stop_s is None:
+        return windows
+    return [(lo, min(hi, stop_s)) for lo, hi in windows if lo <= stop_s]
+
+
+def _kernel_windows(gpu: GpuData) -> list[tuple[float, float]]:
     windows, start = [], None
     end_of_data = max((s.get("elapsed_s", 0.0) for s in gpu.samples), default=0.0)
     records = sorted(
