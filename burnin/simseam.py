@@ -6,15 +6,18 @@ device time (``kernels.base.DeviceSeam.device_time_s``) and answers with what a 
 scenario's SKU would take (burnin.telemetry.simmodel), with per-card spread, per-call noise and
 the ``slow``/``hbm-slow``/``slow-link``/``pcie-degraded``/thermal/power faults, so reports show
 an H100's TFLOP/s and GB/s. :class:`ScaledClock` is the run's simulated clock: the parent, its
-sampler and every worker read it, so a profile's minutes pass in a few wall seconds. Workers
-unpickle this module, so it imports nothing heavy.
+sampler and every worker read it, so a profile's minutes pass in a few wall seconds, and it
+stands still while a worker process starts. Workers unpickle this module, so it imports
+nothing heavy.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from burnin.faults import Fault
 from burnin.kernels.base import DeviceSeam
@@ -33,17 +36,73 @@ NVLINK_BUSBW_SHARE = 0.45
 
 @dataclasses.dataclass(frozen=True)
 class ScaledClock:
-    """A monotonic clock running ``scale`` times faster than ``time.monotonic`` (picklable)."""
+    """A monotonic clock running ``scale`` times faster than ``time.monotonic`` (picklable).
+
+    With ``shared`` (see :func:`holdable_clock`) the clock can be held: while any holder holds
+    it, simulated time stands still in every process that reads it. The supervisor holds it
+    while it starts a worker, because starting a process is the harness's time, not the
+    card's: unheld, a start that takes 0.1 s of wall time on a busy host is 6 s of simulated
+    time at 60x, and the ramp, the thermal model and the all-reduce rendezvous would shift
+    with the host's load.
+    """
 
     scale: float
     origin: float = dataclasses.field(default_factory=time.monotonic)
+    # [sequence, holders, wall time held since, wall seconds held before]; a seqlock: the
+    # parent's threads write (odd sequence while writing), every process reads.
+    shared: Any = None
 
     def __call__(self) -> float:
-        return self.origin + (time.monotonic() - self.origin) * self.scale
+        wall = time.monotonic()
+        if self.shared is not None:
+            wall -= self._held_s(wall)
+        return self.origin + (wall - self.origin) * self.scale
+
+    def _held_s(self, wall: float) -> float:
+        s = self.shared
+        while True:
+            seq = s[0]
+            holders, since, before = s[1], s[2], s[3]
+            if seq == s[0] and not int(seq) % 2:
+                return before + (wall - since if holders else 0.0)
+
+    def hold(self) -> None:
+        """Stop simulated time until the matching :meth:`release` (holds nest)."""
+        self._update(+1)
+
+    def release(self) -> None:
+        self._update(-1)
+
+    def _update(self, delta: int) -> None:
+        if self.shared is None:
+            return
+        with _HOLD_LOCK:
+            s, now = self.shared, time.monotonic()
+            holders = int(s[1])
+            if holders + delta < 0:
+                return  # a release without a hold: nothing to undo
+            s[0] += 1
+            if delta > 0 and holders == 0:
+                s[2] = now
+            elif delta < 0 and holders == 1:
+                s[3] += now - s[2]
+            s[1] = holders + delta
+            s[0] += 1
 
     def sleep(self, simulated_s: float) -> None:
         if simulated_s > 0:
             time.sleep(simulated_s / self.scale)
+
+
+def holdable_clock(scale: float) -> ScaledClock:
+    """A :class:`ScaledClock` that can be held, shared with worker processes as they start."""
+    from burnin.supervisor import mp_context
+
+    return ScaledClock(scale, shared=mp_context().RawArray("d", 4))
+
+
+# Only the parent's threads hold and release the clock; one lock orders their writes.
+_HOLD_LOCK = threading.Lock()
 
 
 class SimulatedSeam(DeviceSeam):

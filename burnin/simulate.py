@@ -38,7 +38,7 @@ from burnin.faults import Fault
 from burnin.plan import kernel_durations
 from burnin.runtime import Runtime
 from burnin.scenario import NodeSpec, Scenario, load_scenario
-from burnin.simseam import ScaledClock, SimulatedSeam
+from burnin.simseam import ScaledClock, SimulatedSeam, holdable_clock
 from burnin.store import RunStore
 from burnin.telemetry.simmodel import DeviceActivity, board_for, build_gpu, identity
 from burnin.telemetry.simulated import SimulatedTelemetry
@@ -120,7 +120,7 @@ def prepare_simulation(scenario_path: str | Path, config: RunConfig) -> Simulate
         watchdog=watchdog,
         telemetry=dataclasses.replace(config.telemetry, interval_s=interval),
     )
-    return SimulatedRun(scenario, config, ScaledClock(scale), tuple(added), verify_s)
+    return SimulatedRun(scenario, config, holdable_clock(scale), tuple(added), verify_s)
 
 
 def _ramp_span_s(config: RunConfig, devices: int) -> float:

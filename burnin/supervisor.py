@@ -44,6 +44,10 @@ log = logging.getLogger("burnin")
 # preloaded too, which makes that re-run a dictionary lookup.
 PRELOAD = ["torch", "burnin.worker", "burnin.kernels", "burnin.kernels.base", "burnin.cli"]
 _POLL_S = 0.05
+# A clock that can be held (a simulated fleet's) stands still from a worker's launch until its
+# first heartbeat, but never longer than this many wall seconds, so a worker that never
+# answers cannot stop the run's time: the watchdog (wall time) deals with it.
+_START_HOLD_MAX_S = 2.0
 
 
 def mp_context() -> Any:
@@ -140,6 +144,8 @@ class Supervisor:
         self._slot_of = {item.device.index: slot for slot, item in enumerate(plan.items)}
         self._running: dict[int, _Running] = {}
         self._starts: list[float] = []  # recorded elapsed_s of every device start
+        # slot -> (the heartbeat value the parent set at launch, wall deadline of the hold)
+        self._holding: dict[int, tuple[float, float]] = {}
         self.watch = TelemetryWatch(samples, events, limits, on_guard=self.guard)
 
     def guard(self, dev: int) -> None:
@@ -167,11 +173,14 @@ class Supervisor:
                 while pending and pending[0][1].start_offset_s <= elapsed and self._may_start():
                     slot, item = pending.pop(0)
                     self._start(slot, item, alive_r)
+                self._release_started()
                 for slot in list(self._running):
                     self._check(slot)
                 time.sleep(_POLL_S)
             return None
         finally:
+            for slot in list(self._holding):
+                self._release(slot)
             for slot in list(self._running):  # only on an unexpected error: leave nothing behind
                 kill_group(self._running.pop(slot).proc)
             alive_w.close()
@@ -205,9 +214,11 @@ class Supervisor:
             daemon=True,
         )
         launch = time.monotonic()
+        self._hold(slot)
         try:
             proc.start()
         except (OSError, EOFError, RuntimeError) as exc:
+            self._release(slot)
             self._record("crash", dev, message=f"could not start the worker process: {exc}")
             return
         # The start time, the ramp and the watchdog all count from the moment the process
@@ -215,6 +226,8 @@ class Supervisor:
         # request; a later start can only be later, so the ramp rule holds on recorded times.
         self._beats[slot] = time.monotonic()
         launch_s = round(self._beats[slot] - launch, 4)
+        if slot in self._holding:
+            self._holding[slot] = (self._beats[slot], self._beats[slot] + _START_HOLD_MAX_S)
         elapsed = self._elapsed()
         self._starts.append(elapsed)
         self._running[slot] = _Running(proc, item, slot, time.monotonic())
@@ -230,6 +243,24 @@ class Supervisor:
                 "launch_s": launch_s,  # how long starting the process took
             }
         )
+
+    def _hold(self, slot: int) -> None:
+        hold = getattr(self._clock, "hold", None)
+        if hold is not None:
+            hold()
+            self._holding[slot] = (self._beats[slot], time.monotonic() + _START_HOLD_MAX_S)
+
+    def _release(self, slot: int) -> None:
+        if self._holding.pop(slot, None) is not None:
+            self._clock.release()  # type: ignore[attr-defined]
+
+    def _release_started(self) -> None:
+        """Let the clock run again for workers that beat, died or took too long to start."""
+        now = time.monotonic()
+        for slot, (beat, until) in list(self._holding.items()):
+            run = self._running.get(slot)
+            if run is None or self._beats[slot] != beat or not run.proc.is_alive() or now > until:
+                self._release(slot)
 
     def _evidence(self, run: _Running) -> dict[str, Any]:
         dev = run.item.device.index

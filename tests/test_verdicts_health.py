@@ -33,14 +33,17 @@ RTX4090 = {
 }
 RUN = [
     {"type": "kernel-start", "kernel": "matmul", "elapsed_s": 0.0},
-    {"type": "result", "kernel": "matmul", "elapsed_s": 60.0, "metrics": {}},
+    {"type": "result", "kernel": "matmul", "elapsed_s": 70.0, "metrics": {}},
 ]
 
 
 def samples(n: int = 7, **fields: Any) -> list[dict[str, Any]]:
-    """n samples 10 s apart under load; a callable value gets the sample's index."""
+    """n samples 10 s apart under load (from 1 s); a callable value gets the sample's index."""
     return [
-        {"elapsed_s": 10.0 * i, **{k: (v(i) if callable(v) else v) for k, v in fields.items()}}
+        {
+            "elapsed_s": 1.0 + 10.0 * i,
+            **{k: (v(i) if callable(v) else v) for k, v in fields.items()},
+        }
         for i in range(n)
     ]
 
@@ -270,18 +273,20 @@ def test_throttle_counts_only_samples_under_load() -> None:
     """A thermal-slowdown bit after the kernel ended is not a burn-in finding."""
     idle = samples(throttle_reasons=[])
     idle.append({"elapsed_s": 90.0, "throttle_reasons": ["hw_thermal_slowdown"]})
+    idle.append({"elapsed_s": 0.0, "throttle_reasons": ["hw_thermal_slowdown"]})  # at its start
     assert judge(gpu(sampled=idle), "throttle")[0].status == Status.PASS
 
 
-GUARD_AT_30 = {"kind": "thermal-guard", "device": 0, "elapsed_s": 30.0, "temp_c": 89.0}
+# The guard's event carries the elapsed_s of the sample that tripped it (index 3: 31 s).
+GUARD_AT_31 = {"kind": "thermal-guard", "device": 0, "elapsed_s": 31.0, "temp_c": 89.0}
 
 
 @pytest.mark.parametrize(
     ("hot_from", "events", "status", "hw_samples"),
     [
         (3, [], Status.FAIL, 4),  # HW slowdown for 4 samples under load: a throttling card
-        (3, [GUARD_AT_30], Status.WARN, 1),  # the guard stopped it at the first: load ended
-        (4, [GUARD_AT_30], Status.PASS, 0),  # hot only after the guard: the card's wind-down
+        (3, [GUARD_AT_31], Status.WARN, 1),  # the guard stopped it at the first: load ended
+        (4, [GUARD_AT_31], Status.PASS, 0),  # hot only after the guard: the card's wind-down
     ],
     ids=["no guard", "guard at first hot sample", "hot after the guard"],
 )

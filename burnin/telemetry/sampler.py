@@ -94,4 +94,8 @@ class Sampler:
         while not self._stop.is_set():
             self.sample_once()
             next_t += self._interval_s
-            self._stop.wait(max(0.0, (next_t - self._monotonic()) / self._time_scale))
+            # Wait until the run's clock reaches the next tick, not a wall-time estimate of it:
+            # a simulated clock stands still while a worker starts, and a sample per wall wait
+            # would repeat the same instant.
+            while not self._stop.is_set() and (left_s := next_t - self._monotonic()) > 0:
+                self._stop.wait(left_s / self._time_scale)

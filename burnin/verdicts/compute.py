@@ -226,6 +226,12 @@ def throughput(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     tflops = gpu.metric("matmul_tflops")
     if tflops is None:
         return
+    if (stop_s := guard_stop_s(gpu)) is not None:
+        # Cut short while it throttled: its figure mixes full-speed batches with the throttled
+        # ones, in a share set by when the guard tripped; the thermal FAIL is the finding.
+        skip = f"the thermal guard stopped the stress at {stop_s:g} s: see the thermal verdict"
+        yield combine("throughput", [Finding(Status.SKIP, skip)], tflops, "TFLOP/s")
+        return
     result = last_result(gpu, "matmul") or {}
     t = ctx.thresholds
     main = result.get("dtype")
@@ -251,6 +257,8 @@ def throughput(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
             findings.append(_datasheet(gpu, ctx, sku, label, value, size))
 
         def value_of(g: GpuData, d: str | None = dtype) -> float | None:
+            if guard_stop_s(g) is not None:
+                return None  # a card cut short while it throttled is no one's yardstick
             if d == (last_result(g, "matmul") or {}).get("dtype"):
                 return g.metric("matmul_tflops")
             return g.metric(f"matmul_{d}_tflops") if d else None

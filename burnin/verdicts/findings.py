@@ -176,13 +176,15 @@ def _kernel_windows(gpu: GpuData) -> list[tuple[float, float]]:
 
 
 def loaded_samples(gpu: GpuData) -> list[dict[str, Any]]:
-    """Samples taken while a kernel ran; without kernel records, samples with a busy GPU."""
+    """Samples taken while a kernel ran; without kernel records, samples with a busy GPU.
+
+    A sample stamped the instant a kernel started shows the card before the load (a simulated
+    fleet's clock stands still while a worker starts, so such ties happen there).
+    """
     windows = load_windows(gpu)
     if windows:
         return [
-            s
-            for s in gpu.samples
-            if any(lo <= s.get("elapsed_s", -1.0) <= hi for lo, hi in windows)
+            s for s in gpu.samples if any(lo < s.get("elapsed_s", -1.0) <= hi for lo, hi in windows)
         ]
     return [
         s
