@@ -421,16 +421,28 @@ def load_config(
     name, source = "default", None
     if profile:
         name, raw, source = read_profile(profile)
+    given: dict[str, str] = {}  # key path -> where a later layer set it
     for item in overrides:
         keys, value = parse_set(item)
         _assign(raw, keys, value, item)
+        given[".".join(keys)] = f"--set {item}"
     for dotted, value in (flags or {}).items():
         if value is not None:
             _assign(raw, dotted.split("."), value, dotted)
+            given[dotted] = "a command-line option"
     kernel_tables = raw.pop("kernels", {})
     raw.setdefault("profile", name)
-    config = build_section(RunConfig, raw, "", source)
-    return dataclasses.replace(config, kernels=_build_kernels(config, kernel_tables, source))
+    try:
+        config = build_section(RunConfig, raw, "", source)
+        return dataclasses.replace(config, kernels=_build_kernels(config, kernel_tables, source))
+    except ConfigError as exc:
+        # Name where the bad value came from: the profile file, or the override that set it.
+        origin = given.get(exc.key_path) or next(
+            (o for k, o in given.items() if k.startswith(f"{exc.key_path}.")), None
+        )
+        if origin is None or origin == exc.source:
+            raise
+        raise ConfigError(exc.key_path, exc.problem, origin) from None
 
 
 def _assign(raw: dict[str, Any], keys: list[str], value: Any, origin: str) -> None:

@@ -109,6 +109,30 @@ def test_bad_config_names_the_key(
     assert info.value.exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("overrides", "flags", "source"),
+    [
+        (["kernels.memtest.share=-1"], {}, "--set kernels.memtest.share=-1"),
+        (["bogus.key=1"], {}, "--set bogus.key=1"),
+        (["run.kernels=['zzz']"], {}, "--set run.kernels=['zzz']"),
+        ([], {"run.duration_s": -3.0}, "a command-line option"),
+    ],
+)
+def test_a_bad_value_names_where_it_came_from(
+    overrides: list[str], flags: dict[str, float], source: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config("quick", overrides, flags)
+    assert info.value.source == source and "quick.toml" not in str(info.value)
+
+
+def test_a_bad_value_in_the_profile_names_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[run]\nduration_s = -5\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, ["run.strict=true"])
+    assert info.value.source == str(path)
+
+
 def test_unknown_profile_lists_known() -> None:
     with pytest.raises(ConfigError, match="quick"):
         load_config("no-such-profile")
