@@ -298,6 +298,7 @@ def _fault(
         if (tn, tg) == (node, gpu):
             raise ConfigError(f"{where}.twin_gpu", "a card cannot be its own twin", source)
     _check_sku_supports(kind, skus[spec.sku], spec.sku, where, source)
+    _check_changes_something(fault, skus[spec.sku], spec.sku, where, source)
     if kind == "duplicate-serial":
         twin_sku = nodes[int(fault.params["twin_node"])].sku
         _check_sku_supports(kind, skus[twin_sku], twin_sku, f"{where}.twin_node", source)
@@ -324,6 +325,39 @@ def _check_sku_supports(kind: str, sku: Any, key: str, where: str, source: str) 
         problem = f"{key} has no InfoROM, so NVML reports no serial or InfoROM"
     if problem:
         raise ConfigError(f"{where}.kind" if "." not in where else where, problem, source)
+
+
+def _check_changes_something(fault: Fault, sku: Any, key: str, where: str, source: str) -> None:
+    """Reject a fault whose parameters describe the genuine card: it would rightly PASS, and
+    the scenario's author would read that as a check that missed its fault."""
+    from burnin.telemetry.simmodel import board_for
+
+    board, p = board_for(key, sku), fault.params
+    if fault.kind == "pcie-degraded":
+        gen, width = int(p["gen"]), int(p["width"])
+        if gen >= board.pcie_gen and width >= board.pcie_width:
+            raise ConfigError(
+                f"{where}.gen",
+                f"Gen{gen} x{width} is not below the Gen{board.pcie_gen} x{board.pcie_width} "
+                f"link of the {key}: lower the generation or the width",
+                source,
+            )
+    elif fault.kind == "identity":
+        genuine = {
+            "memory_mib": board.memory_total_mib,
+            "name": board.name,
+            "pci_device_id": board.pci_device_id.lower(),
+            "sm_count": board.sm_count,
+        }
+        given = {k: str(v).lower() if k == "pci_device_id" else v for k, v in p.items()}
+        same = [k for k in genuine if k in given and given[k] == genuine[k]]
+        if same and len(same) == sum(k in given for k in genuine):
+            raise ConfigError(
+                f"{where}.{same[0]}",
+                f"{', '.join(same)}: what a genuine {key} reports, so the card would pass; "
+                "give a value that differs",
+                source,
+            )
 
 
 def _param(key: str, value: Any, default: Any, where: str, source: str) -> Any:

@@ -41,6 +41,19 @@ def test_fault_defaults_come_from_faults_table() -> None:
     assert got.node_faults(0) == {}
 
 
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "pcie-degraded", "gen": 5, "width": 8},  # a lower width alone is degraded
+        {"kind": "pcie-degraded", "gen": 4, "width": 16},
+        {"kind": "identity"},  # the documented default: half the memory
+        {"kind": "identity", "name": "NVIDIA H100 80GB HBM3", "memory_mib": 40960},
+    ],
+)
+def test_a_fault_that_changes_one_thing_is_accepted(fault: dict) -> None:
+    assert parse_scenario(scenario({"gpu": 1, **fault})).node_faults(0)[1][0].kind == fault["kind"]
+
+
 def test_expected_checks_cover_every_kind_and_both_twins() -> None:
     assert set(EXPECTED_CHECKS) == set(FAULT_KINDS)
     got = parse_scenario(
@@ -98,6 +111,25 @@ def test_expected_checks_cover_every_kind_and_both_twins() -> None:
         (scenario({"kind": "row-remap"}, sku="V100-SXM2-16GB"), "fault[0].kind", "retire pages"),
         (scenario({"kind": "ecc"}, sku="RTX-3090-24GB"), "fault[0].kind", "without ECC"),
         (scenario({"kind": "inforom-invalid"}, sku="RTX-4090-24GB"), "fault[0].kind", "InfoROM"),
+        # Faults whose parameters describe the genuine card would rightly pass: refused.
+        (
+            scenario({"kind": "pcie-degraded", "gen": 5, "width": 16}),
+            "fault[0].gen",
+            "Gen5 x16 is not below the Gen5 x16 link",
+        ),
+        (
+            scenario({"kind": "pcie-degraded", "gen": 4, "width": 16}, sku="A100-SXM4-80GB"),
+            "fault[0].gen",
+            "not below",
+        ),
+        (scenario({"kind": "identity", "sm_count": 132}), "fault[0].sm_count", "genuine"),
+        (
+            scenario(
+                {"kind": "identity", "pci_device_id": "2330", "name": "NVIDIA H100 80GB HBM3"}
+            ),
+            "fault[0].name",
+            "name, pci_device_id: what a genuine H100-SXM5-80GB reports",
+        ),
     ],
 )
 def test_bad_scenarios_name_the_key(raw: dict, key_path: str, words: str) -> None:
