@@ -434,6 +434,7 @@ def load_config(
     raw.setdefault("profile", name)
     try:
         config = build_section(RunConfig, raw, "", source)
+        _check_claimed_sku(config.inspect.claimed_sku, source)
         return dataclasses.replace(config, kernels=_build_kernels(config, kernel_tables, source))
     except ConfigError as exc:
         # Name where the bad value came from: the profile file, or the override that set it.
@@ -443,6 +444,16 @@ def load_config(
         if origin is None or origin == exc.source:
             raise
         raise ConfigError(exc.key_path, exc.problem, origin) from None
+
+
+def _check_claimed_sku(key: str, source: str | None) -> None:
+    """An unknown claimed SKU is refused before any stress runs, not reported after it."""
+    from burnin.skus import load_skus
+
+    if key and key not in (skus := load_skus()):
+        raise ConfigError(
+            "inspect.claimed_sku", f"unknown SKU {key!r} (known: {', '.join(skus)})", source
+        )
 
 
 def _assign(raw: dict[str, Any], keys: list[str], value: Any, origin: str) -> None:

@@ -73,7 +73,10 @@ class InspectResult:
 
 
 def check_claim(claimed_sku: str | None) -> str | None:
-    """Validate ``[inspect] claimed_sku``; an unknown key is a ConfigError (exit code 2)."""
+    """Validate ``[inspect] claimed_sku``; an unknown key is a ConfigError (exit code 2).
+
+    ``load_config`` checks it too; this covers callers that pass a claim of their own.
+    """
     if not claimed_sku:
         return None
     skus = load_skus()

@@ -116,6 +116,8 @@ def test_bad_config_names_the_key(
         (["bogus.key=1"], {}, "--set bogus.key=1"),
         (["run.kernels=['zzz']"], {}, "--set run.kernels=['zzz']"),
         ([], {"run.duration_s": -3.0}, "a command-line option"),
+        # Refused before any stress runs, not reported by the identity check after it.
+        (["inspect.claimed_sku=H100"], {}, "--set inspect.claimed_sku=H100"),
     ],
 )
 def test_a_bad_value_names_where_it_came_from(
