@@ -183,6 +183,18 @@ class ThresholdsSection:
     # Fan speed below this while hot counts as stopped (NVML's % is the intended speed, RPM the
     # measured one; nvml.md §2.5). Percent.
     fan_min_pct: float = field(default=10.0, metadata=_range(0, 100))
+    # A card this much hotter under load than the median of its same-SKU peers drawing the same
+    # power (thermal_peer_power_band), and a robust-z outlier among them (peer_z), warns: NVIDIA
+    # publishes no thermal-resistance limit (nvml.md §3.4, UNVERIFIED), which suggests exactly
+    # this peer comparison; 10 C is burnin's line, above the few degrees chassis slots differ. C.
+    thermal_peer_warn_c: float = field(default=10.0, metadata=_range(0, 150))
+    # "The same power": median power under load within this share of the card's. Fraction.
+    thermal_peer_power_band: float = field(default=0.10, metadata=_range(0, 1))
+    # Median power under load below this × the peers' median (same SKU, same kernels), and a
+    # robust-z outlier, warns: DCGM's targeted_power fails a card whose power "did not reach
+    # desired power minimum" (dcgm_errors.h, nvml.md §3.4); burnin's desired power is its
+    # peers'. 0.8 leaves room for the ±5 % DCGM tolerates around its target. Fraction.
+    power_reach_warn_ratio: float = field(default=0.80, metadata=_range(0, 1))
     # Peers (same SKU, same kernel shape): robust z = 0.6745·(x − median)/MAD (DESIGN.md); 3.5
     # is Iglewicz & Hoaglin's (1993) outlier cutoff for this modified z-score. Unitless.
     peer_z: float = field(default=3.5, metadata=_range(0, 1e6))

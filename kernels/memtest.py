@@ -4,6 +4,9 @@ Patterns, in the memtest86 / cuda_memtest tradition: all zeros, all ones, 0xAA a
 (alternating bits, both phases), walking ones (32 passes, one bit position each), address in
 address and its complement (each 64-bit word holds its own index: catches address-line faults
 that a constant pattern cannot), and a seeded pseudo-random pattern that changes every round.
+A round runs each pattern once first (walking ones at bit 0), then the other 31 walking-ones
+positions, and the kernel may stop at its deadline once every pattern has run: 8 passes rather
+than 39, so a short run or a slow host cannot overrun the plan by a whole round.
 Each pass writes the whole region, then reads it back chunk by chunk through the device seam
 (where a stuck or flipped bit enters in tests) and counts bad words on the device, with one
 synchronisation per pass. Only a failing pass is scanned again to name addresses and bits:
@@ -66,6 +69,7 @@ class Memtest:
         passes = failed = bad_total = rounds = 0
         t0 = time.perf_counter()
         finished = False
+        every_pattern = len(_passes(cfg.patterns, ctx.seed, head_only=True))
         while not finished:
             for name, spec in _passes(cfg.patterns, ctx.seed + rounds):
                 bad = test.write_verify(name, spec, passes)
@@ -73,8 +77,9 @@ class Memtest:
                 failed += bool(bad)
                 bad_total += bad
                 ctx.heartbeat()
-                # The first round always completes, so every pattern runs at least once.
-                if ctx.should_stop() or (rounds and ctx.monotonic() >= deadline):
+                # Every pattern runs at least once, whatever the deadline.
+                late = passes >= every_pattern and ctx.monotonic() >= deadline
+                if ctx.should_stop() or late:
                     finished = True
                     break
             else:
@@ -106,19 +111,25 @@ def _signed(value: int, bits: int) -> int:
     return value - (1 << bits) if value >> (bits - 1) else value
 
 
-def _passes(patterns: tuple[str, ...], seed: int) -> Iterator[tuple[str, tuple[Any, ...]]]:
-    """(name, spec) of every pass of one round, in order."""
+def _passes(
+    patterns: tuple[str, ...], seed: int, head_only: bool = False
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """(name, spec) of every pass of one round, in order: each pattern once, then the rest
+    of walking ones (``head_only``: just the first part)."""
+    head: list[tuple[str, tuple[Any, ...]]] = []
+    tail: list[tuple[str, tuple[Any, ...]]] = []
     for pattern in patterns:
         if pattern in _CONSTANTS:
-            yield f"{pattern} 0x{_CONSTANTS[pattern]:08x}", ("const", _CONSTANTS[pattern])
+            head.append((f"{pattern} 0x{_CONSTANTS[pattern]:08x}", ("const", _CONSTANTS[pattern])))
         elif pattern == "walking-ones":
-            for bit in range(32):
-                yield f"walking-ones bit {bit}", ("const", 1 << bit)
+            walk = [(f"walking-ones bit {bit}", ("const", 1 << bit)) for bit in range(32)]
+            head.append(walk[0])
+            tail.extend(walk[1:])
         elif pattern == "address":
-            yield "address", ("address", False)
-            yield "address complement", ("address", True)
+            head += [("address", ("address", False)), ("address complement", ("address", True))]
         else:
-            yield f"random seed {seed}", ("random", seed)
+            head.append((f"random seed {seed}", ("random", seed)))
+    return head if head_only else head + tail
 
 
 class _Region:

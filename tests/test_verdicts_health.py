@@ -318,3 +318,103 @@ def test_cpu_fallback() -> None:
     cpu = gpu({"kind": "cpu", "name": "CPU fallback"}, sampled=samples())
     assert [v.status for v in judge(cpu, "thermal")] == [Status.SKIP]
     assert judge(cpu, "throttle") == judge(cpu, "power") == judge(cpu, "fan") == []
+
+
+# -- against peers under the same load ------------------------------------------------------
+
+
+def fleet_of(*cards: tuple[float, float], events: dict[int, list] | None = None) -> list[GpuData]:
+    """Same-SKU cards under the same load, each (power_w, temp_c) in all its samples."""
+    return [
+        dataclasses.replace(
+            gpu(sampled=samples(power_w=p, temp_c=t)),
+            index=i,
+            events=list((events or {}).get(i, [])),
+        )
+        for i, (p, t) in enumerate(cards)
+    ]
+
+
+def judge_fleet(fleet: list[GpuData], check: str, index: int = 0) -> Any:
+    ctx = CheckContext(thresholds={}, fleet=fleet)
+    (verdict,) = registered()[check](fleet[index], ctx)
+    return verdict
+
+
+PEER_SCENARIOS = [
+    # (name, fleet, check, status, words)
+    (
+        "hotter than peers at the same power",
+        fleet_of((650, 80), (650, 66), (655, 67), (645, 65), (650, 66)),
+        "thermal",
+        Status.WARN,
+        "+14 C against the median of 4 peers at the same power",
+    ),
+    (
+        "as hot as peers",
+        fleet_of((650, 67), (650, 66), (655, 67), (645, 65), (650, 66)),
+        "thermal",
+        Status.PASS,
+        "+1 C against the median of 4 peers",
+    ),
+    (
+        # Chassis slots differ: +10 C over the median, but no outlier in a spread fleet.
+        "spread fleet",
+        fleet_of((650, 80), (650, 60), (655, 65), (645, 70), (650, 75)),
+        "thermal",
+        Status.PASS,
+        "+12 C against the median of 4 peers",
+    ),
+    (
+        # Hot, but at a far lower power than any peer: not the same load, not compared.
+        "no peer at its power",
+        fleet_of((400, 80), (650, 66), (655, 67), (645, 65)),
+        "thermal",
+        Status.PASS,
+        "peak 80 C",
+    ),
+    (
+        "below its peers' power",
+        fleet_of((450, 60), (650, 66), (655, 67), (645, 65), (650, 66)),
+        "power",
+        Status.WARN,
+        "drew 450 W under load = 0.69 x the median of 4 peers",
+    ),
+    (
+        "at its peers' power",
+        fleet_of((640, 66), (650, 66), (655, 67), (645, 65), (650, 66)),
+        "power",
+        Status.PASS,
+        "= 0.98 x the median of 4 peers",
+    ),
+    (
+        # A crashed card idles after the crash: its low power is the crash's story.
+        "crashed card is not compared",
+        fleet_of((70, 40), (650, 66), (655, 67), (645, 65), events={0: [{"kind": "crash"}]}),
+        "power",
+        Status.PASS,
+        "power limit 700 W = default",
+    ),
+    (
+        "a crashed peer is no yardstick",
+        fleet_of((650, 66), (70, 40), (655, 67), (645, 65), events={1: [{"kind": "crash"}]}),
+        "power",
+        Status.PASS,
+        "median of 2 peers",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "fleet", "check", "status", "words"),
+    PEER_SCENARIOS,
+    ids=[s[0] for s in PEER_SCENARIOS],
+)
+def test_against_peers_under_the_same_load(
+    name: str, fleet: list[GpuData], check: str, status: Status, words: str
+) -> None:
+    verdict = judge_fleet(fleet, check)
+    assert verdict.status == status, verdict.message
+    assert words in verdict.message
+    if status == Status.WARN:
+        assert verdict.action == ("inspect-cooling" if check == "thermal" else "retest")

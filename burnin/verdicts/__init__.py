@@ -85,6 +85,8 @@ class CheckContext:
     thresholds: dict[str, Any]
     fleet: list[GpuData]
     manifest: dict[str, Any] = field(default_factory=dict)
+    # Figures a check derives once per device and reads again for every peer.
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 CheckFn = Callable[[GpuData, CheckContext], Iterable[Verdict]]

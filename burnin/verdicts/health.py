@@ -1,17 +1,21 @@
 """Health checks from telemetry and limits: ``thermal``, ``throttle``, ``power`` and ``fan``.
 
 ``thermal`` compares the peak temperatures under stress with the card's own NVML thresholds
-(slowdown, memory maximum, the thermal margin) and ``warn_temp_c``; ``throttle`` counts the
-clock-event reasons active while a kernel ran (HW slowdown, HW thermal and power-brake bits mean
-clocks halved: cooling, PSU or board trouble, nvml.h); ``power`` compares the enforced power limit
-with the card's default and the default with the SKU's TDP (a lowered cap costs throughput, a
-low default suggests another board); ``fan`` flags fans stopped or not turning while the card is
-hot. A device without the sensor gets SKIP, never PASS; an ``inspect`` snapshot (no run) gets
-``power`` only, the others need samples.
+(slowdown, memory maximum, the thermal margin) and ``warn_temp_c``, and its settled temperature
+with same-SKU peers drawing the same power (a card that sheds heat worse: dried paste or pads,
+a loose heatsink); ``throttle`` counts the clock-event reasons active while a kernel ran (HW
+slowdown, HW thermal and power-brake bits mean clocks halved: cooling, PSU or board trouble,
+nvml.h); ``power`` compares the enforced power limit with the card's default, the default with
+the SKU's TDP (a lowered cap costs throughput, a low default suggests another board) and the
+power drawn under load with its peers' under the same kernels (DCGM's "did not reach desired
+power"); ``fan`` flags fans stopped or not turning while the card is hot. A device without the
+sensor gets SKIP, never PASS; an ``inspect`` snapshot (no run) gets ``power`` only, the others
+need samples.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +23,7 @@ from typing import Any
 from burnin.inventory import card_sku
 from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
 from burnin.verdicts.findings import Findings, is_cpu, limit, loaded_samples, ran, values
+from burnin.verdicts.reference import MIN_PEERS, peer_group
 
 # Clock-event reasons that mean clocks were cut by half or more (nvml.h, reference/nvml.md §2.7).
 _HW_REASONS = {
@@ -79,6 +84,7 @@ def thermal(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
             unit="C",
             action="inspect-cooling",
         )
+    _thermal_vs_peers(f, gpu, ctx)
     margins = gpu.sample_values("temp_margin_c")
     if margins and min(margins) <= 0:
         f.problem(
@@ -187,7 +193,121 @@ def power(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     peak = gpu.sample_values("power_w")
     if peak and f.items and max(f.items, key=lambda i: i.status).status == Status.PASS:
         f.ok(f"peak draw {max(peak):g} W")
+    _power_vs_peers(f, gpu, ctx)
     yield f.verdict()
+
+
+# -- against peers under the same load ---------------------------------------------------------
+
+
+def under_load(gpu: GpuData, ctx: CheckContext) -> tuple[float | None, float | None]:
+    """(median power_w, settled temp_c) while a kernel ran; None where not sampled.
+
+    The settled temperature is the median over the second half of the loaded samples, past
+    the first minutes' climb, so a card that started later is not judged cooler for it.
+    """
+    key = ("under_load", gpu.node, gpu.index)
+    if key not in ctx.cache:
+        loaded = loaded_samples(gpu)
+        power = values(loaded, "power_w")
+        temps = values(loaded[len(loaded) // 2 :], "temp_c")
+        ctx.cache[key] = (
+            statistics.median(power) if power else None,
+            statistics.median(temps) if temps else None,
+        )
+    return ctx.cache[key]
+
+
+# A device with one of these events did not run its planned load to the end (its last kernel
+# may stay "open" until the data ends, idle samples included): its load is nobody's measure.
+_CUT_SHORT = {"crash", "hang", "lost", "killed", "interrupted", "thermal-guard", "not-started"}
+
+
+def _full_load(gpu: GpuData) -> bool:
+    return not is_cpu(gpu) and not any(e.get("kind") in _CUT_SHORT for e in gpu.events)
+
+
+def _peers(gpu: GpuData, ctx: CheckContext) -> list[GpuData]:
+    """Same SKU (peer group), the same planned kernels, run to the end: the same load."""
+    group, kernels = peer_group(gpu), sorted(gpu.planned_kernels)
+    return [
+        g
+        for g in ctx.fleet
+        if g is not gpu
+        and _full_load(g)
+        and peer_group(g) == group
+        and sorted(g.planned_kernels) == kernels
+    ]
+
+
+def _robust_z(value: float, population: list[float], floor: float) -> float:
+    median = statistics.median(population)
+    mad = statistics.median(abs(v - median) for v in population)
+    return 0.6745 * (value - median) / max(mad, floor, 1e-12)
+
+
+def _thermal_vs_peers(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
+    power_w, temp_c = under_load(gpu, ctx)
+    if power_w is None or temp_c is None or not _full_load(gpu):
+        return
+    band = float(limit(ctx, "thermal_peer_power_band"))
+    peers = [
+        t
+        for g in _peers(gpu, ctx)
+        for p, t in [under_load(g, ctx)]
+        if p is not None and t is not None and abs(p - power_w) <= band * power_w
+    ]
+    if len(peers) < MIN_PEERS - 1:
+        return  # too few cards at this power to say what "normal" is; the limits still apply
+    median_c = statistics.median(peers)
+    over_c = temp_c - median_c
+    warn_c = float(limit(ctx, "thermal_peer_warn_c"))
+    z = _robust_z(temp_c, [*peers, temp_c], 1.0)  # 1 C: identical cards read alike
+    text = (
+        f"settled at {temp_c:.0f} C under load, {over_c:+.0f} C against the median of "
+        f"{len(peers)} peers at the same power ({median_c:.0f} C at {power_w:.0f} W ±{band:.0%})"
+    )
+    if over_c >= warn_c and z >= float(limit(ctx, "peer_z")):
+        f.problem(
+            Status.WARN,
+            f"{text}: it sheds heat worse than its peers; check the heatsink contact, thermal "
+            "paste or pads and the airflow at its slot",
+            observed=round(over_c, 1),
+            limit=warn_c,
+            unit="C",
+            action="inspect-cooling",
+        )
+    else:
+        f.ok(text, observed=round(over_c, 1), limit=warn_c, unit="C")
+
+
+def _power_vs_peers(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
+    power_w, _temp = under_load(gpu, ctx)
+    if power_w is None or not _full_load(gpu):
+        return
+    peers = [p for g in _peers(gpu, ctx) if (p := under_load(g, ctx)[0]) is not None]
+    if len(peers) < MIN_PEERS - 1:
+        return
+    median_w = statistics.median(peers)
+    ratio = power_w / median_w if median_w else 1.0
+    warn_ratio = float(limit(ctx, "power_reach_warn_ratio"))
+    z = _robust_z(power_w, [*peers, power_w], float(limit(ctx, "peer_mad_floor")) * median_w)
+    text = (
+        f"drew {power_w:.0f} W under load = {ratio:.2f} x the median of {len(peers)} peers "
+        f"under the same kernels ({median_w:.0f} W)"
+    )
+    if ratio < warn_ratio and z <= -float(limit(ctx, "peer_z")):
+        f.problem(
+            Status.WARN,
+            f"{text}: it did not reach its peers' power; a lowered limit, a power cable or "
+            "connector problem, or clocks held down; see throttle and re-test",
+            observed=round(power_w, 1),
+            limit=round(warn_ratio * median_w, 1),
+            unit="W",
+            action="retest",
+        )
+    else:
+        f.ok(text, observed=round(power_w, 1), unit="W")
 
 
 def _default_vs_sku(f: Findings, gpu: GpuData, default_w: float, fail_ratio: float) -> None:
