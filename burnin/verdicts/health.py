@@ -23,7 +23,7 @@ from typing import Any
 from burnin.inventory import card_sku
 from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
 from burnin.verdicts.findings import Findings, is_cpu, limit, loaded_samples, ran, values
-from burnin.verdicts.reference import MIN_PEERS, peer_group
+from burnin.verdicts.reference import MIN_PEERS, peer_group, robust_z
 
 # Clock-event reasons that mean clocks were cut by half or more (nvml.h, reference/nvml.md §2.7).
 _HW_REASONS = {
@@ -240,12 +240,6 @@ def _peers(gpu: GpuData, ctx: CheckContext) -> list[GpuData]:
     ]
 
 
-def _robust_z(value: float, population: list[float], floor: float) -> float:
-    median = statistics.median(population)
-    mad = statistics.median(abs(v - median) for v in population)
-    return 0.6745 * (value - median) / max(mad, floor, 1e-12)
-
-
 def _thermal_vs_peers(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
     power_w, temp_c = under_load(gpu, ctx)
     if power_w is None or temp_c is None or not _full_load(gpu):
@@ -262,7 +256,7 @@ def _thermal_vs_peers(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
     median_c = statistics.median(peers)
     over_c = temp_c - median_c
     warn_c = float(limit(ctx, "thermal_peer_warn_c"))
-    z = _robust_z(temp_c, [*peers, temp_c], 1.0)  # 1 C: identical cards read alike
+    z = robust_z(temp_c, [*peers, temp_c], 1.0)  # 1 C: identical cards read alike
     text = (
         f"settled at {temp_c:.0f} C under load, {over_c:+.0f} C against the median of "
         f"{len(peers)} peers at the same power ({median_c:.0f} C at {power_w:.0f} W ±{band:.0%})"
@@ -291,7 +285,7 @@ def _power_vs_peers(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
     median_w = statistics.median(peers)
     ratio = power_w / median_w if median_w else 1.0
     warn_ratio = float(limit(ctx, "power_reach_warn_ratio"))
-    z = _robust_z(power_w, [*peers, power_w], float(limit(ctx, "peer_mad_floor")) * median_w)
+    z = robust_z(power_w, [*peers, power_w], float(limit(ctx, "peer_mad_floor")) * median_w)
     text = (
         f"drew {power_w:.0f} W under load = {ratio:.2f} x the median of {len(peers)} peers "
         f"under the same kernels ({median_w:.0f} W)"

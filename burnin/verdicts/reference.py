@@ -99,6 +99,14 @@ def no_sku_reason(gpu: GpuData) -> str:
     return f"no SKU known for {gpu.inventory.get('name') or 'this card'!r}"
 
 
+def robust_z(value: float, population: Sequence[float], floor: float) -> float:
+    """Iglewicz & Hoaglin's modified z-score of ``value`` in ``population`` (which holds it):
+    0.6745·(x − median)/MAD, the MAD no smaller than ``floor`` (identical cards have MAD ≈ 0)."""
+    median = statistics.median(population)
+    mad = statistics.median(abs(v - median) for v in population)
+    return 0.6745 * (value - median) / max(mad, floor, 1e-12)
+
+
 def peer_finding(
     gpu: GpuData,
     ctx: CheckContext,
@@ -126,9 +134,7 @@ def peer_finding(
         )
     t = ctx.thresholds
     median = statistics.median(values)
-    mad = statistics.median(abs(v - median) for v in values)
-    floor = float(t.get("peer_mad_floor", 0.01)) * abs(median)
-    z = 0.6745 * (value - median) / max(mad, floor, 1e-12)
+    z = robust_z(value, values, float(t.get("peer_mad_floor", 0.01)) * abs(median))
     ratio = value / median if median else 1.0
     where = (
         f"{what} {value:.4g} {unit} = {ratio:.2f} x the median of {len(values)} peers "
