@@ -32,6 +32,7 @@ ALL = sorted(p for p in DUMPS.iterdir() if p.suffix in (".txt", ".xml"))
 #   rtx-pro    placeholder serial and UUID: identity WARN (blanked)
 #   t4         serial 0000000000000 (AWS pass-through): identity WARN (cannot match the label)
 #   titan      R331 GeForce: nothing readable, every check SKIP: incomplete ERROR (not certified)
+#   gtx-1070   both cards run ./ethminer in the seller's dump: wear WARN (ex-mining)
 EXPECTED: dict[str, tuple[list[str], set[str], str | None, str, str | None, int | None]] = {
     "a100-sxm4-80gb-mig_r535.xml": (
         ["PASS"],
@@ -50,8 +51,8 @@ EXPECTED: dict[str, tuple[list[str], set[str], str | None, str, str | None, int 
         46068,
     ),
     "geforce-gtx-1070-x2-mining_r384.xml": (
-        ["PASS", "PASS"],
-        set(),
+        ["WARN", "WARN"],
+        {"wear"},
         None,
         "GeForce GTX 1070",
         None,

@@ -231,6 +231,33 @@ SCENARIOS = [
     ),
     ("wear clean", gpu(), "wear", {}, Status.PASS, "none", "0 corrected"),
     (
+        "wear: a miner in the seller's dump",
+        gpu(processes=("/usr/lib/xorg/Xorg", "./ethminer")),
+        "wear",
+        {},
+        Status.WARN,
+        "retest",
+        "mining software in the card's process list (ethminer)",
+    ),
+    (
+        "wear: many miners, three named",
+        gpu(processes=("C:\\m\\t-rex.exe", "PhoenixMiner.exe", "xmrig", "nbminer", "python3")),
+        "wear",
+        {},
+        Status.WARN,
+        "retest",
+        "(PhoenixMiner.exe, nbminer, t-rex.exe, ...)",
+    ),
+    (
+        "wear: ordinary processes",
+        gpu(processes=("/usr/bin/python3", "Xorg", "gnome-shell")),
+        "wear",
+        {},
+        Status.PASS,
+        "none",
+        "0 corrected",
+    ),
+    (
         "wear unknown (GeForce)",
         gpu(
             ecc_aggregate_sbe=None,

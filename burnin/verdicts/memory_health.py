@@ -1,9 +1,10 @@
 """Memory-health checks: ``wear``, ``ecc``, ``retired-pages`` and ``row-remap``.
 
 A card's memory keeps its history in the InfoROM: lifetime (aggregate) ECC counts, retired pages
-(Kepler to Volta) and remapped rows (Ampere and later). ``wear`` reads that history as evidence of
-a previous owner's use; the other three judge each mechanism against the published limits (DCGM
-health and diag, Azure NHC, Meta GCM; reference/nvml.md §3.1): a failed remap or a full
+(Kepler to Volta) and remapped rows (Ampere and later). ``wear`` reads that history, and mining
+software in a dump's process list, as evidence of a previous owner's use; the other three judge
+each mechanism against the published limits (DCGM health and diag, Azure NHC, Meta GCM;
+reference/nvml.md §3.1): a failed remap or a full
 retirement table is an RMA, pending work needs a reset and a re-test, and volatile uncorrectable
 errors during a run fail the card. All four read the inventory, so ``burnin inspect`` judges a
 seller's dump with them; ``ecc`` also reads the samples of a run for growth under stress.
@@ -92,7 +93,36 @@ def wear(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
             )
         else:
             f.ok("no remapped rows")
+    if miners := mining_software(inv.get("processes")):
+        more = ", ..." if len(miners) > _MAX_NAMES_SHOWN else ""
+        shown = ", ".join(miners[:_MAX_NAMES_SHOWN]) + more
+        f.problem(
+            Status.WARN,
+            f"mining software in the card's process list ({shown}): it has mined, "
+            "typically around the clock for months, which wears fans, thermal pads and memory; "
+            "burn it in fully, inspect the cooler and price it as used",
+            observed=len(miners),
+            limit=0,
+            unit="processes",
+            action="retest",
+        )
     yield f.verdict()
+
+
+# Executable names of the common GPU miners, as their projects publish them (ethminer,
+# PhoenixMiner, T-Rex, NBMiner, lolMiner, GMiner, NanoMiner, TeamRedMiner, Claymore's
+# EthDcrMiner64, NiceHash Excavator, XMRig, miniZ, Bminer, SRBMiner, ccminer): a dump that shows
+# one running is a mining rig's. Matched on the file name, case-insensitively.
+_MINERS = ("miner", "t-rex", "xmrig", "excavator", "miniz")
+_MAX_NAMES_SHOWN = 3
+
+
+def mining_software(processes: object) -> list[str]:
+    """The mining programs among ``processes`` (paths or names from NVML or a dump)."""
+    if not isinstance(processes, list | tuple):
+        return []
+    names = {str(p).replace("\\", "/").rsplit("/", 1)[-1] for p in processes if p}
+    return sorted(n for n in names if any(m in n.lower() for m in _MINERS))
 
 
 @check("ecc")
