@@ -186,6 +186,7 @@ class FaultTelemetry:
         client: TelemetryClient,
         faults: Mapping[int, Sequence[Fault]],
         telemetry_index: Mapping[int, int | None],
+        clock: Callable[[], float] = time.monotonic,
     ) -> TelemetryClient | FaultTelemetry:
         """``client`` itself when no device has a ``lost`` fault, else the wrapper."""
         lost = {
@@ -194,7 +195,7 @@ class FaultTelemetry:
             for f in found
             if f.kind == "lost" and (tel := telemetry_index.get(dev)) is not None
         }
-        return cls(client, lost) if lost else client
+        return cls(client, lost, clock) if lost else client
 
     def mark_started(self, index: int) -> None:
         """Record that the device with telemetry ``index`` started its stress now."""
