@@ -219,3 +219,63 @@ def test_nvml_backend_source_names_no_setter() -> None:
     assert _FORBIDDEN.match("nvmlDeviceResetGpuLockedClocks")
     assert _FORBIDDEN.match("nvmlDeviceClearEccErrorCounts")
     assert not _FORBIDDEN.match("nvmlEventSetCreate")
+
+
+# Installed in every Python process of a subprocess run (sitecustomize), and so inherited by
+# the forkserver's workers: it logs each Python-level connection or name lookup that is not
+# a Unix socket, and each process that opened a results.jsonl (proof the hook ran there).
+_AUDIT = """
+import os, sys
+
+LOG = os.environ["BURNIN_AUDIT_LOG"]
+
+def _log(line):
+    with open(LOG, "a", encoding="utf-8") as fh:
+        fh.write(f"{os.getpid()} {line}\\n")
+
+def _hook(event, args):
+    if event == "socket.connect" and not isinstance(args[1], (str, bytes)):
+        _log(f"connect {args[1]!r}")
+    elif event == "socket.getaddrinfo":
+        _log(f"lookup {args[0]!r}")
+    elif event == "open" and str(args[0]).endswith("results.jsonl"):
+        _log("store")
+
+sys.addaudithook(_hook)
+"""
+
+
+def test_workers_make_no_network_connection_either(tmp_path: Path) -> None:
+    """The parent is covered above; here every process of a real two-device run is watched."""
+    import os
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_AUDIT, encoding="utf-8")
+    log = tmp_path / "audit.log"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+        "BURNIN_AUDIT_LOG": str(log),
+    }
+    out = tmp_path / "runs"
+    args = [*RUN, "--duration", "2", "--set", "cpu.devices=2", "--out", str(out), "--quiet"]
+    args += ["--set", "run.kernels=['matmul', 'allreduce']"]
+    done = subprocess.run(
+        [sys.executable, "-m", "burnin", *args], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = log.read_text(encoding="utf-8").splitlines()
+    (run_dir,) = out.iterdir()
+    results = (run_dir / "nodes").glob("*/results.jsonl")
+    workers = {
+        str(r["pid"])
+        for path in results
+        for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())
+        if r.get("type") == "start"
+    }
+    hooked = {line.split()[0] for line in lines if line.endswith(" store")}
+    assert len(workers) == 2 and workers <= hooked  # the hook ran in both workers
+    assert [line for line in lines if " connect " in line or " lookup " in line] == []
