@@ -597,3 +597,53 @@ def test_thresholds_come_from_the_run_config() -> None:
     assert next(iter(registered()["retired-pages"](target, ctx))).status == Status.PASS
     ctx = CheckContext(thresholds={}, fleet=[target])
     assert next(iter(registered()["retired-pages"](target, ctx))).status == Status.WARN
+
+
+# -- wear: perf/W against same-SKU peers (DESIGN.md "degraded perf/W") -----------------------
+
+
+def worker(index: int, tflops: float, power_w: float, **changes: Any) -> GpuData:
+    """A card that ran bf16 8192³ matmul at ``tflops`` drawing ``power_w`` throughout."""
+    card = gpu(index=index, sampled=samples(power_w=power_w), **changes)
+    card.records[-1] = {
+        **card.records[-1],
+        "dtype": "bf16",
+        "size": 8192,
+        "metrics": {"matmul_tflops": tflops, "matmul_bf16_tflops": tflops},
+    }
+    return card
+
+
+PERF_PER_WATT = [
+    # (id, subject (tflops, power_w), status, words); four peers run 790 TFLOP/s at 650 W
+    ("as efficient as its peers", (790.0, 650.0), Status.PASS, "1.00 x the median"),
+    ("needs 20 % more power", (790.0, 780.0), Status.WARN, "perf/W 1.013 TFLOP/s/W = 0.83 x"),
+    ("slower at lower power", (700.0, 576.0), Status.PASS, "1.00 x the median"),  # same perf/W
+    # 40 % worse is a throughput-sized loss, yet wear stays a WARN: evidence, not a verdict.
+    ("far worse", (790.0, 1100.0), Status.WARN, "below 0.75 x"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "subject", "status", "words"), PERF_PER_WATT, ids=[p[0] for p in PERF_PER_WATT]
+)
+def test_wear_compares_perf_per_watt_with_peers(
+    name: str, subject: tuple[float, float], status: Status, words: str
+) -> None:
+    fleet = [worker(0, *subject)] + [worker(i, 790.0, 650.0) for i in range(1, 5)]
+    (verdict,) = judge(fleet[0], "wear", fleet)
+    assert verdict.status == status, verdict.message
+    assert words in verdict.message
+    if status == Status.WARN:
+        assert verdict.action == "retest" and "price it as worn" in verdict.message
+
+
+def test_perf_per_watt_leaves_out_snapshots_cut_short_runs_and_other_shapes() -> None:
+    peers = [worker(i, 790.0, 650.0) for i in range(1, 5)]
+    crashed = worker(0, 790.0, 70.0, events=[{"kind": "crash"}])  # idle after its crash
+    assert "perf/W" not in judge(crashed, "wear", [crashed, *peers])[0].message
+    snapshot = gpu(run=False)
+    assert "perf/W" not in judge(snapshot, "wear", [snapshot, *peers])[0].message
+    other = worker(0, 790.0, 780.0)
+    other.records[-1]["size"] = 4096  # another shape: no peer to compare with
+    assert judge(other, "wear", [other, *peers])[0].status == Status.PASS

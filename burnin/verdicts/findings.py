@@ -130,6 +130,16 @@ def claimed_sku(gpu: GpuData, ctx: CheckContext) -> tuple[str | None, Sku | None
     return str(key), load_skus().get(str(key))
 
 
+# A device with one of these events did not run its planned load to the end (its last kernel
+# may stay "open" until the data ends, idle samples included): its load is nobody's measure.
+_CUT_SHORT = {"crash", "hang", "lost", "killed", "interrupted", "thermal-guard", "not-started"}
+
+
+def full_load(gpu: GpuData) -> bool:
+    """Whether a (non-CPU) device ran its planned load to the end, fit to compare with peers."""
+    return not is_cpu(gpu) and not any(e.get("kind") in _CUT_SHORT for e in gpu.events)
+
+
 def guard_stop_s(gpu: GpuData) -> float | None:
     """When the thermal guard stopped this device's stress (elapsed_s), or None if it did not."""
     times = [
@@ -140,22 +150,24 @@ def guard_stop_s(gpu: GpuData) -> float | None:
     return min(times, default=None)
 
 
-def load_windows(gpu: GpuData) -> list[tuple[float, float]]:
-    """(start, end) elapsed_s of each kernel run, from kernel-start to its result/error/done.
+def load_windows(gpu: GpuData, kernel: str | None = None) -> list[tuple[float, float]]:
+    """(start, end) elapsed_s of each kernel run (of ``kernel`` only, if given), from
+    kernel-start to its result/error/done.
 
     Load ends where the thermal guard stopped the stress: the samples after it show a card
     winding down at burnin's request, and how many of them the sampler caught before the worker
     finished its step depends on the host's scheduling, not on the card.
     """
-    windows = _kernel_windows(gpu)
+    windows = [(lo, hi) for name, lo, hi in _kernel_windows(gpu) if kernel in (None, name)]
     stop_s = guard_stop_s(gpu)
     if stop_s is None:
         return windows
     return [(lo, min(hi, stop_s)) for lo, hi in windows if lo <= stop_s]
 
 
-def _kernel_windows(gpu: GpuData) -> list[tuple[float, float]]:
-    windows, start = [], None
+def _kernel_windows(gpu: GpuData) -> list[tuple[str | None, float, float]]:
+    windows: list[tuple[str | None, float, float]] = []
+    start, name = None, None
     end_of_data = max((s.get("elapsed_s", 0.0) for s in gpu.samples), default=0.0)
     records = sorted(
         (r for r in gpu.records if isinstance(r.get("elapsed_s"), int | float)),
@@ -165,23 +177,26 @@ def _kernel_windows(gpu: GpuData) -> list[tuple[float, float]]:
         kind = record.get("type")
         if kind == "kernel-start":
             if start is not None:
-                windows.append((start, record["elapsed_s"]))
-            start = record["elapsed_s"]
+                windows.append((name, start, record["elapsed_s"]))
+            start, name = record["elapsed_s"], record.get("kernel")
         elif kind in _CLOSERS and start is not None:
-            windows.append((start, record["elapsed_s"]))
+            windows.append((name, start, record["elapsed_s"]))
             start = None
     if start is not None:  # the worker died mid-kernel: its load lasted until the data ends
-        windows.append((start, max(start, end_of_data)))
+        windows.append((name, start, max(start, end_of_data)))
     return windows
 
 
-def loaded_samples(gpu: GpuData) -> list[dict[str, Any]]:
-    """Samples taken while a kernel ran; without kernel records, samples with a busy GPU.
+def loaded_samples(gpu: GpuData, kernel: str | None = None) -> list[dict[str, Any]]:
+    """Samples taken while a kernel (``kernel``, if given) ran; without kernel records, samples
+    with a busy GPU (for any kernel) or none (for one kernel).
 
     A sample stamped the instant a kernel started shows the card before the load (a simulated
     fleet's clock stands still while a worker starts, so such ties happen there).
     """
-    windows = load_windows(gpu)
+    windows = load_windows(gpu, kernel)
+    if kernel is not None and not windows:
+        return []
     if windows:
         return [
             s for s in gpu.samples if any(lo < s.get("elapsed_s", -1.0) <= hi for lo, hi in windows)

@@ -22,7 +22,15 @@ from typing import Any
 
 from burnin.inventory import card_sku
 from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
-from burnin.verdicts.findings import Findings, is_cpu, limit, loaded_samples, ran, values
+from burnin.verdicts.findings import (
+    Findings,
+    full_load,
+    is_cpu,
+    limit,
+    loaded_samples,
+    ran,
+    values,
+)
 from burnin.verdicts.reference import MIN_PEERS, peer_group, robust_z
 
 # Clock-event reasons that mean clocks were cut by half or more (nvml.h, reference/nvml.md §2.7).
@@ -218,15 +226,6 @@ def under_load(gpu: GpuData, ctx: CheckContext) -> tuple[float | None, float | N
     return ctx.cache[key]
 
 
-# A device with one of these events did not run its planned load to the end (its last kernel
-# may stay "open" until the data ends, idle samples included): its load is nobody's measure.
-_CUT_SHORT = {"crash", "hang", "lost", "killed", "interrupted", "thermal-guard", "not-started"}
-
-
-def _full_load(gpu: GpuData) -> bool:
-    return not is_cpu(gpu) and not any(e.get("kind") in _CUT_SHORT for e in gpu.events)
-
-
 def _peers(gpu: GpuData, ctx: CheckContext) -> list[GpuData]:
     """Same SKU (peer group), the same planned kernels, run to the end: the same load."""
     group, kernels = peer_group(gpu), sorted(gpu.planned_kernels)
@@ -234,7 +233,7 @@ def _peers(gpu: GpuData, ctx: CheckContext) -> list[GpuData]:
         g
         for g in ctx.fleet
         if g is not gpu
-        and _full_load(g)
+        and full_load(g)
         and peer_group(g) == group
         and sorted(g.planned_kernels) == kernels
     ]
@@ -242,7 +241,7 @@ def _peers(gpu: GpuData, ctx: CheckContext) -> list[GpuData]:
 
 def _thermal_vs_peers(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
     power_w, temp_c = under_load(gpu, ctx)
-    if power_w is None or temp_c is None or not _full_load(gpu):
+    if power_w is None or temp_c is None or not full_load(gpu):
         return
     band = float(limit(ctx, "thermal_peer_power_band"))
     peers = [
@@ -277,7 +276,7 @@ def _thermal_vs_peers(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
 
 def _power_vs_peers(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
     power_w, _temp = under_load(gpu, ctx)
-    if power_w is None or not _full_load(gpu):
+    if power_w is None or not full_load(gpu):
         return
     peers = [p for g in _peers(gpu, ctx) if (p := under_load(g, ctx)[0]) is not None]
     if len(peers) < MIN_PEERS - 1:

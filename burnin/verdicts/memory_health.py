@@ -1,22 +1,34 @@
 """Memory-health checks: ``wear``, ``ecc``, ``retired-pages`` and ``row-remap``.
 
 A card's memory keeps its history in the InfoROM: lifetime (aggregate) ECC counts, retired pages
-(Kepler to Volta) and remapped rows (Ampere and later). ``wear`` reads that history, and mining
-software in a dump's process list, as evidence of a previous owner's use; the other three judge
-each mechanism against the published limits (DCGM health and diag, Azure NHC, Meta GCM;
-reference/nvml.md §3.1): a failed remap or a full
-retirement table is an RMA, pending work needs a reset and a re-test, and volatile uncorrectable
-errors during a run fail the card. All four read the inventory, so ``burnin inspect`` judges a
-seller's dump with them; ``ecc`` also reads the samples of a run for growth under stress.
+(Kepler to Volta) and remapped rows (Ampere and later). ``wear`` reads that history, mining
+software in a dump's process list and, after a run, matmul TFLOP/s per watt against same-SKU
+peers (DESIGN.md's "degraded perf/W") as evidence of a previous owner's use. The other three
+judge each mechanism against the published limits (DCGM health and diag, Azure NHC, Meta GCM;
+reference/nvml.md §3.1): a failed remap or a full retirement table is an RMA, pending work needs
+a reset and a re-test, and volatile uncorrectable errors during a run fail the card. All four
+read the inventory, so ``burnin inspect`` judges a seller's dump with them; ``ecc`` also reads
+the samples of a run for growth under stress.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterator
+from typing import Any
 
 from burnin.inventory import card_sku
 from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
-from burnin.verdicts.findings import Findings, growth_per_min, is_cpu, limit, values
+from burnin.verdicts.findings import (
+    Findings,
+    full_load,
+    growth_per_min,
+    is_cpu,
+    limit,
+    loaded_samples,
+    values,
+)
+from burnin.verdicts.reference import last_result, peer_finding, peer_group
 
 
 @check("wear")
@@ -93,6 +105,7 @@ def wear(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
             )
         else:
             f.ok("no remapped rows")
+    _perf_per_watt(f, gpu, ctx)
     if miners := mining_software(inv.get("processes")):
         more = ", ..." if len(miners) > _MAX_NAMES_SHOWN else ""
         shown = ", ".join(miners[:_MAX_NAMES_SHOWN]) + more
@@ -107,6 +120,43 @@ def wear(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
             action="retest",
         )
     yield f.verdict()
+
+
+def tflops_per_w(gpu: GpuData) -> float | None:
+    """Matmul TFLOP/s per watt drawn while matmul ran (median power), for a full run only."""
+    tflops = gpu.metric("matmul_tflops")
+    power = values(loaded_samples(gpu, "matmul"), "power_w")
+    if tflops is None or not power or not full_load(gpu):
+        return None
+    median_w = statistics.median(power)
+    return tflops / median_w if median_w > 0 else None
+
+
+def _perf_per_watt(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
+    """DESIGN.md's "degraded perf/W": the same work for more power than same-SKU peers."""
+    value = tflops_per_w(gpu)
+    if value is None:
+        return  # an inspect snapshot, a CPU device or a cut-short run: nothing to compare
+
+    def key_of(g: GpuData) -> Any:
+        result = last_result(g, "matmul") or {}
+        return (peer_group(g), result.get("size"), result.get("dtype"))
+
+    found = peer_finding(gpu, ctx, tflops_per_w, key_of, "perf/W", "TFLOP/s/W")
+    if found.status in (Status.WARN, Status.FAIL):
+        # Wear is evidence, never a FAIL on its own: throughput judges the speed itself.
+        f.problem(
+            Status.WARN,
+            f"{found.text}: it needs more power than its peers for the same work, a sign of "
+            "aged silicon or a degraded cooler (a hotter chip leaks more); re-test and price "
+            "it as worn",
+            observed=round(value, 4),
+            limit=None if found.limit is None else round(found.limit, 4),
+            unit="TFLOP/s/W",
+            action="retest",
+        )
+    elif found.status == Status.PASS:
+        f.ok(found.text)
 
 
 # Executable names of the common GPU miners, as their projects publish them (ethminer,
