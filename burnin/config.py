@@ -446,7 +446,7 @@ def load_config(
     raw.setdefault("profile", name)
     try:
         config = build_section(RunConfig, raw, "", source)
-        _check_claimed_sku(config.inspect.claimed_sku, source)
+        check_claimed_sku(config.inspect.claimed_sku, source)
         return dataclasses.replace(config, kernels=_build_kernels(config, kernel_tables, source))
     except ConfigError as exc:
         # Name where the bad value came from: the profile file, or the override that set it.
@@ -458,14 +458,21 @@ def load_config(
         raise ConfigError(exc.key_path, exc.problem, origin) from None
 
 
-def _check_claimed_sku(key: str, source: str | None) -> None:
-    """An unknown claimed SKU is refused before any stress runs, not reported after it."""
+def check_claimed_sku(key: str | None, source: str | None = None) -> str | None:
+    """``[inspect] claimed_sku``, or None when unset; an unknown key is a ConfigError (exit 2).
+
+    ``load_config`` calls it, so a run refuses an unknown claim before any stress runs;
+    ``burnin.inspect`` calls it for a claim passed in directly.
+    """
     from burnin.skus import load_skus
 
-    if key and key not in (skus := load_skus()):
+    if not key:
+        return None
+    if key not in (skus := load_skus()):
         raise ConfigError(
             "inspect.claimed_sku", f"unknown SKU {key!r} (known: {', '.join(skus)})", source
         )
+    return key
 
 
 def _assign(raw: dict[str, Any], keys: list[str], value: Any, origin: str) -> None:

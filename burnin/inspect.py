@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from burnin.errors import ConfigError, InputError, TelemetryError
+from burnin.config import check_claimed_sku
+from burnin.errors import InputError, TelemetryError
 from burnin.inventory import Card, gpu_data, read_dumps, read_node, torch_sm_counts
 from burnin.reports.terminal import printable, status_lines
-from burnin.skus import load_skus
 from burnin.telemetry.base import TelemetryClient
 from burnin.verdicts import (
     CheckContext,
@@ -72,21 +72,6 @@ class InspectResult:
         }
 
 
-def check_claim(claimed_sku: str | None) -> str | None:
-    """Validate ``[inspect] claimed_sku``; an unknown key is a ConfigError (exit code 2).
-
-    ``load_config`` checks it too; this covers callers that pass a claim of their own.
-    """
-    if not claimed_sku:
-        return None
-    skus = load_skus()
-    if claimed_sku not in skus:
-        raise ConfigError(
-            "inspect.claimed_sku", f"unknown SKU {claimed_sku!r} (known: {', '.join(skus)})"
-        )
-    return claimed_sku
-
-
 def inspect_cards(
     cards: Sequence[Card],
     thresholds: dict[str, Any],
@@ -104,7 +89,7 @@ def inspect_cards(
     Returns:
         The per-GPU entries (worst first), the overall status and the exit code.
     """
-    claim = check_claim(claimed_sku)
+    claim = check_claimed_sku(claimed_sku)
     gpus = gpu_data(cards)
     ctx = CheckContext(thresholds=thresholds, fleet=gpus, manifest={"claimed_sku": claim})
     available = registered()
@@ -172,7 +157,7 @@ def inspect_node(
         sm_counts: returns SM counts by UUID (torch) for cards whose NVML has none; called
             only once GPUs are known to exist.
     """
-    check_claim(claimed_sku)
+    check_claimed_sku(claimed_sku)
     try:
         backend = client.driver_info().backend
         count = client.device_count()
@@ -194,7 +179,7 @@ def inspect_local(
     """Screen this node through the runtime's telemetry factory (NVML in production)."""
     from burnin.devices import Device
 
-    check_claim(claimed_sku)
+    check_claimed_sku(claimed_sku)
     # The factory serves NVML for CUDA devices; a placeholder asks for it without importing
     # torch, and NVML then enumerates every card itself.
     client = runtime.telemetry_factory([Device(index=0, kind="cuda", name="(inspect)")])
