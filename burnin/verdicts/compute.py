@@ -226,10 +226,7 @@ def throughput(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     tflops = gpu.metric("matmul_tflops")
     if tflops is None:
         return
-    if (stop_s := guard_stop_s(gpu)) is not None:
-        # Cut short while it throttled: its figure mixes full-speed batches with the throttled
-        # ones, in a share set by when the guard tripped; the thermal FAIL is the finding.
-        skip = f"the thermal guard stopped the stress at {stop_s:g} s: see the thermal verdict"
+    if (skip := _guarded(gpu)) is not None:
         yield combine("throughput", [Finding(Status.SKIP, skip)], tflops, "TFLOP/s")
         return
     result = last_result(gpu, "matmul") or {}
@@ -272,6 +269,19 @@ def throughput(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     yield combine("throughput", findings, tflops, "TFLOP/s")
 
 
+def _guarded(gpu: GpuData) -> str | None:
+    """Why speed is not judged on a card the thermal guard stopped, or None if it was not.
+
+    Cut short while it throttled, its figures mix full-speed and throttled batches in a share
+    set by when the guard tripped, and how many batches it got in depends on the host's
+    scheduling; the thermal FAIL is the finding.
+    """
+    stop_s = guard_stop_s(gpu)
+    if stop_s is None:
+        return None
+    return f"the thermal guard stopped the stress at {stop_s:g} s: see the thermal verdict"
+
+
 def _datasheet(
     gpu: GpuData, ctx: CheckContext, sku: Any, label: str, value: float, size: Any
 ) -> Finding:
@@ -310,10 +320,8 @@ def stability(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     skip = None
     if is_cpu(gpu):
         skip = f"CPU fallback: logical devices share cores, so cv {cv:.3f} measures the scheduler"
-    elif (stop_s := guard_stop_s(gpu)) is not None:
-        # The card was cut short while it throttled: its variation is the thermal FAIL's
-        # story, and how many batches it got in first depends on the host's scheduling.
-        skip = f"the thermal guard stopped the stress at {stop_s:g} s: see the thermal verdict"
+    elif (guarded := _guarded(gpu)) is not None:
+        skip = guarded
     elif isinstance(batches, int) and batches < _MIN_BATCHES:
         skip = f"only {batches} timed batch(es): too short to judge"
     if skip:
