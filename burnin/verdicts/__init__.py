@@ -88,6 +88,13 @@ class CheckContext:
     # Figures a check derives once per device and reads again for every peer.
     cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per ``key`` for this run's checks (a device's figure read again
+        for each of its peers would otherwise cost the fleet's size squared)."""
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
+
 
 CheckFn = Callable[[GpuData, CheckContext], Iterable[Verdict]]
 _CHECKS: dict[str, CheckFn] = {}

@@ -214,16 +214,17 @@ def under_load(gpu: GpuData, ctx: CheckContext) -> tuple[float | None, float | N
     The settled temperature is the median over the second half of the loaded samples, past
     the first minutes' climb, so a card that started later is not judged cooler for it.
     """
-    key = ("under_load", gpu.node, gpu.index)
-    if key not in ctx.cache:
+
+    def compute() -> tuple[float | None, float | None]:
         loaded = loaded_samples(gpu)
         power = values(loaded, "power_w")
         temps = values(loaded[len(loaded) // 2 :], "temp_c")
-        ctx.cache[key] = (
+        return (
             statistics.median(power) if power else None,
             statistics.median(temps) if temps else None,
         )
-    return ctx.cache[key]
+
+    return ctx.memo(("under_load", gpu.node, gpu.index), compute)
 
 
 def _peers(gpu: GpuData, ctx: CheckContext) -> list[GpuData]:

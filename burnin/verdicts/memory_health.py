@@ -134,15 +134,18 @@ def tflops_per_w(gpu: GpuData) -> float | None:
 
 def _perf_per_watt(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
     """DESIGN.md's "degraded perf/W": the same work for more power than same-SKU peers."""
-    value = tflops_per_w(gpu)
-    if value is None:
-        return  # an inspect snapshot, a CPU device or a cut-short run: nothing to compare
+
+    def value_of(g: GpuData) -> float | None:
+        return ctx.memo(("tflops_per_w", g.node, g.index), lambda: tflops_per_w(g))
 
     def key_of(g: GpuData) -> Any:
         result = last_result(g, "matmul") or {}
         return (peer_group(g), result.get("size"), result.get("dtype"))
 
-    found = peer_finding(gpu, ctx, tflops_per_w, key_of, "perf/W", "TFLOP/s/W")
+    value = value_of(gpu)
+    if value is None:
+        return  # an inspect snapshot, a CPU device or a cut-short run: nothing to compare
+    found = peer_finding(gpu, ctx, value_of, key_of, "perf/W", "TFLOP/s/W")
     if found.status in (Status.WARN, Status.FAIL):
         # Wear is evidence, never a FAIL on its own: throughput judges the speed itself.
         f.problem(
