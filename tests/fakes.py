@@ -2,7 +2,8 @@
 
 ``FakeTelemetry`` implements the TelemetryClient protocol with scripted values; ``write_run``
 writes a complete run directory (manifest + JSONL streams) without running any worker, so
-verdict and report tests take milliseconds.
+verdict and report tests take milliseconds. ``RecordingWriter`` stands in for a JsonlWriter and
+keeps what was written; ``process_alive`` tells a live process from a gone or zombie one.
 """
 
 from __future__ import annotations
@@ -13,6 +14,28 @@ from typing import Any
 
 from burnin.store import RunStore
 from burnin.telemetry.base import DriverInfo, Event, Inventory, Sample
+
+
+class RecordingWriter:
+    """A JsonlWriter stand-in that keeps what was written."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+
+    def close(self) -> None:
+        pass
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
 
 
 class FakeTelemetry:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from fakes import result_record, write_run
+from fakes import process_alive, result_record, write_run
 
 from burnin import store as store_module
 from burnin.cli import cli
@@ -64,19 +64,11 @@ def _wait_for(tmp_path: Path, ready: Any, proc: subprocess.Popen[str], limit_s: 
     raise AssertionError("the run never reached the expected point")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
-
-
 def _wait_dead(pids: list[int], limit_s: float = 10) -> None:
     deadline = time.monotonic() + limit_s
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(process_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(_alive(p) for p in pids), "a worker outlived its parent"
+    assert not any(process_alive(p) for p in pids), "a worker outlived its parent"
 
 
 def test_kill_9_keeps_every_flushed_record_and_orphans_stop(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from fakes import RecordingWriter, process_alive
 
 from burnin.cli import cli
 from burnin.faults import make_fault
@@ -58,14 +59,6 @@ def run_cli(tmp_path: Path, args: list[str], runtime: Runtime) -> tuple[Any, Pat
 def report(run_dir: Path) -> dict[int, dict[str, Any]]:
     data = json.loads((run_dir / "report.json").read_text())
     return {g["index"]: g for g in data["gpus"]}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 @pytest.mark.parametrize(
@@ -110,7 +103,7 @@ def test_one_faulty_device_of_eight(tmp_path: Path, kind: str, evidence: str) ->
     if kind == "lost":
         assert any(e["kind"] == "telemetry-error" for e in event["recent_events"])
     pid = next(e["pid"] for e in node.events if e["kind"] == "device-start" and e["device"] == 3)
-    assert not _alive(pid)
+    assert not process_alive(pid)
     starts = [r for r in node.results if r["type"] == "start"]
     assert all(r["pid"] == r["pgid"] for r in starts)  # every worker leads its own group
 
@@ -221,23 +214,12 @@ def test_kill_group_takes_the_workers_children_down_too() -> None:
     proc = _Popen("sleep 300 & echo $!; wait")
     assert proc.popen.stdout is not None
     child = int(proc.popen.stdout.readline())
-    assert _alive(child)
+    assert process_alive(child)
     kill_group(proc)
     deadline = time.monotonic() + 5
-    while _alive(child) and time.monotonic() < deadline:
+    while process_alive(child) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not _alive(child) and proc.popen.returncode == -9
-
-
-class _Events:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def write(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
-
-    def close(self) -> None:
-        pass
+    assert not process_alive(child) and proc.popen.returncode == -9
 
 
 @pytest.mark.parametrize(
@@ -257,8 +239,8 @@ def test_watchdog_decisions(
 
     config = load_config(None, ["run.duration_s=10", "watchdog.timeout_s=2"])
     plan = build_plan(config, cpu_devices(1), "n")
-    events = _Events()
-    sup = Supervisor(plan, str(tmp_path / "r.jsonl"), _Events(), events, 0.0, StopSignals())  # type: ignore[arg-type]
+    events = RecordingWriter()
+    sup = Supervisor(plan, str(tmp_path / "r.jsonl"), RecordingWriter(), events, 0.0, StopSignals())  # type: ignore[arg-type]
     proc = _Popen("sleep 300")
     now = time.monotonic()
     sup._beats[0] = now - beat_age_s

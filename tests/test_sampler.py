@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes import FakeTelemetry
 
 from burnin.simseam import holdable_clock
 from burnin.store import JsonlWriter, read_jsonl
 from burnin.telemetry.sampler import Sampler
-from tests.fakes import FakeTelemetry
 
 
 def run_sampler(tmp_path: Path, clock, interval_s: float, scale: float, during) -> list[dict]:

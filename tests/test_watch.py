@@ -6,25 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fakes import FakeTelemetry, RecordingWriter
 
 from burnin.config import load_config
 from burnin.errors import TelemetryError
 from burnin.faults import make_fault
 from burnin.watch import FaultTelemetry, TelemetryWatch, guard_limit, is_lost
-from tests.fakes import FakeTelemetry
-
-
-class Recorder:
-    """A JsonlWriter stand-in that keeps what was written."""
-
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def write(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.mark.parametrize(
@@ -63,8 +50,10 @@ def test_guard_limit(
     assert got == limit and source in why
 
 
-def watch_with(limits: dict[int, tuple[float, str]]) -> tuple[TelemetryWatch, Recorder, list]:
-    samples, events, stopped = Recorder(), Recorder(), []
+def watch_with(
+    limits: dict[int, tuple[float, str]],
+) -> tuple[TelemetryWatch, RecordingWriter, list]:
+    samples, events, stopped = RecordingWriter(), RecordingWriter(), []
     watch = TelemetryWatch(samples, events, limits, on_guard=stopped.append)  # type: ignore[arg-type]
     return watch, events, stopped
 
