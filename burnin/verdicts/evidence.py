@@ -5,10 +5,11 @@ the cards the driver (NVML) lists and with ``run.expect_gpus`` (``--expect-gpus`
 one inventory record marked ``missing`` per card short, after the node's last GPU. Each such
 record FAILs here, naming the card by PCI bus id and serial where NVML knows it, so the node
 fails (exit 3) and the report shows which slot to look at. A GPU of a node with nothing missing
-PASSes with the count. ``telemetry``: a GPU whose temperature, power, ECC and XIDs nobody read
-(NVML could not start, or does not list the card) is not certified: ERROR, or WARN where
-``telemetry.required = false`` says so, and the verdict records that choice. The CPU fallback
-gets neither check: it is not a GPU run, and its inventory carries no such evidence.
+PASSes with the count, or SKIPs where neither the driver's list nor an expectation gave one.
+``telemetry``: a GPU whose temperature, power, ECC and XIDs nobody read (NVML could not start,
+or does not list the card) is not certified: ERROR, or WARN where ``telemetry.required = false``
+says so, and the verdict records that choice. The CPU fallback gets neither check: it is not a
+GPU run, and its inventory carries no such evidence.
 """
 
 from __future__ import annotations
@@ -78,6 +79,16 @@ def gpu_count(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
             action=MISSING_ACTION,
             message=f"GPU missing: {what} ({_shown(count)}); it was not stressed or judged. "
             "Check the driver log for XID 79 (fallen off the bus), reseat the card, retest",
+        )
+        return
+    if _count(count.get("listed")) is None and not _count(count.get("expected")):
+        yield Verdict(
+            check="gpu-count",
+            status=Status.SKIP,
+            observed=visible,
+            unit=_UNIT,
+            message=f"not checked: the driver could not list its GPUs ({_shown(count)}); "
+            "--expect-gpus N checks the count without it",
         )
         return
     if visible is not None and visible >= wanted:
