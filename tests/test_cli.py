@@ -328,3 +328,11 @@ def test_expect_gpus_on_a_simulated_node(
         assert f"{expect} expected (--expect-gpus)" in missing["verdicts"][0]["message"]
     else:
         assert sorted(counts) == [(i, "PASS") for i in range(node_gpus)]
+
+
+def test_plan_names_the_missing_cards() -> None:
+    result = invoke(["plan", "--set", 'run.kernels=["matmul"]'], gpu_node(7, FakeNvml(CARDS)))
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert "7 simulated GPU(s); 1 GPU(s) missing (CUDA shows 7, the driver lists 8)" in first
+    assert f"NVML index 7 PCI {CARDS[7].bus_id} serial {CARDS[7].serial}" in first
