@@ -370,3 +370,16 @@ def test_telemetry(
 def test_checks_are_registered_under_their_ids() -> None:
     checks = registered()
     assert checks["gpu-count"] is gpu_count and checks["telemetry"] is telemetry
+
+
+@pytest.mark.gpu
+def test_a_healthy_gpu_machine_shows_every_card_the_driver_lists() -> None:
+    """On real hardware: torch's GPUs match NVML's by UUID or bus id, none is missing, and
+    every GPU is watched (a mismatch here would fail every healthy node)."""
+    found = discover(load_config(None, ["run.device=cuda"]), Runtime(hostname="gpu-lane"))
+    try:
+        assert found.gpu_run and found.devices and found.source == "NVML"
+        assert found.missing == () and found.unwatched is None
+        assert found.listed is not None and found.listed >= found.visible == len(found.devices)
+    finally:
+        found.client.close()
