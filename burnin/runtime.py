@@ -289,12 +289,12 @@ def _wanted(cards: list[DriverCard] | None, expected: int) -> str:
 
 
 def _backend(client: TelemetryClient) -> str:
-    """The telemetry backend that listed the GPUs: "NVML", or "simulated" in a simulation."""
+    """Who listed the GPUs: "NVML", or e.g. "simulated telemetry" in a simulation."""
     try:
         backend = client.driver_info().backend
     except TelemetryError:
         return "telemetry"
-    return "NVML" if backend == "nvml" else backend
+    return "NVML" if backend == "nvml" else f"{backend} telemetry"
 
 
 def describe_card(card: DriverCard) -> str:
