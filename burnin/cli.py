@@ -82,6 +82,13 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--gpus", default=None, help="Only these GPU indices, e.g. 0,1."),
         click.option(
+            "--expect-gpus",
+            type=click.IntRange(min=1),
+            default=None,
+            metavar="N",
+            help="GPUs this node must show; fewer is a gpu-count FAIL (run.expect_gpus).",
+        ),
+        click.option(
             "--duration",
             default=None,
             help="Stress time per device: 90, 90s, 10m, 2h (overrides the profile).",
@@ -116,12 +123,14 @@ def _load(
     overrides: tuple[str, ...],
     strict: bool = False,
     force: bool = False,
+    expect_gpus: int | None = None,
 ) -> Any:
     from burnin.config import load_config, parse_duration
 
     flags: dict[str, Any] = {
         "run.device": device,
         "run.gpus": list(_gpus(gpus) or []) or None,
+        "run.expect_gpus": expect_gpus,
         "run.duration_s": parse_duration(duration, "--duration") if duration else None,
         "run.out_dir": out,
         "run.strict": strict or None,
@@ -159,6 +168,7 @@ def run(
     profile: str,
     device: str | None,
     gpus: str | None,
+    expect_gpus: int | None,
     duration: str | None,
     out: str | None,
     overrides: tuple[str, ...],
@@ -176,7 +186,7 @@ def run(
     from burnin.runner import execute
 
     init_logging(quiet)
-    config = _load(profile, device, gpus, duration, out, overrides, strict, force)
+    config = _load(profile, device, gpus, duration, out, overrides, strict, force, expect_gpus)
     if simulate:
         from burnin.simulate import execute_simulated
 
@@ -197,6 +207,7 @@ def plan(
     profile: str,
     device: str | None,
     gpus: str | None,
+    expect_gpus: int | None,
     duration: str | None,
     out: str | None,
     overrides: tuple[str, ...],
@@ -206,7 +217,7 @@ def plan(
     from burnin.plan import format_plan
     from burnin.runner import prepare
 
-    config = _load(profile, device, gpus, duration, out, overrides)
+    config = _load(profile, device, gpus, duration, out, overrides, expect_gpus=expect_gpus)
     if simulate:
         from burnin.simulate import format_simulated_plan
 

@@ -25,11 +25,11 @@ from typing import Any
 
 import burnin
 from burnin.config import RunConfig
-from burnin.devices import Device, match_telemetry, select
+from burnin.devices import Device, match_telemetry
 from burnin.errors import TelemetryError
 from burnin.plan import Plan, build_plan
 from burnin.preflight import DevicePreflight, run_preflight
-from burnin.runtime import Runtime
+from burnin.runtime import Runtime, discover
 from burnin.signals import StopSignals
 from burnin.store import RunStore, safe_name
 from burnin.supervisor import Supervisor, warm_up
@@ -49,12 +49,11 @@ class RunOutcome:
 
 def prepare(config: RunConfig, runtime: Runtime) -> tuple[Plan, TelemetryClient]:
     """Discover devices, open telemetry, read inventories and build the plan (no stress yet)."""
-    cuda = runtime.cuda_devices() if runtime.cuda_devices is not None else None
-    devices, note = select(config.run.device, config.run.gpus, config.cpu.devices, cuda)
-    client = runtime.telemetry_factory(devices)
+    found = discover(config, runtime)  # devices, telemetry, and the GPU-count evidence
+    devices, note, client = found.devices, found.note, found.client
     try:
         devices = _attach_telemetry(devices, client)
-        inventory = _read_inventory(devices, client)
+        inventory = found.annotate(_read_inventory(devices, client), devices)
         plan = build_plan(
             config,
             devices,
@@ -226,6 +225,10 @@ def _write_inventory(store: RunStore, plan: Plan) -> None:
         for item in plan.items:
             dev = item.device.index
             out.write(plan.inventory.get(dev, {"device": dev, "kind": item.device.kind}))
+        planned = {item.device.index for item in plan.items}
+        for dev, record in sorted(plan.inventory.items()):
+            if dev not in planned:  # a card the driver lists or the run expects, not visible
+                out.write(record)
     finally:
         out.close()
 

@@ -120,6 +120,7 @@ def registered() -> dict[str, CheckFn]:
 def _load_builtins() -> None:
     from burnin.verdicts import (  # noqa: F401  # noqa: F401
         compute,
+        evidence,
         health,
         lifecycle,
         memory,
