@@ -27,13 +27,16 @@ _ERRORS = {
     "NVMLError_NotSupported": 3,
     "NVMLError_NoPermission": 4,
     "NVMLError_NotFound": 6,
+    "NVMLError_InsufficientPower": 8,
     "NVMLError_DriverNotLoaded": 9,
     "NVMLError_Timeout": 10,
     "NVMLError_LibraryNotFound": 12,
     "NVMLError_FunctionNotFound": 13,
     "NVMLError_CorruptedInforom": 14,
     "NVMLError_GpuIsLost": 15,
+    "NVMLError_ResetRequired": 16,
     "NVMLError_NoData": 21,
+    "NVMLError_ArgumentVersionMismatch": 25,
     "NVMLError_Deprecated": 26,
     "NVMLError_Unknown": 999,
 }
@@ -91,6 +94,13 @@ CONSTANTS: dict[str, int] = {
     "NVML_NVLINK_ERROR_DL_CRC_FLIT": 2,
     "NVML_NVLINK_ERROR_DL_CRC_DATA": 3,
     "NVML_VALUE_TYPE_UNSIGNED_INT": 1,
+    "NVML_DEVICE_MIG_DISABLE": 0,
+    "NVML_DEVICE_MIG_ENABLE": 1,
+    "NVML_COMPUTEMODE_DEFAULT": 0,
+    "NVML_COMPUTEMODE_EXCLUSIVE_THREAD": 1,
+    "NVML_COMPUTEMODE_PROHIBITED": 2,
+    "NVML_COMPUTEMODE_EXCLUSIVE_PROCESS": 3,
+    "nvmlTemperature_v1": 0x100000C,
 }
 
 
@@ -122,7 +132,8 @@ class FakeGpu:
     pcie_gen: Any = 5
     pcie_width: Any = 16
     pcie_replay: Any = 0
-    temp: Any = 45
+    temp: Any = 45  # nvmlDeviceGetTemperature (deprecated)
+    temp_v: Any = None  # nvmlDeviceGetTemperatureV; None = the same as ``temp``
     thresholds: dict[int, Any] = field(default_factory=lambda: {0: 92, 1: 89, 2: 95, 3: 87})
     mem_temp: Any = 50  # field NVML_FI_DEV_MEMORY_TEMP
     margin: Any = 40
@@ -152,6 +163,13 @@ class FakeGpu:
     xids: deque[int] = field(default_factory=deque)
     # (pid, used GPU memory in bytes or None, process name or NOT_SUPPORTED)
     processes: list[tuple[int, Any, Any]] = field(default_factory=list)
+    mig_mode: Any = (0, 0)  # [current, pending]; NOT_SUPPORTED on a card without MIG
+    compute_mode: Any = 0  # NVML_COMPUTEMODE_*
+    cpu_affinity: Any = field(default_factory=lambda: [0xFFFF])  # 64-bit words: CPUs 0-15
+    numa_node: Any = 0
+    # Raised by every handle lookup of this card (by index, UUID or PCI bus id): a lost,
+    # unpowered or otherwise unreachable GPU that NVML still counts.
+    handle_error: Any = None
 
 
 class FakeNvml:
@@ -167,7 +185,10 @@ class FakeNvml:
         driver: str = "550.54.15",
         cuda: int = 12040,
         init_error: NVMLError | None = None,
+        missing: tuple[str, ...] = (),
     ) -> None:
+        # Functions this binding lacks (an older nvidia-ml-py): reading them is AttributeError.
+        self.missing = frozenset(missing)
         self.gpus = list(gpus if gpus is not None else [FakeGpu()])
         self.driver, self.cuda = driver, cuda
         self.init_error = init_error
@@ -213,6 +234,11 @@ class FakeNvml:
     def queue_xid(self, index: int, code: int) -> None:
         self.gpus[index].xids.append(code)
 
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("nvml") and name in object.__getattribute__(self, "missing"):
+            raise AttributeError(name)
+        return object.__getattribute__(self, name)
+
     def __getattr__(self, name: str) -> Any:
         # Fail loudly on anything that would change a card, and on any name this fake lacks.
         if name.startswith(("nvmlDeviceSet", "nvmlDeviceReset", "nvmlDeviceClear")):
@@ -252,11 +278,29 @@ class FakeNvml:
         self._call("nvmlDeviceGetCount")
         return len(self.gpus)
 
+    def _handle_of(self, index: int) -> Any:
+        self._give(self.gpus[index].handle_error)
+        return SimpleNamespace(index=index)
+
     def nvmlDeviceGetHandleByIndex(self, index: int) -> Any:
         self._call("nvmlDeviceGetHandleByIndex", index)
         if not 0 <= index < len(self.gpus):
             raise _CLASSES[2]()
-        return SimpleNamespace(index=index)
+        return self._handle_of(index)
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> Any:
+        self._call("nvmlDeviceGetHandleByUUID", uuid)
+        for index, g in enumerate(self.gpus):
+            if g.uuid == uuid:
+                return self._handle_of(index)
+        raise _CLASSES[6]()  # NVML_ERROR_NOT_FOUND
+
+    def nvmlDeviceGetHandleByPciBusId(self, bus_id: str) -> Any:
+        self._call("nvmlDeviceGetHandleByPciBusId", bus_id)
+        for index, g in enumerate(self.gpus):
+            if _bus_key(g.bus_id) == _bus_key(bus_id):
+                return self._handle_of(index)
+        raise _CLASSES[6]()
 
     def nvmlDeviceGetIndex(self, handle: Any) -> int:
         self._call("nvmlDeviceGetIndex", handle)
@@ -385,6 +429,13 @@ class FakeNvml:
         self._call("nvmlDeviceGetTemperature", h, sensor)
         return self._give(self._gpu(h).temp)
 
+    def nvmlDeviceGetTemperatureV(self, h: Any, sensor: int, version: int = 0x100000C) -> int:
+        self._call("nvmlDeviceGetTemperatureV", h, sensor)
+        if version != 0x100000C:  # nvmlTemperature_v1, the only version pynvml knows
+            raise _CLASSES[25]()
+        g = self._gpu(h)
+        return self._give(g.temp if g.temp_v is None else g.temp_v)
+
     def nvmlDeviceGetTemperatureThreshold(self, h: Any, kind: int) -> int:
         self._call("nvmlDeviceGetTemperatureThreshold", h, kind)
         return self._give(self._gpu(h).thresholds.get(kind, NOT_SUPPORTED))
@@ -430,6 +481,26 @@ class FakeNvml:
     def nvmlDeviceGetTargetFanSpeed(self, h: Any, fan: int) -> int:
         self._call("nvmlDeviceGetTargetFanSpeed", h, fan)
         return self._give(self._gpu(h).fan_target)
+
+    # -- modes and placement ---------------------------------------------------------------------
+
+    def nvmlDeviceGetMigMode(self, h: Any) -> list[int]:
+        self._call("nvmlDeviceGetMigMode", h)
+        return list(self._give(self._gpu(h).mig_mode))
+
+    def nvmlDeviceGetComputeMode(self, h: Any) -> int:
+        self._call("nvmlDeviceGetComputeMode", h)
+        return self._give(self._gpu(h).compute_mode)
+
+    def nvmlDeviceGetCpuAffinity(self, h: Any, cpu_set_size: int) -> list[int]:
+        self._call("nvmlDeviceGetCpuAffinity", h, cpu_set_size)
+        words = list(self._give(self._gpu(h).cpu_affinity))
+        # NVML fills exactly cpuSetSize words: missing ones are 0, extra CPUs are cut off.
+        return (words + [0] * cpu_set_size)[:cpu_set_size]
+
+    def nvmlDeviceGetNumaNodeId(self, h: Any) -> int:
+        self._call("nvmlDeviceGetNumaNodeId", h)
+        return self._give(self._gpu(h).numa_node)
 
     # -- memory errors ---------------------------------------------------------------------------
 
@@ -512,6 +583,15 @@ class FakeNvml:
 
     def called(self, name: str) -> int:
         return sum(1 for called, _ in self.calls if called == name)
+
+
+def _bus_key(bus_id: str) -> tuple[int, ...]:
+    """A comparable PCI address: 0000:18:00.0, 00000000:18:00.0 and 18:00.0 are one (nvml.h)."""
+    parts = bus_id.replace(".", ":").split(":")
+    numbers = [int(p, 16) for p in parts]
+    if len(numbers) == 3:  # bus:device.function, domain 0
+        numbers.insert(0, 0)
+    return tuple(numbers)
 
 
 def gpu(**changes: Any) -> FakeGpu:

@@ -19,9 +19,13 @@ from fake_pynvml import NOT_SUPPORTED, FakeNvml, error, gpu
 
 from burnin.errors import TelemetryError
 from burnin.telemetry import nvml as nvml_module
+from burnin.telemetry import nvml_inventory
 from burnin.telemetry.nvml import NvmlTelemetry, throttle_names
 
-NVML_SOURCE = Path(nvml_module.__file__).read_text(encoding="utf-8")
+# The NVML backend's modules: the only ones that call pynvml.
+NVML_SOURCE = "\n".join(
+    Path(m.__file__).read_text(encoding="utf-8") for m in (nvml_module, nvml_inventory)
+)
 FORBIDDEN = ("nvmlDeviceSet", "nvmlDeviceReset", "nvmlDeviceClear")
 # NVML function names as nvml.py writes them (``n.nvmlDeviceGetName``), not struct fields.
 CALLS = r"\.(nvml(?:Device|System|Event|Init|Shutdown|Gpm|Vgpu|Unit)\w*)"
@@ -368,7 +372,7 @@ def test_constants_and_error_codes_match_the_installed_binding() -> None:
         key = f"nvmlClocksThrottleReason{camel}"
         if key in assigned:
             assert int(assigned[key], 0) == bit, name
-    m = nvml_module
+    m, inv = nvml_module, nvml_inventory
     copies = {
         "NVML_FI_DEV_MEMORY_TEMP": m._FI_MEMORY_TEMP,
         "NVML_TEMPERATURE_GPU": m._TEMP_GPU,
@@ -378,12 +382,15 @@ def test_constants_and_error_codes_match_the_installed_binding() -> None:
         "NVML_MEMORY_ERROR_TYPE_UNCORRECTED": m._UNCORRECTED,
         "NVML_VOLATILE_ECC": m._VOLATILE,
         "NVML_AGGREGATE_ECC": m._AGGREGATE,
-        "NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS": m._RETIRED_SBE,
-        "NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR": m._RETIRED_DBE,
+        "NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS": inv._RETIRED_SBE,
+        "NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR": inv._RETIRED_DBE,
+        "NVML_DEVICE_MIG_ENABLE": inv._MIG_ENABLE,
         "nvmlEventTypeXidCriticalError": m._EVENT_XID,
         "NVML_NVLINK_MAX_LINKS": m._NVLINK_MAX_LINKS,
     }
-    thresholds = dict(m._THRESHOLDS)
+    for code, mode in inv.COMPUTE_MODES.items():
+        copies[f"NVML_COMPUTEMODE_{mode.upper().replace('-', '_')}"] = code
+    thresholds = dict(inv._THRESHOLDS)
     for kind, field in (
         ("SHUTDOWN", "shutdown"),
         ("SLOWDOWN", "slowdown"),
