@@ -183,8 +183,8 @@ def mode_refusals(
     elif mode in ("exclusive-process", "exclusive-thread") and processes:
         found.append(
             f"{card} is in compute mode '{mode}' and another process holds it: "
-            f"{describe_processes(processes)}; burnin's worker could not open it (stop that "
-            "process, or leave the card out with --gpus)"
+            f"{describe_processes(processes)}; burnin's worker could not open it (nothing is "
+            "wrong with the card; stop that process, or leave the card out with --gpus)"
         )
     return found
 
