@@ -1,20 +1,17 @@
 """NVML backend: the only package that imports ``pynvml`` (from the nvidia-ml-py distribution).
 
 Each reading calls every getter on its own. ``NotSupported`` (and the other "this card cannot
-tell" codes) makes that one field ``None`` and names it in ``unsupported``: a GeForce card without
-an InfoROM has no serial and no lifetime ECC counters, and a check must see "not reported", never
-a zero. Any other error of one getter drops that one field too, names it in ``failed`` and is
-logged once per card and field, so one broken sensor never hides the others. Only the errors
-that mean the card or the library is gone (GPU lost, reset required, driver not loaded) fail a
-whole reading, as one :class:`TelemetryError` through one decorator. A run finds its cards by
-UUID, then PCI bus id (:meth:`NvmlTelemetry.find_index`), each on its own: NVML enumerates every
-GPU of the node, including cards hidden by ``CUDA_VISIBLE_DEVICES``, lost or unpowered, and
-those must not matter to the others. Only getters are called: burnin never changes a clock, a
-power limit, persistence, ECC or MIG mode, never resets a card and never clears a counter (a test
-fails on any ``nvmlDeviceSet*``/``Reset*``/``Clear*``). XIDs arrive through the NVML event API,
-polled with a zero timeout so the sampler never blocks. The inventory lives in
-:mod:`burnin.telemetry.nvml_inventory`. ``pynvml`` is imported when the backend is created, so
-nothing else in burnin pays for it. API names and enum values: nvidia-ml-py 13.615.71
+tell" codes) makes that one field ``None`` and names it in ``unsupported``, never a zero; any
+other error of one getter drops that one field too, names it in ``failed`` and is logged once per
+card and field, so one broken sensor never hides the others. Only errors that mean the card or
+the library is gone (GPU lost, reset required, driver not loaded) fail a whole reading, as one
+:class:`TelemetryError` through one decorator. A run finds each of its cards by UUID, then PCI
+bus id (:meth:`NvmlTelemetry.find_index`): NVML enumerates every GPU of the node, including cards
+hidden by ``CUDA_VISIBLE_DEVICES``, lost or unpowered, and those must not matter to the others.
+Only getters are called: never a clock, power limit, persistence, ECC or MIG change, a reset or a
+counter clear (a test fails on any ``nvmlDeviceSet*``/``Reset*``/``Clear*``). XIDs arrive through
+the NVML event API, polled with a zero timeout so the sampler never blocks. The inventory lives
+in :mod:`burnin.telemetry.nvml_inventory`. API names and enum values: nvidia-ml-py 13.615.71
 ``pynvml.py`` and NVIDIA's ``nvml.h``.
 """
 
@@ -218,33 +215,27 @@ class NvmlTelemetry:
             self._fans[index] = int(count) if count is not None else None
         return self._fans[index]
 
+    def _link_state(self, handle: Any, link: int) -> int | None:
+        """A link's state; None past the card's last link (InvalidArgument) or where it cannot
+        tell: any answer but a lost card only means this link cannot be watched."""
+        try:
+            return int(self.nvml.nvmlDeviceGetNvLinkState(handle, link))
+        except self.fatal_errors:
+            raise
+        except self.nvml.NVMLError:
+            return None
+
     def nvlinks(self, index: int, handle: Any) -> tuple[int, ...]:
         """Link indices NVML reports a state for (cached: links do not come and go)."""
         if index not in self._links:
-            found = []
-            for link in range(getattr(self.nvml, "NVML_NVLINK_MAX_LINKS", _NVLINK_MAX_LINKS)):
-                # Past the card's last link NVML answers InvalidArgument; any other answer but a
-                # lost card only means this link cannot be watched.
-                try:
-                    self.nvml.nvmlDeviceGetNvLinkState(handle, link)
-                except self.fatal_errors:
-                    raise
-                except self.nvml.NVMLError:
-                    continue
-                found.append(link)
-            self._links[index] = tuple(found)
+            count = getattr(self.nvml, "NVML_NVLINK_MAX_LINKS", _NVLINK_MAX_LINKS)
+            self._links[index] = tuple(
+                link for link in range(count) if self._link_state(handle, link) is not None
+            )
         return self._links[index]
 
     def links_up(self, handle: Any, links: tuple[int, ...]) -> int:
-        up = 0
-        for link in links:
-            try:
-                up += 1 if self.nvml.nvmlDeviceGetNvLinkState(handle, link) else 0
-            except self.fatal_errors:
-                raise
-            except self.nvml.NVMLError:
-                continue
-        return up
+        return sum(1 for link in links if self._link_state(handle, link))
 
     def ecc(self, read: Reads, name: str, handle: Any, kind: int, counter: int) -> int | None:
         value = read(name, self.nvml.nvmlDeviceGetTotalEccErrors, handle, kind, counter)
