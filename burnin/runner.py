@@ -136,6 +136,9 @@ def _read_inventory(devices: list[Device], client: TelemetryClient) -> dict[int,
             "name": dev.name,
             "uuid": dev.uuid,
             "pci_bus_id": dev.pci_bus_id,
+            # Where workers go (NUMA placement); unknown without telemetry.
+            "cpu_affinity": None,
+            "numa_node": None,
             "unsupported": [],
         }
         if dev.telemetry_index is not None:

@@ -91,10 +91,12 @@ def test_one_unreachable_card_leaves_the_others_fully_watched(
         assert record["uuid"] == UUIDS[CUDA_TO_NVML[dev]] and record["slowdown_temp_c"] == 89
         assert record["xid_events_supported"] is True and "telemetry_error" not in record
         assert guard_limit(config, record)[0] == 89.0  # the thermal guard has its limit
+        assert (record["cpu_affinity"], record["numa_node"]) == (list(range(16)), 0)
     for dev in unreached:
         record = plan.inventory[dev]
         assert "no telemetry device matches" in record["telemetry_error"]
         assert record["uuid"] == UUIDS[CUDA_TO_NVML[dev]]  # identity from CUDA discovery
+        assert (record["cpu_affinity"], record["numa_node"]) == (None, None)
     read = {args[0].index for name, args in module.calls if name == "nvmlDeviceGetSerial"}
     assert read == {CUDA_TO_NVML[d] for d in healthy}  # never the hidden or the broken card
 
@@ -146,3 +148,42 @@ def test_cuda_sm_count_reaches_the_identity_check(
     verdict = next(iter(registered()["identity"](data, ctx)))
     assert verdict.status == status
     assert words in verdict.message
+
+
+class EnumerateOnly:
+    """A backend without ``find_index``: the runner reads each index's identity on its own."""
+
+    def __init__(self, client: NvmlTelemetry) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "find_index":
+            raise AttributeError(name)
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize(
+    ("broken", "unreached"),
+    [
+        ({}, set()),
+        ({0: error("NVMLError_GpuIsLost")}, {1}),
+        ({4: error("NVMLError_InsufficientPower")}, set()),
+    ],
+)
+def test_a_backend_without_lookup_still_loses_only_the_unreadable_card(
+    broken: dict[int, Any], unreached: set[int]
+) -> None:
+    client = NvmlTelemetry(module=nvml_node(broken))
+    runtime = Runtime(
+        hostname="node-a",
+        telemetry_factory=lambda devices: EnumerateOnly(client),  # type: ignore[arg-type,return-value]
+        cuda_devices=cuda_devices,
+        env={},
+    )
+    plan, _ = prepare(load_config(None, []), runtime)
+    client.close()
+    expected = {i: None if i in unreached else n for i, n in enumerate(CUDA_TO_NVML)}
+    assert {i.device.index: i.device.telemetry_index for i in plan.items} == expected
+    for dev in expected:
+        assert plan.inventory[dev]["sm_count"] == 132
+        assert ("telemetry_error" in plan.inventory[dev]) == (dev in unreached)
