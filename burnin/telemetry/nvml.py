@@ -187,13 +187,19 @@ class NvmlTelemetry:
             new = [name for name in names if (index, name) not in self._warned]
             self._warned.update((index, name) for name in new)
         if new:
-            log.warning("NVML GPU %d: %s not read (%s)", index, ", ".join(new), error)
+            where = f"GPU {index}" if index >= 0 else "node"
+            log.warning("NVML %s: %s not read (%s)", where, ", ".join(new), error)
 
     def system(self, fn: Callable[[], Any]) -> Any:
-        """A node-wide value, None where this driver cannot tell."""
+        """A node-wide value, None where this driver cannot tell or the read failed (logged)."""
         try:
             return fn()
+        except self.fatal_errors:
+            raise
         except self.soft_errors:
+            return None
+        except self.nvml.NVMLError as exc:
+            self.warn_once(-1, (fn.__name__,), str(exc))
             return None
 
     def _fields(self, read: Reads, handle: Any, wanted: dict[str, int]) -> dict[str, Any]:
