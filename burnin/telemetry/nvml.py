@@ -448,12 +448,9 @@ class NvmlTelemetry:
     # -- multi-call readings ---------------------------------------------------------------
 
     def _temperature(self, read: Reads, handle: Any) -> int | None:
-        """GPU temperature (C): nvmlDeviceGetTemperatureV first, the deprecated call after.
-
-        nvml.h deprecates nvmlDeviceGetTemperature (to be removed in CUDA 14); older drivers and
-        bindings lack the V call. Either answer feeds the thermal guard, so the guard only goes
-        blind when both fail, and then says so in the log.
-        """
+        """GPU temperature (C): nvmlDeviceGetTemperatureV, else the deprecated call (pynvml.py:
+        "will be removed in CUDA 14.0"), which older drivers and bindings still need. The guard
+        goes blind only when both fail, and the log says so once."""
         n, index, errors = self.nvml, read.index, []
         getter_v = getattr(n, "nvmlDeviceGetTemperatureV", None)
         if getter_v is not None and self._temperature_v.get(index, True):
@@ -487,7 +484,7 @@ class NvmlTelemetry:
             except self.fatal_errors:
                 raise
             except n.NVMLError:
-                mask = None
+                pass
         if mask is None:
             mask = read("throttle_reasons", n.nvmlDeviceGetCurrentClocksThrottleReasons, handle)
         return throttle_names(int(mask)) if mask is not None else ()
