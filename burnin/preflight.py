@@ -28,6 +28,7 @@ from typing import Any
 from burnin.config import PreflightCheck, RunConfig
 from burnin.errors import DeviceError, TelemetryError
 from burnin.plan import Plan
+from burnin.reports.terminal import printable
 from burnin.telemetry.base import TelemetryClient
 
 # The sample fields each telemetry-driven check needs (burnin/verdicts/health.py, screening.py).
@@ -165,7 +166,8 @@ def mode_refusals(
         inventory: the device's inventory record (``mig_mode``, ``compute_mode``, ``pci_bus_id``).
         processes: other processes on the card; None where they could not be listed.
     """
-    card = f"GPU {device} (PCI {inventory.get('pci_bus_id') or 'bus id unknown'})"
+    # The bus id and process names come from the device: no control character reaches a terminal.
+    card = printable(f"GPU {device} (PCI {inventory.get('pci_bus_id') or 'bus id unknown'})")
     found = []
     if inventory.get("mig_mode") == "enabled":
         found.append(
@@ -183,8 +185,8 @@ def mode_refusals(
     elif mode in ("exclusive-process", "exclusive-thread") and processes:
         found.append(
             f"{card} is in compute mode '{mode}' and another process holds it: "
-            f"{describe_processes(processes)}; burnin's worker could not open it (nothing is "
-            "wrong with the card; stop that process, or leave the card out with --gpus)"
+            f"{printable(describe_processes(processes))}; burnin's worker could not open it "
+            "(nothing is wrong with the card; stop that process, or leave the card out with --gpus)"
         )
     return found
 

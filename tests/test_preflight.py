@@ -248,12 +248,16 @@ HOLDER = [{"pid": 4242, "name": "train.py"}]
         ({"compute_mode": "exclusive-process"}, [], None),  # exclusive, and free: burnin takes it
         ({"compute_mode": "exclusive-process"}, None, None),  # cannot tell: the busy check says so
         ({"compute_mode": "default"}, HOLDER, None),  # busy, but that is the busy check's call
+        # Device strings are escaped: a forged bus id cannot drive the terminal.
+        ({"mig_mode": "enabled", "pci_bus_id": "00:01.0\x1b[2J"}, [],
+         "GPU 1 (PCI 00:01.0\\x1b[2J) has MIG mode enabled"),
     ],
 )  # fmt: skip
 def test_mode_refusals(
     inventory: dict[str, Any], processes: list[dict[str, Any]] | None, words: str | None
 ) -> None:
     found = mode_refusals(1, {"pci_bus_id": BUS, **inventory}, processes)
+    assert all(text.isprintable() for text in found)
     if words is None:
         assert found == []
         return
