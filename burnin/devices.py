@@ -25,6 +25,7 @@ class Device:
     telemetry_index: int | None = None  # NVML (or simulated) index, None for the CPU
     uuid: str | None = None
     pci_bus_id: str | None = None
+    sm_count: int | None = None  # CUDA multiProcessorCount (NVML has none for a whole card)
 
     @property
     def torch_device(self) -> str:
@@ -57,6 +58,7 @@ def cuda_devices() -> list[Device]:
                 torch_index=i,
                 uuid=f"GPU-{uuid}" if uuid else None,
                 pci_bus_id=bus,
+                sm_count=int(props.multi_processor_count),
             )
         )
     return found
@@ -116,7 +118,11 @@ def select(
 def match_telemetry(
     devices: list[Device], ids: list[tuple[str | None, str | None]]
 ) -> list[Device]:
-    """Attach NVML indices to CUDA devices by UUID, then by PCI bus id."""
+    """Attach NVML indices to CUDA devices by UUID, then by PCI bus id.
+
+    ``ids`` holds each NVML index's (uuid, pci_bus_id); an index whose identity could not be
+    read is ``(None, None)`` and matches nothing, so one unreadable card costs only itself.
+    """
     from dataclasses import replace
 
     matched = []
