@@ -185,24 +185,63 @@ class Discovery:
         return out
 
 
-def _driver_cards(client: TelemetryClient) -> list[DriverCard] | None:
-    """The cards a telemetry backend lists; None where it cannot list them."""
+def _driver_cards(client: TelemetryClient, found: Sequence[Device]) -> list[DriverCard] | None:
+    """The cards a telemetry backend lists; None where it cannot list them.
+
+    Each card is asked on its own: one lost or unpowered card costs only its own identity. The
+    run's own cards are found by UUID or PCI bus id and not read again (their inventory is read
+    once, for the run); only the others are read, to name a card CUDA does not show. A card whose
+    identity cannot be read is taken for one of the run's cards NVML could not find, while there
+    are such cards, since CUDA does show those.
+    """
     try:
-        cards = []
-        for i in range(client.device_count()):
-            inv = client.inventory(i)
-            cards.append(
-                DriverCard(
-                    nvml_index=i,
-                    name=inv.name,
-                    uuid=inv.uuid,
-                    serial=inv.serial,
-                    pci_bus_id=inv.pci_bus_id,
-                )
-            )
+        count = client.device_count()
     except TelemetryError as exc:
         log.warning("cannot list the driver's GPUs: %s", exc)
         return None
+    find = getattr(client, "find_index", None)
+    identity = getattr(client, "identity", None)
+
+    def read_identity(index: int) -> dict[str, Any]:
+        if identity is not None:
+            return dict(identity(index))
+        inv = client.inventory(index)
+        return {
+            "name": inv.name,
+            "uuid": inv.uuid,
+            "serial": inv.serial,
+            "pci_bus_id": inv.pci_bus_id,
+        }
+
+    known: dict[int, Device] = {}
+    unfound: list[Device] = []
+    for dev in found:
+        try:
+            index = find(dev.uuid, dev.pci_bus_id) if find is not None else None
+        except TelemetryError:
+            index = None
+        if index is None:
+            unfound.append(dev)
+        else:
+            known[index] = dev
+    cards = []
+    for i in range(count):
+        dev = known.get(i)
+        if dev is None:
+            try:
+                card = read_identity(i)
+            except TelemetryError as exc:
+                log.warning("cannot read the identity of NVML GPU %d: %s", i, exc)
+                dev = unfound.pop(0) if unfound else None
+                if dev is None:
+                    cards.append(DriverCard(nvml_index=i))
+                    continue
+            else:
+                cards.append(DriverCard(nvml_index=i, **card))
+                continue
+        cards.append(
+            DriverCard(nvml_index=i, name=dev.name, uuid=dev.uuid, pci_bus_id=dev.pci_bus_id)
+        )
     return cards
 
 
@@ -251,7 +290,7 @@ def discover(config: RunConfig, runtime: Runtime) -> Discovery:
     else:
         client = nvml if nvml is not None else UnwatchedTelemetry(0, nvml_error)
         unwatched = None if nvml is not None else nvml_error
-    cards = _driver_cards(client) if unwatched is None else None
+    cards = _driver_cards(client, found) if unwatched is None else None
     cuda_visible = runtime.env.get("CUDA_VISIBLE_DEVICES")
     missing, wanted = missing_cards(found, cards or [], cuda_visible)
     if not found and not missing:

@@ -58,7 +58,8 @@ def prepared(module: FakeNvml, sm_count: int | None = 132) -> tuple[Any, NvmlTel
         hostname="node-a",
         telemetry_factory=lambda devices: client,
         cuda_devices=lambda: cuda_devices(sm_count),
-        env={},
+        # The job was given four of the node's five cards, as a scheduler does.
+        env={"CUDA_VISIBLE_DEVICES": ",".join(UUIDS[n] for n in CUDA_TO_NVML)},
     )
     config = load_config(None, [])
     plan, _ = prepare(config, runtime)
@@ -98,7 +99,9 @@ def test_one_unreachable_card_leaves_the_others_fully_watched(
         assert record["uuid"] == UUIDS[CUDA_TO_NVML[dev]]  # identity from CUDA discovery
         assert (record["cpu_affinity"], record["numa_node"]) == (None, None)
     read = {args[0].index for name, args in module.calls if name == "nvmlDeviceGetSerial"}
-    assert read == {CUDA_TO_NVML[d] for d in healthy}  # never the hidden or the broken card
+    # Never a broken card; the hidden card only for its identity, to count the node's GPUs.
+    assert read - {4} == {CUDA_TO_NVML[d] for d in healthy}
+    assert not any(plan.inventory[d].get("missing") for d in plan.inventory)
 
     # Preflight: the reachable cards have every sensor that matters.
     results = {r.device: r for r in run_preflight(plan, client, config, plan.inventory)}

@@ -326,6 +326,12 @@ class NvmlTelemetry:
         return read_inventory(self, index)
 
     @nvml_errors
+    def identity(self, index: int) -> dict[str, str | None]:
+        from burnin.telemetry.nvml_inventory import read_identity
+
+        return read_identity(self, index)
+
+    @nvml_errors
     def sample(self, index: int, elapsed_s: float) -> Sample:
         n, h, read = self.nvml, self.handle(index), Reads(self, index)
         util = read("util_pct", n.nvmlDeviceGetUtilizationRates, h)

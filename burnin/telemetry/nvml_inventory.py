@@ -46,6 +46,19 @@ COMPUTE_MODES = {0: "default", 1: "exclusive-thread", 2: "prohibited", 3: "exclu
 _CPU_WORD_BITS = 64
 
 
+def read_identity(client: NvmlTelemetry, index: int) -> dict[str, str | None]:
+    """Name, UUID, serial and PCI bus id of card ``index``, and nothing else: enough to name a
+    card the run does not use, without watching it (no XID registration)."""
+    n, h, read = client.nvml, client.handle(index), Reads(client, index)
+    pci = read("pci_bus_id", n.nvmlDeviceGetPciInfo, h)
+    return {
+        "name": read("name", n.nvmlDeviceGetName, h),
+        "uuid": read("uuid", n.nvmlDeviceGetUUID, h),
+        "serial": read("serial", n.nvmlDeviceGetSerial, h),
+        "pci_bus_id": pci.busId if pci else None,
+    }
+
+
 def read_inventory(client: NvmlTelemetry, index: int) -> Inventory:
     """Every inventory field of card ``index``; each getter on its own (see ``Reads``)."""
     n, h, read = client.nvml, client.handle(index), Reads(client, index)
