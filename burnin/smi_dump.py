@@ -103,7 +103,7 @@ class _Reader:
     def withheld(self, name: str, line: int | None, value: str) -> None:
         """A value hidden or edited into something nvidia-smi never prints: named, not fatal."""
         where = f"line {line}: " if line is not None else ""
-        self.hidden.setdefault(name, f"{where}{value[:40]!r}")
+        self.hidden.setdefault(name, f"{where}{value[:40]}")
 
     def present(self, paths: str) -> bool:
         return any(_key(p) in self.node.values for p in paths.split("|"))
@@ -335,9 +335,10 @@ def _inventory(
     for name, paths in F.PCI_IDS.items():
         if (hit := r.raw(name, paths)) is not None:
             pattern = _DEVICE_ID if name == "pci_device_id" else _SUBSYSTEM_ID
-            if m := pattern.match(hit[0]):
+            m = pattern.match(hit[0])
+            if m and m.group(1).strip("0"):
                 values[name] = m.group(1).lower()
-            else:
+            else:  # "000000DE": zeroed, like a blanked serial
                 r.withheld(name, hit[1], hit[0])
     values["processes"] = _process_names(gpu, missing)
     # nvidia-smi prints one fan-speed figure whatever the fan count; only N/A is conclusive.

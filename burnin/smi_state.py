@@ -16,6 +16,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from burnin import pciids
 from burnin import smi_fields as F
 
 Key = tuple[str, ...]
@@ -126,11 +127,14 @@ def read_state(
     for name in EXPECTED:
         if inventory.get(name) is None and name in unsupported:
             withheld.setdefault(name, "N/A")
-    brand = str(inventory.get("name") or "").lower()
+    # The board's brand from its name, or from its device id where the driver printed none
+    # ("Graphics Device" on a GTX 1660 under R418).
+    model = pciids.lookup(inventory.get("pci_device_id"))
+    brand = f"{inventory.get('name') or ''} {model.text if model else ''}".lower()
     serial_na = inventory.get("serial") is None and "serial" in unsupported
     if serial_na and inventory.get("name") and not any(b in brand for b in _NO_SERIAL_BRANDS):
         withheld.setdefault("serial", "N/A")
-    for name in ("serial", "uuid"):
+    for name in ("serial", "uuid", "board_part_number", "gpu_part_number"):
         value = inventory.get(name)
         if value is not None and (not str(value).strip() or placeholder_id(str(value))):
             withheld.setdefault(name, str(value) or "(blank)")
