@@ -37,6 +37,8 @@ FINDINGS = [
     ("a40-remapped-rows_r550.txt", 0, "row-remap", "WARN"),
     ("a40-remapped-rows_r550.txt", 0, "wear", "WARN"),
     ("a10-remap-pending_r535.txt", 0, "row-remap", "WARN"),
+    ("gh200-remapped-row-enforced-below-requested_r550.txt", 0, "row-remap", "WARN"),
+    ("gh200-remapped-row-enforced-below-requested_r550.txt", 0, "wear", "WARN"),
     # mining software in the process list
     ("geforce-gtx-1070-x2-mining_r384.xml", 0, "wear", "WARN"),
     ("geforce-gtx-1070-x2-mining_r384.xml", 1, "wear", "WARN"),
@@ -60,6 +62,8 @@ FINDINGS = [
     ("rtx-4090-x8-fan100-unknown-error_r535.txt", 0, "firmware", "WARN"),
     # power limit lowered by the owner: a setting, so WARN for a buyer, never FAIL
     ("geforce-rtx-3090-redacted-power-capped_r525.xml", 0, "power", "WARN"),
+    # enforced power limit below the requested one
+    ("gh200-remapped-row-enforced-below-requested_r550.txt", 0, "power", "WARN"),
     # hidden by the seller: [REDACTED] ids, placeholder serials and UUIDs
     ("geforce-rtx-3090-redacted-power-capped_r525.xml", 0, "identity", "WARN"),
     ("edited-rtx-a6000-redacted_r537.txt", 0, "identity", "WARN"),

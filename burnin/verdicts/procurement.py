@@ -400,10 +400,12 @@ def guest_unjudged(gpu: GpuData, verdicts: list[Verdict]) -> Verdict | None:
 
 def buyer_action(verdict: Verdict) -> str:
     """The buyer's action for a verdict of the run's checks (see :data:`ACTIONS`)."""
-    if verdict.action in ACTIONS:
+    if verdict.action in ACTIONS and verdict.action != "none":
         return verdict.action
     if verdict.check in _WORN and verdict.status == Status.WARN:
         return "renegotiate"
+    if verdict.check == "identity" and verdict.action == "none":
+        return "ask-unedited-dump"  # a blanked serial or UUID: the seller can send the real one
     return _BUYER_ACTION.get(verdict.action, "retest-on-arrival")
 
 
