@@ -6,8 +6,12 @@ the same screening checks a run uses (``identity``, ``firmware``, ``wear``, ``ec
 against the claimed SKU and against each other (duplicate serials, VBIOS outliers). The source
 is this node's telemetry (NVML through the runtime's factory) or ``nvidia-smi -q`` / ``-q -x``
 dumps, so procurement can screen a lot before paying for it; the dump path imports neither torch
-nor pynvml. The result is ``burnin.inspect/1`` JSON or a terminal table; its exit code is the
-worst verdict (0 pass or warn, 3 a card failed, 4 a card could not be read).
+nor pynvml. A dump's cards are judged for a buyer as well (:mod:`burnin.verdicts.procurement`:
+what the dump shows the card doing, hidden fields, identity by the PCI ID database), with one
+verdict per check, a buyer's action on each, and every file of the lot accounted for (one that
+cannot be read is an ERROR entry). The result is ``burnin.inspect/1`` JSON, a terminal table or
+the lot's report (:mod:`burnin.reports.lot`); its exit code is the worst verdict (0 pass or warn,
+3 a card failed, 4 a card or file could not be read).
 """
 
 from __future__ import annotations

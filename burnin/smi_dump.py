@@ -12,9 +12,11 @@ becomes ``None`` and its field name is listed in ``unsupported``; a field the du
 at all stays ``None`` and unlisted. Temperature "T.Limit" entries (Hopper and later) are margins,
 not thresholds, so they never fill ``slowdown_temp_c``/``shutdown_temp_c``, and ``fan_count`` is
 only ever marked unsupported (nvidia-smi prints one fan figure whatever the number of fans). The
-file is untrusted: anything that is not a readable dump raises :class:`~burnin.errors.DumpError`
-naming the file (and the line, for text), strings are kept as written minus control characters,
-and XML entity declarations are refused.
+file is untrusted: a file that is not a readable dump raises :class:`~burnin.errors.DumpError`
+naming the file (and the line, for text), while one value hidden or edited into something
+nvidia-smi never prints ("[REDACTED]", "lots MiB") is ``None`` and named with its line in the
+card's :class:`~burnin.smi_state.DumpState`, so one field never stops a lot's screening. Strings
+are kept as written minus control characters, and XML entity declarations are refused.
 """
 
 from __future__ import annotations
