@@ -37,6 +37,10 @@ FINDINGS = [
     ("a40-remapped-rows_r550.txt", 0, "row-remap", "WARN"),
     ("a40-remapped-rows_r550.txt", 0, "wear", "WARN"),
     ("a10-remap-pending_r535.txt", 0, "row-remap", "WARN"),
+    ("a100-sxm4-80gb-x4-remap-pending_r555.txt", 1, "row-remap", "WARN"),
+    ("a100-sxm4-80gb-x4-remap-pending_r555.txt", 1, "wear", "WARN"),  # 353 SBE, peers 0
+    ("a100-sxm4-80gb-x4-remap-pending_r555.txt", 0, "wear", "PASS"),
+    ("v100-sxm2-16gb-x8-mixed-vbios-retired-page_r550.txt", 2, "retired-pages", "WARN"),
     ("gh200-remapped-row-enforced-below-requested_r550.txt", 0, "row-remap", "WARN"),
     ("gh200-remapped-row-enforced-below-requested_r550.txt", 0, "wear", "WARN"),
     # mining software in the process list
@@ -46,6 +50,7 @@ FINDINGS = [
     ("geforce-gtx-1070-x2-mining_r384.xml", 0, "pcie-link", "WARN"),
     ("v100-sxm2-32gb-power9_r418.txt", 0, "pcie-link", "WARN"),
     ("tesla-t4_r515.xml", 0, "pcie-link", "WARN"),
+    ("geforce-rtx-5090-x8-of-x16_r570.txt", 0, "pcie-link", "WARN"),
     ("a40-remapped-rows_r550.txt", 0, "pcie-link", "WARN"),
     # a natively narrow x4 card at its maximum is not degraded
     ("geforce-gt-1030-native-x4_r470.xml", 0, "pcie-link", "PASS"),
@@ -60,6 +65,9 @@ FINDINGS = [
     ("rtx-4090-x8-fan100-unknown-error_r535.txt", 0, "fan", "WARN"),
     ("rtx-4090-x8-fan100-unknown-error_r535.txt", 1, "fan", "PASS"),
     ("rtx-4090-x8-fan100-unknown-error_r535.txt", 0, "firmware", "WARN"),
+    ("v100-sxm2-16gb-x8-mixed-vbios-retired-page_r550.txt", 0, "firmware", "WARN"),
+    # mixed VBIOS among one node's same-model cards
+    ("v100-sxm2-16gb-x8-mixed-vbios-retired-page_r550.txt", 1, "firmware", "WARN"),
     # power limit lowered by the owner: a setting, so WARN for a buyer, never FAIL
     ("geforce-rtx-3090-redacted-power-capped_r525.xml", 0, "power", "WARN"),
     # enforced power limit below the requested one
@@ -75,6 +83,8 @@ FINDINGS = [
     ("geforce-gtx-titan-black_r331.txt", 0, "identity", "PASS"),
     ("geforce-gtx-1660-graphics-device_r418.xml", 0, "identity", "PASS"),
     ("geforce-gt-1030-native-x4_r470.xml", 0, "identity", "PASS"),
+    # a device id newer than the shipped PCI ID database (2023-04-10): said, not guessed
+    ("geforce-rtx-5090-x8-of-x16_r570.txt", 0, "identity", "SKIP"),
     # a dump from inside a virtual machine: identity and firmware not assessable
     ("tesla-t4_r515.xml", 0, "identity", "SKIP"),
     ("grid-p4-1q-vgpu-windows_r513.xml", 0, "firmware", "SKIP"),
@@ -86,6 +96,7 @@ HEALTHY = [
     ("h100-nvl-x2_r550.txt", "PASS"),
     ("rtx-a6000-windows_r537.txt", "PASS"),
     ("geforce-gtx-titan-black_r331.txt", "PASS"),
+    ("geforce-gtx-680-kepler_r470.txt", "PASS"),
     ("geforce-gt-1030-native-x4_r470.xml", "PASS"),
 ]
 
@@ -106,11 +117,33 @@ def screen(*paths: Path) -> Any:
 PROCUREMENT = load_config("procurement").to_dict()["thresholds"]
 
 
+# What the message must say where the status alone does not show which finding it is.
+WORDS = {
+    ("a100-sxm4-80gb-x4-remap-pending_r555.txt", 1, "wear"): "same-model peers in the lot",
+    ("a100-sxm4-80gb-x4-remap-pending_r555.txt", 1, "row-remap"): "remap is pending",
+    ("v100-sxm2-16gb-x8-mixed-vbios-retired-page_r550.txt", 1, "firmware"): "VBIOS",
+    ("v100-sxm2-16gb-x8-mixed-vbios-retired-page_r550.txt", 0, "firmware"): "Unknown Error",
+    ("rtx-4090-x8-fan100-unknown-error_r535.txt", 0, "firmware"): "Unknown Error",
+    ("gh200-remapped-row-enforced-below-requested_r550.txt", 0, "power"): "requested",
+    ("gh200-remapped-row-enforced-below-requested_r550.txt", 0, "wear"): "uncorrectable",
+    ("h100-sxm-x8-hw-power-brake-idle_r535.txt", 0, "throttle"): "HW power brake",
+    ("h100-sxm-x8-sw-thermal_r535.txt", 1, "throttle"): "SW thermal slowdown",
+    ("tesla-t4_r515.xml", 0, "identity"): "not assessable from a guest",
+    ("tesla-t4_r515.xml", 0, "pcie-link"): "x8",
+    ("geforce-rtx-5090-x8-of-x16_r570.txt", 0, "pcie-link"): "width x8",
+    ("geforce-rtx-5090-x8-of-x16_r570.txt", 0, "identity"): "not in the PCI ID database",
+    ("geforce-gtx-titan-black_r331.txt", 0, "identity"): "GK110B [GeForce GTX TITAN Black]",
+    ("geforce-gtx-1660-graphics-device_r418.xml", 0, "identity"): "TU116 [GeForce GTX 1660]",
+    ("geforce-gtx-1070-x2-mining_r384.xml", 0, "wear"): "ethminer",
+}
+
+
 @pytest.mark.parametrize(("name", "index", "check", "status"), FINDINGS)
 def test_each_finding_on_a_real_dump(name: str, index: int, check: str, status: str) -> None:
     gpus = {g["index"]: g for g in screen(DUMPS / name).gpus}
     verdicts = [v for v in gpus[index]["verdicts"] if v["check"] == check]
     assert [v["status"] for v in verdicts] == [status]  # one verdict per check
+    assert WORDS.get((name, index, check), "") in verdicts[0]["message"]
     if Status[status] >= Status.WARN:
         assert verdicts[0]["action"] in BUYER_ACTIONS - {"none"}
         assert Status[gpus[index]["status"]] >= Status[status]
