@@ -200,7 +200,7 @@ def inspect_cards(
             entry |= {
                 "pci_device_id": inv.get("pci_device_id"),
                 "model": model.text if model else None,
-                "hidden": (card.state or {}).get("hidden", {}),
+                "hidden": procurement.seller_hidden(gpu),
                 "action": verdicts[0].action if verdicts else "none",
             }
         entries.append(entry)

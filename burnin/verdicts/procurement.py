@@ -299,12 +299,22 @@ def field_name(field: str) -> str:
     return _FIELD_NAMES.get(field, field.replace("_", " "))
 
 
+def seller_hidden(gpu: GpuData) -> dict[str, str]:
+    """Inventory field -> what the dump shows instead of its value, for fields the seller hid.
+
+    In a virtual machine's dump, N/A and placeholders are the hypervisor's doing, not the
+    seller's; an explicit mark ("[REDACTED]") or a zeroed id still counts.
+    """
+    state = _state(gpu)
+    hidden = dict(state.get("hidden") or {})
+    if state.get("guest"):
+        hidden = {k: v for k, v in hidden.items() if v != "N/A" and not placeholder_id(v)}
+    return hidden
+
+
 def hidden_fields(gpu: GpuData, ctx: CheckContext) -> list[Verdict]:
     """Fields the seller hid: the card cannot be matched to its label or model without them."""
-    state = _state(gpu)
-    hidden = state.get("hidden") or {}
-    if state.get("guest"):  # a virtual machine itself shows N/A or a placeholder there
-        hidden = {k: v for k, v in hidden.items() if v != "N/A" and not placeholder_id(v)}
+    hidden = seller_hidden(gpu)
     if not hidden:
         return []
     shown = ", ".join(f"{field_name(k)} ({v})" for k, v in hidden.items())
