@@ -479,3 +479,19 @@ def test_inspect_from_imports_neither_torch_nor_pynvml() -> None:
 def test_inspect_help() -> None:
     out = invoke(["inspect", "--help"])
     assert out.exit_code == 0 and "--from" in out.output and "--json" in out.output
+
+
+@pytest.mark.parametrize(
+    ("args", "status"),
+    [
+        ([], "WARN"),  # --from screens under the procurement profile: any retired page warns
+        (["--profile", "quick"], "PASS"),  # a nightly sweep's line: more than 10
+        (["--set", "thresholds.retired_pages_warn=10"], "PASS"),
+    ],
+)
+def test_from_screens_under_the_procurement_profile(args: list[str], status: str) -> None:
+    dump = DUMPS / "v100-sxm2-16gb-x8-mixed-vbios-retired-page_r550.txt"
+    out = invoke(["inspect", "--json", *args, "--from", str(dump)])
+    card = next(g for g in json.loads(out.stdout)["gpus"] if g["index"] == 2)
+    (pages,) = [v for v in card["verdicts"] if v["check"] == "retired-pages"]
+    assert pages["status"] == status
