@@ -51,6 +51,7 @@ FINDINGS = [
     ("v100-sxm2-32gb-power9_r418.txt", 0, "pcie-link", "WARN"),
     ("tesla-t4_r515.xml", 0, "pcie-link", "WARN"),
     ("geforce-rtx-5090-x8-of-x16_r570.txt", 0, "pcie-link", "WARN"),
+    ("geforce-rtx-2080-windows-x8_r516.xml", 0, "pcie-link", "WARN"),
     ("a40-remapped-rows_r550.txt", 0, "pcie-link", "WARN"),
     # a natively narrow x4 card at its maximum is not degraded
     ("geforce-gt-1030-native-x4_r470.xml", 0, "pcie-link", "PASS"),
@@ -64,6 +65,7 @@ FINDINGS = [
     # fan at 100 % idle and cool; fields reading "Unknown Error"
     ("rtx-4090-x8-fan100-unknown-error_r535.txt", 0, "fan", "WARN"),
     ("rtx-4090-x8-fan100-unknown-error_r535.txt", 1, "fan", "PASS"),
+    ("geforce-gtx-1070-ti-fan100-reduced_rNA.xml", 0, "fan", "WARN"),
     ("rtx-4090-x8-fan100-unknown-error_r535.txt", 0, "firmware", "WARN"),
     ("v100-sxm2-16gb-x8-mixed-vbios-retired-page_r550.txt", 0, "firmware", "WARN"),
     # mixed VBIOS among one node's same-model cards
@@ -83,6 +85,9 @@ FINDINGS = [
     ("geforce-gtx-titan-black_r331.txt", 0, "identity", "PASS"),
     ("geforce-gtx-1660-graphics-device_r418.xml", 0, "identity", "PASS"),
     ("geforce-gt-1030-native-x4_r470.xml", 0, "identity", "PASS"),
+    ("geforce-rtx-2080-windows-x8_r516.xml", 0, "identity", "PASS"),
+    # a reduced dump with no PCI section: the name is named, not confirmed
+    ("geforce-gtx-1070-ti-fan100-reduced_rNA.xml", 0, "identity", "SKIP"),
     # a device id newer than the shipped PCI ID database (2023-04-10): said, not guessed
     ("geforce-rtx-5090-x8-of-x16_r570.txt", 0, "identity", "SKIP"),
     # a dump from inside a virtual machine: identity and firmware not assessable
@@ -135,6 +140,8 @@ WORDS = {
     ("geforce-gtx-titan-black_r331.txt", 0, "identity"): "GK110B [GeForce GTX TITAN Black]",
     ("geforce-gtx-1660-graphics-device_r418.xml", 0, "identity"): "TU116 [GeForce GTX 1660]",
     ("geforce-gtx-1070-x2-mining_r384.xml", 0, "wear"): "ethminer",
+    ("geforce-gtx-1070-ti-fan100-reduced_rNA.xml", 0, "identity"): "GP104 [GeForce GTX 1070 Ti]",
+    ("geforce-gtx-1070-ti-fan100-reduced_rNA.xml", 0, "fan"): "fan at 100 %",
 }
 
 

@@ -333,9 +333,13 @@ def hidden_fields(gpu: GpuData, ctx: CheckContext) -> list[Verdict]:
 def pci_identity(gpu: GpuData, ctx: CheckContext) -> list[Verdict]:
     """The model the PCI ID database names for the device id, against the reported name."""
     pci, name = gpu.inventory.get("pci_device_id"), gpu.inventory.get("name")
-    if not pci:
-        return []
     f = Findings("identity")
+    if not pci:
+        named = [e.text for i in pciids.ids_for_name(str(name or "")) if (e := pciids.lookup(i))]
+        if not named:
+            return []
+        f.gap(f"the dump has no PCI device id to confirm the name; {name!r} is {named[0]}")
+        return [f.verdict()]
     entry = pciids.lookup(str(pci))
     if entry is None:
         f.gap(
