@@ -102,6 +102,7 @@ HEALTHY = [
     ("rtx-a6000-windows_r537.txt", "PASS"),
     ("geforce-gtx-titan-black_r331.txt", "PASS"),
     ("geforce-gtx-680-kepler_r470.txt", "PASS"),
+    ("tesla-p100-pcie-16gb-sbe_r510.xml", "PASS"),  # 3 lifetime corrected errors, no peers
     ("geforce-gt-1030-native-x4_r470.xml", "PASS"),
 ]
 
