@@ -4,6 +4,7 @@ CliRunner (JSON schema, table, exit codes, bad input), and the live path on a fa
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -157,8 +158,43 @@ def test_each_finding_on_a_real_dump(name: str, index: int, check: str, status: 
         assert Status[gpus[index]["status"]] >= Status[status]
 
 
+def sources_table() -> list[tuple[str, int, str, str]]:
+    """tests/data/dumps/SOURCES.md's "Expected screening results": file, GPU, check, status
+    (check ``none``: the card's overall status)."""
+    text = (DUMPS / "SOURCES.md").read_text(encoding="utf-8")
+    section = text.split("## Expected screening results", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([^`]+)` \| (\d+) \| ([a-z-]+) \| ([A-Z]+) \|", section, re.M)
+    return [(name, int(index), check, status) for name, index, check, status in rows]
+
+
+# Where burnin deliberately differs from a SOURCES.md row: (file, GPU, check) -> status, why.
+DIFFERS = {
+    ("v100-sxm2-16gb-x8-mixed-vbios-retired-page_r550.txt", 2, "wear"): (
+        "WARN",
+        "the procurement profile warns on any retired page (retired_pages_warn = 0), and wear "
+        "counts retired pages as worn memory, as a nightly sweep does above 10",
+    ),
+}
+SOURCES_ROWS = sources_table()
+
+
+def test_sources_table_is_there() -> None:
+    assert len(SOURCES_ROWS) >= 40
+
+
+@pytest.mark.parametrize(("name", "index", "check", "status"), SOURCES_ROWS)
+def test_each_row_of_the_sources_table(name: str, index: int, check: str, status: str) -> None:
+    status = DIFFERS.get((name, index, check), (status, ""))[0]
+    gpus = {g["index"]: g for g in screen(DUMPS / name).gpus}
+    if check == "none":
+        assert gpus[index]["status"] == status
+    else:
+        found = [v["status"] for v in gpus[index]["verdicts"] if v["check"] == check]
+        assert found == [status], gpus[index]["verdicts"]
+
+
 def test_the_tables_cover_every_dump() -> None:
-    covered = {f[0] for f in FINDINGS} | {h[0] for h in HEALTHY}
+    covered = {f[0] for f in FINDINGS} | {h[0] for h in HEALTHY} | {r[0] for r in SOURCES_ROWS}
     assert covered == {p.name for p in ALL}
 
 
