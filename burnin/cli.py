@@ -294,6 +294,8 @@ def inspect(
     files = [*dumps, *more]
     if out_dir is not None and not files:
         raise click.UsageError("--out needs --from: it writes the report of a lot's dumps")
+    if out_dir is not None and any((out_dir / n).exists() for n in ("report.html", "report.json")):
+        raise click.UsageError(f"--out {out_dir} already holds a report; name a new directory")
     config = load_config(profile or ("procurement" if files else None), overrides)
     thresholds, claim = config.to_dict()["thresholds"], config.inspect.claimed_sku or None
     if files:

@@ -376,6 +376,15 @@ def test_out_without_from_is_a_usage_error(tmp_path: Path) -> None:
     assert out.exit_code == 2 and "--out needs --from" in out.output
 
 
+def test_out_never_overwrites_an_earlier_report(tmp_path: Path) -> None:
+    dump = str(DUMPS / "h100-nvl-x2_r550.txt")
+    assert invoke(["inspect", "--out", str(tmp_path / "r"), "--from", dump]).exit_code == 0
+    before = (tmp_path / "r" / "report.json").read_text()
+    out = invoke(["inspect", "--out", str(tmp_path / "r"), "--from", dump])
+    assert out.exit_code == 2 and "already holds a report" in out.output
+    assert (tmp_path / "r" / "report.json").read_text() == before
+
+
 def test_cli_json_schema() -> None:
     out = invoke(
         [
