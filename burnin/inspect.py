@@ -139,13 +139,14 @@ def _scope(check: str, card: Card, gpu: GpuData, ctx: CheckContext) -> CheckCont
     )
 
 
+def _order(check: str, buyer: bool) -> int:
+    if buyer:
+        return procurement.severity(check)
+    return CHECKS.index(check) if check in CHECKS else len(CHECKS)
+
+
 def _rank(v: Verdict, buyer: bool) -> tuple[int, int]:
-    order = (
-        procurement.severity(v.check)
-        if buyer
-        else (CHECKS.index(v.check) if v.check in CHECKS else 99)
-    )
-    return (-v.status, order)
+    return (-v.status, _order(v.check, buyer))
 
 
 def inspect_cards(
@@ -204,14 +205,8 @@ def inspect_cards(
                 "action": verdicts[0].action if verdicts else "none",
             }
         entries.append(entry)
-    entries.sort(
-        key=lambda e: (
-            -Status[e["status"]],
-            _rank(Verdict(**{**e["verdicts"][0], "status": Status[e["status"]]}), buyer)[1]
-            if e["verdicts"]
-            else 99,
-        )
-    )
+    # Worst first; among equals, the card whose worst finding matters most to a buyer.
+    entries.sort(key=lambda e: (-Status[e["status"]], _order(e["verdicts"][0]["check"], buyer)))
     statuses = [Status[e["status"]] for e in entries]
     status = worst(statuses) if entries else Status.ERROR
     files = _files(cards, entries) if buyer else []
