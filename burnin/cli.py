@@ -271,6 +271,13 @@ def report(run_dir: Path, strict: bool, quiet: bool) -> None:
     help="Override one config value, e.g. inspect.claimed_sku=H100-SXM5-80GB (repeatable).",
 )
 @click.option("--strict", is_flag=True, help="Treat WARN as failure (exit 3).")
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="With --from: write the lot's report.html and report.json into this directory.",
+)
 @click.pass_context
 @handle_errors
 def inspect(
@@ -281,24 +288,36 @@ def inspect(
     profile: str | None,
     overrides: tuple[str, ...],
     strict: bool,
+    out_dir: Path | None,
 ) -> None:
     """Screen cards without stress: identity, firmware, wear, ECC, limits; exit = worst verdict.
 
     Reads this node's GPUs through NVML, or with --from a seller's nvidia-smi dumps (no GPU,
-    torch or NVML needed), judged against [inspect] claimed_sku and against each other.
+    torch or NVML needed; the procurement profile unless --profile says otherwise), judged
+    against [inspect] claimed_sku and against each other. Every file is judged: one that cannot
+    be read is an ERROR entry (exit 4 unless a card FAILs).
     """
     import json
 
     from burnin import inspect as screen
     from burnin.config import load_config
 
-    config = load_config(profile, overrides)
-    thresholds, claim = config.to_dict()["thresholds"], config.inspect.claimed_sku or None
     files = [*dumps, *more]
+    if out_dir is not None and not files:
+        raise click.UsageError("--out needs --from: it writes the report of a lot's dumps")
+    if out_dir is not None and any((out_dir / n).exists() for n in ("report.html", "report.json")):
+        raise click.UsageError(f"--out {out_dir} already holds a report; name a new directory")
+    config = load_config(profile or ("procurement" if files else None), overrides)
+    thresholds, claim = config.to_dict()["thresholds"], config.inspect.claimed_sku or None
     if files:
         result = screen.inspect_dumps(files, thresholds, claim, strict)
     else:
         result = screen.inspect_local(_runtime(ctx), thresholds, claim, strict)
+    if out_dir is not None:
+        from burnin.reports.lot import write_lot_report
+
+        for path in write_lot_report(result.to_json(), out_dir):
+            click.echo(f"# wrote {path}", err=True)
     out = json.dumps(result.to_json(), indent=2, default=str) if as_json else None
     click.echo(out or screen.format_table(result))
     sys.exit(result.exit_code)

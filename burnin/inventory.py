@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from burnin.errors import TelemetryError
+from burnin.errors import DumpError, TelemetryError
 from burnin.skus import Sku, identify
 from burnin.telemetry.base import Inventory, TelemetryClient, from_dict
 
@@ -40,6 +40,9 @@ class Card:
     source: str
     inventory: Inventory
     error: str | None = None  # why the card could not be read (a TelemetryError), if so
+    # A dump's card: its state when the dump was taken (burnin.smi_state.DumpState.to_dict()).
+    state: dict[str, Any] | None = None
+    unreadable: bool = False  # the whole file could not be read (error says why)
 
 
 def as_inventory(record: dict[str, Any] | Inventory) -> Inventory:
@@ -131,10 +134,22 @@ def read_node(
 
 
 def read_dumps(paths: Sequence[Path]) -> list[Card]:
-    """Cards from nvidia-smi dumps; a bad file raises DumpError naming it (exit code 2)."""
-    from burnin.smi_dump import parse_dump
+    """Cards from nvidia-smi dumps, each with its state at dump time.
 
-    return [Card(str(path), inv) for path in paths for inv in parse_dump(Path(path))]
+    A lot is judged whole: a file that is not a readable dump becomes one ``unreadable`` Card
+    naming the file and the reason, and the other files' cards are read as usual.
+    """
+    from burnin.smi_dump import parse_dump_state
+
+    cards = []
+    for path in paths:
+        try:
+            parsed = parse_dump_state(Path(path))
+        except DumpError as exc:
+            cards.append(Card(str(path), Inventory(index=0), error=str(exc), unreadable=True))
+            continue
+        cards += [Card(str(path), inv, state=state.to_dict()) for inv, state in parsed]
+    return cards
 
 
 def inventory_record(card: Card) -> dict[str, Any]:
@@ -144,6 +159,8 @@ def inventory_record(card: Card) -> dict[str, Any]:
     record.update(kind="cuda", sku=sku_key(card.inventory), source=card.source)
     if card.error:
         record["telemetry_error"] = card.error
+    if card.state is not None:
+        record["dump"] = card.state
     return record
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from fake_pynvml import FakeNvml, error, gpu
 
-from burnin.errors import DumpError
 from burnin.inventory import (
     Card,
     as_inventory,
@@ -99,9 +98,11 @@ def test_read_dumps_keeps_each_file_as_the_source() -> None:
     ]
 
 
-def test_read_dumps_names_a_bad_file() -> None:
-    with pytest.raises(DumpError, match=r"not-a-dump\.txt"):
-        read_dumps([DUMPS / "tesla-t4_r515.xml", DUMPS / "bad" / "not-a-dump.txt"])
+def test_read_dumps_keeps_a_bad_file_as_one_unreadable_card() -> None:
+    good, bad = read_dumps([DUMPS / "tesla-t4_r515.xml", DUMPS / "bad" / "not-a-dump.txt"])
+    assert good.state is not None and not good.unreadable and good.inventory.name == "Tesla T4"
+    assert bad.unreadable and bad.source.endswith("not-a-dump.txt")
+    assert bad.error is not None and "not-a-dump.txt" in bad.error
 
 
 def test_gpu_data_is_an_inventory_snapshot() -> None:

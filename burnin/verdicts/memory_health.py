@@ -83,7 +83,7 @@ def wear(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         if total > warn:
             f.problem(
                 Status.WARN,
-                f"{total} memory pages retired (warning above {warn}, Meta GCM): worn memory",
+                f"{total} memory pages retired (warning above {warn}{_gcm(warn)}): worn memory",
                 observed=total,
                 limit=warn,
                 unit="pages",
@@ -176,6 +176,15 @@ def mining_software(processes: object) -> list[str]:
         return []
     names = {str(p).replace("\\", "/").rsplit("/", 1)[-1] for p in processes if p}
     return sorted(n for n in names if any(m in n.lower() for m in _MINERS))
+
+
+def _gcm(warn: int) -> str:
+    """Cite Meta GCM only for its own line (> 10 pages); a profile may set a stricter one."""
+    return (
+        ", Meta GCM"
+        if warn == limit(CheckContext(thresholds={}, fleet=[]), "retired_pages_warn")
+        else ""
+    )
 
 
 @check("ecc")
@@ -290,7 +299,7 @@ def retired_pages(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     elif total > warn:
         f.problem(
             Status.WARN,
-            f"{total} retired pages (warning above {warn}, Meta GCM)",
+            f"{total} retired pages (warning above {warn}{_gcm(warn)})",
             observed=total,
             limit=warn,
             unit="pages",
