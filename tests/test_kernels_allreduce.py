@@ -16,13 +16,15 @@ from click.testing import CliRunner
 
 from burnin.cli import cli
 from burnin.config import load_config
-from burnin.kernels.allreduce import Allreduce, NodePlan, node_plan
+from burnin.kernels.allreduce import Allreduce
 from burnin.kernels.base import DeviceSeam, KernelContext
 from burnin.kernels.collectives import (
+    NodePlan,
     backend_for,
     bandwidth_gbps,
     bus_factor,
     expected_value,
+    node_plan,
     pair_rounds,
     typical_pair_gbps,
 )
@@ -153,11 +155,12 @@ def test_node_plan_comes_from_the_manifest(tmp_path: Path) -> None:
     ]
     config = {"watchdog": {"timeout_s": 20.0}}
     (tmp_path / "manifest.json").write_text(json.dumps({"plan": plan, "config": config}))
-    assert node_plan(_ctx(1, {"run_dir": str(tmp_path)})) == NodePlan([0, 1], 5.0, 20.0)
-    assert node_plan(_ctx(0, {"devices": [2, 0], "run_dir": "x"})) == NodePlan([0, 2])
-    assert node_plan(_ctx(0)) == NodePlan([0])  # outside a run: alone
+    assert node_plan("node-t", 1, {"run_dir": str(tmp_path)}) == NodePlan([0, 1], 5.0, 20.0)
+    assert node_plan("node-t", 0, {"devices": [2, 0], "run_dir": "x"}) == NodePlan([0, 2])
+    assert node_plan("node-t", 0, {}) == NodePlan([0])  # outside a run: alone
+    assert node_plan("node-t", 2, {"run_dir": str(tmp_path)}, "matmul") == NodePlan([0, 1, 2], 10.0, 20.0)
     with pytest.raises(ValueError, match="cannot read the node's plan"):
-        node_plan(_ctx(0, {"run_dir": str(tmp_path / "missing")}))
+        node_plan("node-t", 0, {"run_dir": str(tmp_path / "missing")})
 
 
 @pytest.mark.parametrize("peers", [{}, {"devices": [4], "run_dir": "/nonexistent"}])
