@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from burnin.cli import cli
 from burnin.config import load_config
+from burnin.faults import make_fault
 from burnin.kernels.allreduce import Allreduce
 from burnin.kernels.base import DeviceSeam, KernelContext
 from burnin.kernels.collectives import (
@@ -29,6 +30,7 @@ from burnin.kernels.collectives import (
     typical_pair_gbps,
 )
 from burnin.runtime import Runtime
+from burnin.simseam import ScaledClock
 from burnin.supervisor import mp_context
 from burnin.verdicts.network import isolate
 
@@ -158,7 +160,9 @@ def test_node_plan_comes_from_the_manifest(tmp_path: Path) -> None:
     assert node_plan("node-t", 1, {"run_dir": str(tmp_path)}) == NodePlan([0, 1], 5.0, 20.0)
     assert node_plan("node-t", 0, {"devices": [2, 0], "run_dir": "x"}) == NodePlan([0, 2])
     assert node_plan("node-t", 0, {}) == NodePlan([0])  # outside a run: alone
-    assert node_plan("node-t", 2, {"run_dir": str(tmp_path)}, "matmul") == NodePlan([0, 1, 2], 10.0, 20.0)
+    assert node_plan("node-t", 2, {"run_dir": str(tmp_path)}, "matmul") == NodePlan(
+        [0, 1, 2], 10.0, 20.0
+    )
     with pytest.raises(ValueError, match="cannot read the node's plan"):
         node_plan("node-t", 0, {"run_dir": str(tmp_path / "missing")})
 
@@ -180,26 +184,50 @@ class CrashingSeam(DeviceSeam):
         os._exit(70)
 
 
+class HangInCollectiveSeam(DeviceSeam):
+    """A card that stops answering once it is inside the all-reduce: the real ``hang`` fault
+    (the seam never returns from its heartbeat), armed by the device's first timed all-reduce,
+    so it always strikes after the group formed, whatever the host's speed."""
+
+    def __init__(self, faults: Any, seed: int) -> None:
+        super().__init__([*faults, make_fault("hang", {"after_s": 0.0})], seed)
+        self.armed = False
+
+    def device_time_s(self, kernel: str, elapsed_s: float, work: float) -> float:
+        self.armed = self.armed or kernel == "allreduce"
+        return super().device_time_s(kernel, elapsed_s, work)
+
+    def check_faults(self, elapsed_s: float) -> None:
+        if self.armed:
+            super().check_faults(elapsed_s)
+
+
 def _rank(
     dev: int,
     devices: list[int],
     run_dir: str,
     cfg: dict[str, Any],
     faults: list[tuple[str, dict[str, Any]]],
-    crash: bool,
+    seam_class: type[DeviceSeam],
     duration_s: float,
     watchdog_s: float | None,
+    clock: Any,
+    beats: Any,
     out: Any,
 ) -> None:
     import torch
-
-    from burnin.faults import make_fault
 
     torch.set_num_threads(1)
     device = torch.device(f"cuda:{dev}" if cfg.pop("_cuda", False) else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    seam = (CrashingSeam if crash else DeviceSeam)([make_fault(k, p) for k, p in faults], dev)
+    seam = seam_class([make_fault(k, p) for k, p in faults], dev)
+    slot = devices.index(dev)
+
+    def heartbeat() -> None:  # as the worker's: the seam may realise a fault, then the beat
+        seam.check_faults(0.0)
+        beats[slot] = time.monotonic()
+
     ctx = KernelContext(
         device=device,
         device_index=dev,
@@ -209,7 +237,14 @@ def _rank(
         seed=3,
         seam=seam,
         emit=lambda record: None,
-        peers={"run_dir": run_dir, "devices": devices, "watchdog_s": watchdog_s},
+        heartbeat=heartbeat,
+        monotonic=clock,
+        peers={
+            "run_dir": run_dir,
+            "devices": devices,
+            "watchdog_s": watchdog_s,
+            "beats": lambda: {d: beats[i] for i, d in enumerate(devices)},
+        },
     )
     out.put((dev, Allreduce().run(ctx)))
 
@@ -221,13 +256,17 @@ def run_ranks(
     start: list[int] | None = None,
     faults: dict[int, list[tuple[str, dict[str, Any]]]] | None = None,
     crash: tuple[int, ...] = (),
+    hang: tuple[int, ...] = (),
     duration_s: float = 0.3,
     watchdog_s: float | None = None,
+    clock: Any = time.monotonic,
     **cfg: Any,
 ) -> dict[int, dict[str, Any]]:
     """Run the kernel in one process per device (forkserver, torch preloaded); their results."""
     mp = mp_context()
     out = mp.Queue()
+    beats = mp.RawArray("d", len(devices))
+    seams = {d: CrashingSeam for d in crash} | {d: HangInCollectiveSeam for d in hang}
     procs = [
         mp.Process(
             target=_rank,
@@ -237,9 +276,11 @@ def run_ranks(
                 str(tmp_path),
                 {**SMALL, **cfg},
                 (faults or {}).get(d, []),
-                d in crash,
+                seams.get(d, DeviceSeam),
                 duration_s,
                 watchdog_s,
+                clock,
+                beats,
                 out,
             ),
             daemon=True,
@@ -248,10 +289,11 @@ def run_ranks(
     ]
     for proc in procs:
         proc.start()
+    hung = {proc.pid for proc, d in zip(procs, start or devices, strict=True) if d in hang}
     results: dict[int, dict[str, Any]] = {}
     deadline = time.monotonic() + 90
     try:
-        while len(results) < len(procs) - len(crash) and time.monotonic() < deadline:
+        while len(results) < len(procs) - len(seams) and time.monotonic() < deadline:
             try:
                 dev, result = out.get(timeout=0.5)
                 results[dev] = result
@@ -260,7 +302,7 @@ def run_ranks(
                     break
     finally:
         for proc in procs:
-            proc.join(timeout=5)
+            proc.join(timeout=0 if proc.pid in hung else 5)
             if proc.is_alive():
                 proc.kill()
                 proc.join()
@@ -322,6 +364,20 @@ def test_a_missing_device_is_left_out_and_the_rest_go_on(tmp_path: Path) -> None
     for r in results.values():
         assert "error" not in r and r["members"] == [0, 1] and r["missing"] == [2]
         assert r["world_size"] == 2 and r["pairs"] == [] and r["wrong"] == 0
+
+
+def test_a_rank_that_stops_answering_is_named_by_its_peers(tmp_path: Path) -> None:
+    # The kernel's clock runs 20x wall time: its 4 s deadline passes after 0.2 s of wall time
+    # (and the 20 polls a verdict needs, 1 s), long before gloo's own 4 s wall timeout, the
+    # safety net. Who stopped is read from heartbeats, so the host's speed cannot change it.
+    results = run_ranks(
+        tmp_path, [0, 1, 2, 3], hang=(2,), clock=ScaledClock(20.0), timeout_s=4.0, pairwise=False
+    )
+    assert sorted(results) == [0, 1, 3]  # gpu2 never returns: the supervisor would kill it
+    for r in results.values():
+        assert r["members"] == [0, 1, 2, 3] and r["stalled"] == [2]
+        assert "peer gpu2 stopped answering" in r["error"], r["error"]
+        assert r["error"].startswith(("sweep:", "stress:"))
 
 
 def test_a_rank_that_dies_mid_run_cannot_hang_the_others(tmp_path: Path) -> None:
@@ -398,3 +454,43 @@ def test_burnin_run_on_one_device_skips_the_allreduce(tmp_path: Path) -> None:
     assert verdicts["allreduce"]["status"] == "SKIP"
     assert "needs at least 2 devices" in verdicts["allreduce"]["message"]
     assert report["nodes"][0]["allreduce_busbw_gbps"] is None
+
+
+def test_burnin_run_blames_the_card_that_hung_in_the_all_reduce_not_its_peers(
+    tmp_path: Path,
+) -> None:
+    # gpu2's seam realises the `hang` fault once gpu2 is inside the all-reduce. The run's clock
+    # runs 10x wall time, so the peers' deadline (0.8 × the 6 s watchdog = 4.8 s on that clock)
+    # passes long before the wall-clock safety nets (gloo's timeout, the watchdog).
+    clock = ScaledClock(10.0)
+    runtime = Runtime(
+        hostname="test-node",
+        cuda_devices=lambda: [],
+        seam_factories={2: HangInCollectiveSeam},
+        monotonic=clock,
+        worker_clock=clock,
+        time_scale=clock.scale,
+    )
+    args = [*RUN, *SETS, "--set", "cpu.devices=4", "--set", 'run.kernels=["allreduce"]',
+            "--set", "kernels.allreduce.pairwise=false", "--set", "watchdog.timeout_s=6",
+            "--out", str(tmp_path)]  # fmt: skip
+    result = CliRunner().invoke(cli, args, obj=runtime)
+    assert result.exit_code == 4, result.output  # incomplete: one card ERROR, none FAIL
+    run_dir = next(tmp_path.iterdir())
+    gpus = {g["index"]: g for g in json.loads((run_dir / "report.json").read_text())["gpus"]}
+    hung = {v["check"]: v for v in gpus[2]["verdicts"]}
+    assert hung["hang"]["status"] == "ERROR" and "no progress for" in hung["hang"]["message"]
+    for dev in (0, 1, 3):
+        verdicts = {v["check"]: v for v in gpus[dev]["verdicts"]}
+        assert not {"crash", "hang", "lost"} & verdicts.keys(), verdicts
+        ar = verdicts["allreduce"]
+        assert (ar["status"], ar["action"]) == ("SKIP", "retest"), ar
+        assert "peer gpu2 stopped answering" in ar["message"]
+        assert gpus[dev]["status"] == "PASS"  # nothing it could be blamed for
+    lines = (run_dir / "nodes" / "test-node" / "results.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    peers = [r for r in records if r.get("kernel") == "allreduce" and r["type"] == "result"]
+    assert sorted(r["device"] for r in peers) == [0, 1, 3]
+    assert all(r["stalled"] == [2] for r in peers)
+    binding = [r["binding"] for r in records if r["type"] == "start"]
+    assert binding == [{"cpu_affinity": None, "numa_node": None}] * 4  # CPU inventory: unbound
