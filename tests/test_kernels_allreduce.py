@@ -25,6 +25,7 @@ from burnin.kernels.collectives import (
     bandwidth_gbps,
     bus_factor,
     expected_value,
+    group_env,
     node_plan,
     pair_rounds,
     typical_pair_gbps,
@@ -77,6 +78,34 @@ def test_backend_is_chosen_in_one_place() -> None:
         "gloo",
         "gloo",
     )
+
+
+NCCL_EH = "TORCH_NCCL_ASYNC_ERROR_HANDLING"
+LOOPBACK = {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "lo"}
+
+
+@pytest.mark.parametrize(
+    ("backend", "single_node", "environ", "loopback", "expected"),
+    [
+        ("gloo", True, {}, "lo", LOOPBACK),
+        ("nccl", True, {}, "lo", {**LOOPBACK, NCCL_EH: "2"}),
+        # What the user set stays, except the NCCL error handling the give-up depends on.
+        ("nccl", True, {"NCCL_SOCKET_IFNAME": "ib0", NCCL_EH: "3"}, "lo",
+         {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo", NCCL_EH: "2"}),
+        ("nccl", True, {**LOOPBACK, NCCL_EH: "2"}, "lo", {}),  # already so: nothing to change
+        ("gloo", True, {}, None, {"MASTER_ADDR": "127.0.0.1"}),  # no loopback interface
+        ("nccl", False, {}, "lo", {NCCL_EH: "2"}),  # multi-node: the real interface is needed
+        ("gloo", False, {}, "lo", {}),
+    ],
+)  # fmt: skip
+def test_group_env_pins_single_node_groups_to_loopback(
+    backend: str,
+    single_node: bool,
+    environ: dict[str, str],
+    loopback: str | None,
+    expected: dict[str, str],
+) -> None:
+    assert group_env(backend, single_node, environ, loopback) == expected
 
 
 @pytest.mark.parametrize("n", range(2, 10))
@@ -218,6 +247,17 @@ def _rank(
     import torch
 
     torch.set_num_threads(1)
+    trace: list[tuple[str, int]] = []
+    if cfg.pop("_trace", False):  # record every all-reduce this rank makes: (op, elements)
+        import torch.distributed as dist
+
+        real = dist.all_reduce
+
+        def traced(tensor: Any, op: Any = dist.ReduceOp.SUM, **kw: Any) -> Any:
+            trace.append((str(op).rsplit(".", 1)[-1], tensor.numel()))
+            return real(tensor, op=op, **kw)
+
+        dist.all_reduce = traced
     device = torch.device(f"cuda:{dev}" if cfg.pop("_cuda", False) else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -246,7 +286,8 @@ def _rank(
             "beats": lambda: {d: beats[i] for i, d in enumerate(devices)},
         },
     )
-    out.put((dev, Allreduce().run(ctx)))
+    result = Allreduce().run(ctx)
+    out.put((dev, {**result, "_trace": trace} if trace else result))
 
 
 def run_ranks(
@@ -327,6 +368,16 @@ def test_healthy_group_is_exact_and_agrees_on_bandwidth(tmp_path: Path) -> None:
     assert len({r["metrics"]["allreduce_busbw_gbps"] for r in results.values()}) == 1
     assert len({json.dumps(r["pairs"]) for r in results.values()}) == 1
     assert not list(tmp_path.glob("nodes/*/allreduce-*.store"))  # the last one out cleans up
+
+
+def test_every_timed_size_starts_after_a_barrier(tmp_path: Path) -> None:
+    results = run_ranks(tmp_path, [0, 1], _trace=True, duration_s=0.0, warmup=2, iterations=3)
+    for r in results.values():
+        trace = r["_trace"]
+        for count in (1024, 16384):  # the two sizes, in elements
+            # verify, warmup x2, the one-element barrier, the 3 timed calls, their time's max
+            size = [("SUM", count)] * 3 + [("MAX", 1)] + [("SUM", count)] * 3 + [("MAX", 1)]
+            assert any(trace[i : i + len(size)] == size for i in range(len(trace))), trace
 
 
 def test_corrupted_results_are_counted_on_that_rank(tmp_path: Path) -> None:
