@@ -458,6 +458,32 @@ def test_nccl_group_on_real_gpus(tmp_path: Path) -> None:
         assert len(r["pairs"]) == (n * (n - 1) // 2 if n > 2 else 0)
 
 
+@pytest.mark.gpu
+def test_nccl_rank_gives_up_on_a_peer_that_never_joins_and_lives_to_report_it(
+    tmp_path: Path,
+) -> None:
+    """With torch's default error handling the waiting rank would be torn down (SIGABRT); with
+    TORCH_NCCL_ASYNC_ERROR_HANDLING=2 and polling it returns its timeout error in time."""
+    import torch
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 CUDA GPUs or more: an NCCL group of one cannot lose a peer")
+    timeout_s = 10.0
+    started = time.monotonic()
+    results = run_ranks(
+        tmp_path, [0, 1], hang=(1,), _cuda=True, timeout_s=timeout_s, sizes_bytes=(1 << 20,)
+    )
+    elapsed_s = time.monotonic() - started
+    assert list(results) == [0]  # the rank that stopped answering never returns
+    r = results[0]
+    assert r["backend"] == "nccl" and r["members"] == [0, 1]
+    # Either this rank's own deadline named gpu1, or NCCL's watchdog (same timeout) aborted
+    # the collective first and its error came back; never a dead process.
+    assert r["stalled"] == [1] or "timeout" in r["error"].lower(), r["error"]
+    # Group start-up, one size, the deadline (+ the 20 polls of 0.05 s) and teardown.
+    assert elapsed_s < timeout_s + 60
+
+
 # -- burnin run end to end ---------------------------------------------------------------------
 
 RUN = ["run", "--device", "cpu", "--duration", "2s", "--quiet"]
