@@ -1,8 +1,8 @@
 """All-reduce across the devices of one node: bus bandwidth, exact answers and pairwise links.
 
 Every device's worker runs this kernel at the same step of the plan. The workers meet through a
-``FileStore`` in the run directory (nothing new listens on the network; gloo is bound to the
-loopback interface) and form one torch.distributed group, NCCL on GPUs and gloo on the CPU
+``FileStore`` in the run directory (nothing new listens on the network: the group is pinned
+to the loopback interface) and form one torch.distributed group, NCCL on GPUs and gloo on the CPU
 fallback, always with an explicit timeout and torn down in ``finally`` so a failing card cannot
 hang the node. A device that does not arrive in time is left out and the others go on. No
 collective is waited on by blocking: each rank polls completion with heartbeats and gives up at
@@ -12,8 +12,8 @@ so one hung card leaves its peers alive to report it rather than killed beside i
 Correctness follows nccl-tests' "verifiable" idea: device ``d`` contributes the small integers
 ``((i + 7·d + seed) mod 13) − 6``, so the expected sum is exact in fp32 whatever the reduction
 order and every differing element is counted as ``#wrong`` (0 ULP tolerance, as nccl-tests).
-Timing follows nccl-tests' doc/PERFORMANCE.md, after warmup (CUDA events on a GPU,
-``perf_counter`` on the CPU)::
+Timing follows nccl-tests' doc/PERFORMANCE.md, after warmup and a barrier (CUDA events on a
+GPU, ``perf_counter`` on the CPU)::
 
     algbw = S / t                 S = bytes in the buffer, t = seconds per all-reduce
     busbw = algbw · 2(n − 1) / n  n = ranks in the group; GB = 1e9 bytes
@@ -494,5 +494,5 @@ class _Session:
     def _await(self, done: Any, what: str, work: Any = None) -> None:
         assert self.waiter is not None
         self.pending = work
-        self.waiter.wait(done, f"{what} over gpu{', gpu'.join(map(str, self.members))}")
+        self.waiter.wait(done, what)
         self.pending = None

@@ -550,7 +550,9 @@ def test_burnin_run_blames_the_card_that_hung_in_the_all_reduce_not_its_peers(
     )
     args = [*RUN, *SETS, "--set", "cpu.devices=4", "--set", 'run.kernels=["allreduce"]',
             "--set", "kernels.allreduce.pairwise=false", "--set", "watchdog.timeout_s=6",
-            "--out", str(tmp_path)]  # fmt: skip
+            # The watchdog's "past its planned end" limit adds this to its timeout, in wall
+            # seconds: 16 s leaves the peers' teardown (gloo's 4.8 s timeout at most) room.
+            "--duration", "10s", "--out", str(tmp_path)]  # fmt: skip
     result = CliRunner().invoke(cli, args, obj=runtime)
     assert result.exit_code == 4, result.output  # incomplete: one card ERROR, none FAIL
     run_dir = next(tmp_path.iterdir())
