@@ -57,7 +57,7 @@ from burnin.kernels.collectives import (
     pair_rounds,
     typical_pair_gbps,
 )
-from burnin.kernels.peerwait import PeerStalled, Waiter, leave_group
+from burnin.kernels.peerwait import PeerStalled, Waiter, leave_group, work_block
 from burnin.kernels.registry import register
 from burnin.store import safe_name
 
@@ -488,11 +488,11 @@ class _Session:
         if self.cuda:
             self.torch.cuda.current_stream().synchronize()  # own work: see _timed
         work = self._issue(tensor, group, op)
-        self._await(work.is_completed, "all-reduce", work)
+        self._await(work.is_completed, "all-reduce", work, None if self.cuda else work_block(work))
         work.wait()  # completed: raises the backend's error if it failed; on CUDA orders the stream
 
-    def _await(self, done: Any, what: str, work: Any = None) -> None:
+    def _await(self, done: Any, what: str, work: Any = None, block: Any = None) -> None:
         assert self.waiter is not None
         self.pending = work
-        self.waiter.wait(done, what)
+        self.waiter.wait(done, what, block)
         self.pending = None

@@ -13,9 +13,11 @@ whole wait is stalled; a peer that beats is alive, however slow. Imports nothing
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 POLL_S = 0.05  # longest sleep between two polls, and the heartbeat interval while waiting
@@ -80,15 +82,22 @@ class Waiter:
     poll_s: float = POLL_S
     min_polls: int = MIN_POLLS
 
-    def wait(self, done: Callable[[], bool], what: str) -> None:
-        """Return once ``done()`` is true; raise :class:`PeerStalled` past the deadline."""
+    def wait(
+        self, done: Callable[[], bool], what: str, block: Callable[[float], None] | None = None
+    ) -> None:
+        """Return once ``done()`` is true; raise :class:`PeerStalled` past the deadline.
+
+        ``block(seconds)``, where the backend has one, waits up to ``seconds`` and returns as
+        soon as the collective completes (see :func:`work_block`): no latency is added to a
+        timed call. Without it the waiter sleeps, from tens of microseconds up to ``poll_s``.
+        """
         if done():
             return
         started = self.clock()
         before = self._beats()
-        nap, since_beat, polls = min(_FIRST_S, self.poll_s), 0.0, 0
+        nap, since_beat, polls = (self.poll_s if block else min(_FIRST_S, self.poll_s)), 0.0, 0
         while not done():
-            self.sleep(nap)
+            (block or self.sleep)(nap)
             since_beat += nap
             polls += nap >= self.poll_s
             nap = min(nap * 2, self.poll_s)
@@ -104,6 +113,20 @@ class Waiter:
 
     def _beats(self) -> dict[int, float]:
         return dict(self.beats()) if self.beats is not None else {}
+
+
+def work_block(work: Any) -> Callable[[float], None]:
+    """A ``block`` for :meth:`Waiter.wait` on a gloo ``Work``: ``Work.wait(timeout)`` returns as
+    soon as the call completes; at the limit gloo raises "Operation timed out!" and the call
+    goes on (c10d's ``Work::wait``), so that error is not the call's. A call that failed is
+    completed, and the caller's final ``Work.wait()`` raises its real error. Not for NCCL,
+    whose ``wait`` with a timeout blocks the host and treats the limit as the call's failure."""
+
+    def block(seconds: float) -> None:
+        with contextlib.suppress(RuntimeError):
+            work.wait(timedelta(seconds=seconds))
+
+    return block
 
 
 def leave_group(

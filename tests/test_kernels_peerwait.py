@@ -100,6 +100,20 @@ def test_naps_grow_from_tens_of_microseconds_to_the_poll_interval() -> None:
     assert naps[0] < 1e-3 and naps == sorted(naps) and naps[-1] == POLL_S
 
 
+def test_a_backend_block_replaces_the_sleeps_and_still_meets_the_deadline() -> None:
+    script = Script(None, {1, 3}, 0.1)
+    blocks: list[float] = []
+
+    def block(seconds: float) -> None:  # a gloo Work.wait(timeout) that never completes
+        blocks.append(seconds)
+        script.sleep(seconds)
+
+    with pytest.raises(PeerStalled) as exc:
+        script.waiter(timeout_s=10.0).wait(script.done, "all-reduce", block)
+    assert exc.value.stalled == [2]
+    assert set(blocks) == {POLL_S} and len(blocks) == script.polls
+
+
 @pytest.mark.parametrize(
     ("before", "after", "stalled"),
     [
