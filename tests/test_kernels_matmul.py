@@ -1,4 +1,5 @@
-"""Matmul kernel in-process on the CPU: the three checks, the fault seam, dtypes and timing.
+"""Matmul kernel in-process on the CPU: the checks, every product's digest, the fault seam,
+dtypes, config validation and timing.
 
 Runs are bounded by a step budget (``should_stop`` after N batches), not by wall time, so the
 number of verifications and the seam's seeded decisions are the same on a loaded machine.
@@ -15,10 +16,12 @@ import torch
 from click.testing import CliRunner
 
 from burnin.cli import cli
+from burnin.errors import ConfigError
 from burnin.faults import make_fault
 from burnin.kernels import bitcheck
 from burnin.kernels.base import DeviceSeam, KernelContext
-from burnin.kernels.matmul import Matmul, _freivalds_bad_rows
+from burnin.kernels.matmul import Matmul
+from burnin.kernels.matmul_data import freivalds_bad_rows
 from burnin.runtime import Runtime
 
 
@@ -74,10 +77,14 @@ def test_healthy_device_passes_every_check_with_zero_wrong() -> None:
     assert any(r["type"] == "progress" and r["tflops"] > 0 for r in records)
 
 
-def test_self_consistency_needs_several_buffers_or_batches() -> None:
+def test_every_product_is_verified_and_the_newest_bit_for_bit() -> None:
     result, _ = run_matmul(batches=6)
-    # One buffer: the first verification sets the reference, each later one compares with it.
-    assert result["self_checks"] == 5 and result["self_failed"] == 0
+    # The reference is made before the timed loop; each verification compares the newest
+    # product with it bit for bit, and every product's digest.
+    assert result["self_checks"] == 6 and result["self_failed"] == 0
+    metrics = result["metrics"]
+    assert metrics["matmul_products"] == metrics["matmul_products_verified"] == result["steps"]
+    assert metrics["matmul_products"] >= 6 and result["wrong_products"] == 0
 
 
 def test_constant_wrong_answer_fails_known_answer_but_passes_a_self_compare() -> None:
@@ -98,7 +105,18 @@ def test_intermittent_one_in_twenty_is_caught() -> None:
     assert 1 <= failed <= 30  # seeded: the seam hits about 1 verification in 20
     bad = verifies(records)
     assert bad and {r["check"] for r in bad} <= {"known-answer", "self-consistency"}
-    assert all(r["wrong_elements"] >= 1 and r["locations"][0]["bits"] for r in bad)
+    assert all(r["wrong_elements"] >= 1 for r in bad)
+    # A hit corrupts one product of its batch, anywhere in it: only the newest is still in the
+    # (single) buffer to name its bits; the others are known from their digests alone. (A hit
+    # on the reference itself is found in the first batch and replaced: no product is blamed.)
+    products = [r for r in bad if r["check"] == "self-consistency" and "wrong_products" in r]
+    assert all(r["wrong_products"] == 1 and len(r["positions"]) == 1 for r in products)
+    assert any(r["positions"][0] < r["products"] - 1 for r in products)
+    for r in products:
+        if r["positions"][0] == r["products"] - 1:
+            assert r["locations"][0]["bits"] and "note" not in r
+        else:
+            assert "locations" not in r and "lower bound" in r["note"]
     steps = [r["step"] for r in bad]
     assert steps == sorted(steps)  # when: the step of each finding
 
@@ -110,9 +128,9 @@ class FirstResultCorrupted(DeviceSeam):
         super().__init__((), seed=0)
         self.calls = 0
 
-    def corrupt(self, result: Any, step: int) -> Any:
+    def corrupt(self, result: Any, step: int, index: int = 0, count: int = 1) -> Any:
         self.calls += 1
-        if self.calls != 2:  # call 1 is the first known-answer product, call 2 the reference
+        if self.calls != 1:  # call 1 is the reference, made before the timed loop
             return result
         bad = result.clone()
         bad.view(-1)[5] += 1
@@ -126,6 +144,121 @@ def test_a_corrupted_reference_counts_once_and_is_replaced() -> None:
     assert result["self_failed"] == 1 and result["failed_verifications"] == 1
     (found,) = verifies(records, "self-consistency")
     assert found["wrong_elements"] == 1 and "reference was the wrong result" in found["note"]
+
+
+class OneProductCorrupted(DeviceSeam):
+    """A card that gets one product of one batch wrong (one flipped bit), as an SDC does."""
+
+    def __init__(self, batch: int, position: str) -> None:
+        super().__init__((), seed=0)
+        self.batch, self.position = batch, position
+        self.steps: list[int] = []  # the step of each batch seen, in order
+
+    def corrupt(self, result: Any, step: int, index: int = 0, count: int = 1) -> Any:
+        if count > 1 and (not self.steps or self.steps[-1] != step):
+            self.steps.append(step)
+        at = {"first": 0, "middle": count // 2, "last": count - 1}[self.position]
+        if count < 3 or len(self.steps) != self.batch or index != at:
+            return result
+        bad = result.clone()
+        bitcheck.raw_view(torch, bad.view(-1))[7] ^= 1 << 3
+        return bad
+
+
+@pytest.mark.parametrize("position", ["first", "middle", "last"])
+@pytest.mark.parametrize("verify_products", [True, False])
+def test_a_wrong_product_anywhere_in_a_batch_is_caught(
+    position: str, verify_products: bool
+) -> None:
+    seam = OneProductCorrupted(batch=3, position=position)
+    # Thousands of 16³ products per batch; 3 or more unless the one product that sizes the
+    # batch takes over 16 ms. One thread: no thread pool to wait for on a loaded machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result, records = run_matmul(
+            seam=seam, batches=6, verify_products=verify_products, cpu_size=16, batch_s=0.05
+        )
+    finally:
+        torch.set_num_threads(threads)
+    count = result["dtypes"]["fp32"]["batch_steps"]
+    assert count >= 3, "the batch must have a first, a middle and a last product"
+    metrics = result["metrics"]
+    if not verify_products:
+        # Only the newest product of each batch is compared: the others go unseen, and the
+        # metrics say so.
+        assert metrics["matmul_products_verified"] == 0 < metrics["matmul_products"]
+        assert result["failed_verifications"] == (position == "last")
+        return
+    assert metrics["matmul_products"] == metrics["matmul_products_verified"] == 6 * count
+    assert result["failed_verifications"] == result["self_failed"] == 1
+    (found,) = verifies(records, "self-consistency")
+    at = {"first": 0, "middle": count // 2, "last": count - 1}[position]
+    assert (found["positions"], found["wrong_products"], found["products"]) == ([at], 1, count)
+    assert found["step"] == seam.steps[2]
+    if position == "last":  # still in the buffer: its wrong element is named
+        assert found["wrong_elements"] == 1 and found["locations"][0]["bits"] == [3]
+    else:  # overwritten by later products: known from its digest, counted as one element
+        assert found["wrong_elements"] == 1 and "lower bound" in found["note"]
+
+
+def test_seam_corrupts_one_product_per_hit_and_the_same_one_on_every_read() -> None:
+    seam = DeviceSeam((make_fault("sdc", {"rate": 1.0}),), seed=3)
+    base = torch.zeros(16, 16)
+    victims = []
+    for step in range(1, 30):
+        hit = [i for i in range(8) if not torch.equal(seam.corrupt(base, step, i, 8), base)]
+        assert len(hit) == 1
+        again = seam.corrupt(base, step, hit[0], 8)
+        assert torch.equal(again, seam.corrupt(base, step, hit[0], 8))  # a re-read agrees
+        assert not torch.equal(seam.corrupt(base, step), base)  # one of each kind: count=1
+        victims.append(hit[0])
+    assert len(set(victims)) > 3  # first, middle and last products all get hit
+    assert torch.equal(base, torch.zeros(16, 16))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "bad_key"),
+    [
+        (['kernels.matmul.cpu_dtype="fp8"', "kernels.matmul.cpu_size=48"], None),
+        (['kernels.matmul.cpu_dtype="fp8"', "kernels.matmul.cpu_size=40"], "cpu_size"),
+        (['kernels.matmul.cpu_dtypes=["fp8"]', "kernels.matmul.cpu_size=24"], "cpu_size"),
+        (["kernels.matmul.cpu_size=40"], None),  # no fp8: any size
+        (['kernels.matmul.dtypes=["bf16", "fp8"]', "kernels.matmul.size=8192"], None),
+        (['kernels.matmul.dtypes=["bf16", "fp8"]', "kernels.matmul.size=8200"], "size"),
+        (['kernels.matmul.dtype="fp8"', "kernels.matmul.size=16383"], "size"),
+        (["kernels.matmul.size=8200"], None),
+    ],
+)
+def test_fp8_sizes_must_be_multiples_of_16(overrides: list[str], bad_key: str | None) -> None:
+    args = ["plan", "--device", "cpu"]
+    for item in overrides:
+        args += ["--set", item]
+    result = CliRunner().invoke(cli, args, obj=Runtime(cuda_devices=lambda: []))
+    if bad_key is None:
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code == 2, result.output
+    assert f"'kernels.matmul.{bad_key}'" in result.output and "divisible by 16" in result.output
+    with pytest.raises(ConfigError):
+        Matmul.Config(**{bad_key: 40, ("cpu_dtype" if "cpu" in bad_key else "dtype"): "fp8"})
+
+
+def test_fp8_stress_and_known_answer_use_fast_accumulation(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = torch._scaled_mm
+    seen: list[bool] = []
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        seen.append(bool(kwargs.get("use_fast_accum", False)))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "_scaled_mm", recording)
+    result, records = run_matmul(batches=3, cpu_size=32, cpu_dtype="fp8")
+    if "fp8" in result["skipped_dtypes"]:
+        pytest.skip(result["skipped_dtypes"]["fp8"])
+    # Every product at k <= 8192 takes the fast path, the known answer included, and stays exact.
+    assert seen and all(seen) and result["known_checks"] >= 1
+    assert result["wrong_elements"] == 0 and not verifies(records)
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "tf32", "bf16", "fp16", "fp8"])
@@ -165,9 +298,9 @@ def test_freivalds_names_the_wrong_row_of_a_reference() -> None:
     a = torch.randint(-4, 5, (64, 64), generator=gen).double()
     b = torch.randint(-4, 5, (64, 64), generator=gen).double()
     c = a @ b
-    assert _freivalds_bad_rows(torch, a, b, c, gen) == []
+    assert freivalds_bad_rows(torch, a, b, c, gen) == []
     c[17, 5] += 1
-    assert _freivalds_bad_rows(torch, a, b, c, gen) == [17]
+    assert freivalds_bad_rows(torch, a, b, c, gen) == [17]
 
 
 @pytest.mark.parametrize(
