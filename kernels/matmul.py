@@ -227,7 +227,7 @@ class _DtypeRun:
         run_batch = self.batch_fn(slots)
 
         tflops: list[float] = []
-        timed_s = verify_s = 0.0
+        timed_s = verify_s = timed_cpu_s = 0.0
         window_work = window_s = 0.0
         # Progress windows are wall time (they bound the record count; a simulated clock may
         # run 60x faster); the deadline is the injected clock's.
@@ -235,9 +235,11 @@ class _DtypeRun:
         batches = 0
         while True:
             step = self.steps + batch
+            cpu0 = time.process_time()  # CPU time: what a shared host's load does not skew
             timer.start()
             k = run_batch(batch, k, step)
             elapsed_s = timer.stop_s()
+            timed_cpu_s += time.process_time() - cpu0
             delay_s = ctx.seam.delay_s(elapsed_s, "matmul")
             if delay_s:
                 time.sleep(delay_s)
@@ -281,6 +283,7 @@ class _DtypeRun:
             "buffers": len(outs),
             "loop_s": loop_s,
             "timed_s": timed_s,
+            "timed_cpu_s": timed_cpu_s,
             "verify_s": verify_s,
             "cross": self.cross,
             **self.counts,
