@@ -142,7 +142,9 @@ def _sample_until(uuid: str | None, interval_s: float, stop: Any, reply: Any) ->
         events = JsonlWriter(Path(tmp) / "events.jsonl")
         sampler = Sampler(client, [(0, index)], samples, events, interval_s, time.monotonic())
         sampler.start()
-        stop.wait()
+        parent = os.getppid()
+        while not stop.wait(1.0) and os.getppid() == parent:
+            pass  # an orphan (the benchmark was killed) stops sampling by itself
         sampler.stop()
         samples.close()
         events.close()

@@ -402,3 +402,60 @@ def test_no_dtype_measured_means_no_throughput_figure() -> None:
     result = _result(ctx, "fp8", 64, 0, {}, {"fp8": "fp8 matmul unavailable here"})
     # 0.0 would read as a measured, dead card; no figure leaves it to the lifecycle checks.
     assert result["metrics"] == {} and "fp8" in result["skipped_dtypes"]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mem_fraction", [0.0, 0.2])
+def test_gpu_a_wrong_product_in_the_middle_of_a_batch_is_caught(mem_fraction: float) -> None:
+    seam = OneProductCorrupted(batch=2, position="middle")
+    result, records = run_matmul(
+        seam=seam, device="cuda", batches=4, size=1024, dtype="bf16", dtypes=(),
+        mem_fraction=mem_fraction,
+    )  # fmt: skip
+    run = result["dtypes"]["bf16"]
+    count, buffers = run["batch_steps"], run["buffers"]
+    assert count >= 3, "the batch must have a middle product"
+    metrics = result["metrics"]
+    assert metrics["matmul_products"] == metrics["matmul_products_verified"] == 4 * count
+    assert result["failed_verifications"] == result["self_failed"] == 1
+    (found,) = verifies(records, "self-consistency")
+    assert found["positions"] == [count // 2] and found["wrong_products"] == 1
+    if count - count // 2 <= buffers:  # still in its buffer: the wrong element is named
+        assert found["wrong_elements"] == 1 and found["locations"][0]["bits"] == [3]
+    else:  # one buffer: overwritten, known from its digest
+        assert found["wrong_elements"] == 1 and "lower bound" in found["note"]
+
+
+@pytest.mark.gpu
+def test_gpu_every_product_of_a_healthy_batch_is_verified() -> None:
+    result, records = run_matmul(device="cuda", batches=5, size=2048, dtype="bf16", dtypes=())
+    metrics = result["metrics"]
+    assert metrics["matmul_products"] == metrics["matmul_products_verified"] > 5
+    assert result["wrong_elements"] == 0 and result["wrong_products"] == 0
+    assert not verifies(records)
+
+
+@pytest.mark.gpu
+def test_gpu_fp8_runs_exact_on_the_fast_accumulation_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    major, minor = torch.cuda.get_device_capability()
+    if (major, minor) < (8, 9):
+        pytest.skip(
+            f"fp8 tensor cores need compute capability 8.9 or later (this GPU: {major}.{minor})"
+        )
+    real = torch._scaled_mm
+    fast: list[bool] = []
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        fast.append(bool(kwargs.get("use_fast_accum", False)))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "_scaled_mm", recording)
+    result, records = run_matmul(device="cuda", batches=5, size=4096, dtype="fp8", dtypes=())
+    if "fp8" in result["skipped_dtypes"]:
+        pytest.skip(result["skipped_dtypes"]["fp8"])
+    # The known answer at k = 4096 <= 8192 is exact on the fast path too.
+    assert fast and all(fast) and result["known_checks"] >= 1
+    assert result["wrong_elements"] == 0 and not verifies(records)
+    metrics = result["metrics"]
+    assert metrics["matmul_products"] == metrics["matmul_products_verified"]
+    assert metrics["matmul_fp8_tflops"] > 0
