@@ -347,6 +347,10 @@ def test_end_to_end_constant_wrong_and_stuck_bit_fail_only_their_devices(tmp_pat
     report_line = next(line for line in result.output.splitlines() if line.startswith("# report:"))
     run_dir = Path(report_line.removeprefix("# report: ")).parent
     gpus = {g["index"]: g for g in json.loads((run_dir / "report.json").read_text())["gpus"]}
+    # Every stress product of every device was verified, and report.json says so.
+    for gpu in gpus.values():
+        metrics = gpu["metrics"]
+        assert metrics["matmul_products_verified"] == metrics["matmul_products"] > 0
     sdc = {i: next(v for v in g["verdicts"] if v["check"] == "sdc") for i, g in gpus.items()}
     assert {i: v["status"] for i, v in sdc.items()} == {0: "PASS", 1: "FAIL", 2: "FAIL", 3: "PASS"}
     assert sdc[0]["observed"] == 0 and "bitwise identical to 2 peer(s)" in sdc[0]["message"]
