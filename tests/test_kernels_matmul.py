@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
+from fakes import FakeClock
 
 from burnin.cli import cli
 from burnin.errors import ConfigError
@@ -31,9 +32,11 @@ def run_matmul(
     seam: DeviceSeam | None = None,
     device: str = "cpu",
     duration_s: float = 3600.0,
+    tick_s: float = 0.0,
     **config: Any,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Run for exactly ``batches`` timed batches (None: for ``duration_s``); (result, records)."""
+    """Run for exactly ``batches`` timed batches (None: for ``duration_s`` of a clock that
+    advances ``tick_s`` per read, whatever the machine's speed); (result, records)."""
     records: list[dict[str, Any]] = []
     beats = [0]
 
@@ -53,6 +56,7 @@ def run_matmul(
         heartbeat=beat,
         # One heartbeat after setup, then one per batch.
         should_stop=lambda: batches is not None and beats[0] > batches,
+        monotonic=FakeClock(tick_s),
     )
     return Matmul().run(ctx), records
 
@@ -271,10 +275,13 @@ def test_every_dtype_runs_exact_on_the_cpu(dtype: str) -> None:
 
 
 def test_several_dtypes_each_get_a_metric_and_the_main_one_leads() -> None:
+    # Each dtype gets half of 0.5 s; the clock reads once per batch, 1/8 s a read.
     result, _ = run_matmul(
-        batches=None, duration_s=0.4, cpu_size=32, cpu_dtype="fp32", cpu_dtypes=("tf32", "fp32")
-    )
+        batches=None, duration_s=0.5, tick_s=0.125, cpu_size=32, cpu_dtype="fp32",
+        cpu_dtypes=("tf32", "fp32"),
+    )  # fmt: skip
     assert list(result["dtypes"]) == ["fp32", "tf32"]
+    assert [run["batches"] for run in result["dtypes"].values()] == [2, 2]
     assert {"matmul_fp32_tflops", "matmul_tf32_tflops", "matmul_tflops"} <= set(result["metrics"])
     assert result["metrics"]["matmul_tflops"] == result["metrics"]["matmul_fp32_tflops"]
 
