@@ -161,6 +161,24 @@ def cli() -> None:
     help="Start even where the preflight refuses (a GPU busy with other processes, a "
     "required check that cannot run); what was found is recorded in the report.",
 )
+@click.option(
+    "--history",
+    "history_url",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="URL",
+    help="Judge each card against its own past and add the run to this history database "
+    "(sqlite:///FILE, postgresql+psycopg://...; bare --history: the default SQLite file).",
+)
+@click.option(
+    "--on-fail",
+    type=click.Choice(["drain", "taint"]),
+    default=None,
+    help="When a card fails: drain the Slurm node (scontrol) or taint the Kubernetes node "
+    "burnin.io/health=failed:NoSchedule. Off by default.",
+)
+@click.option("--dry-run", is_flag=True, help="With --on-fail: print the command, do nothing.")
 @click.pass_context
 @handle_errors
 def run(
@@ -176,6 +194,9 @@ def run(
     strict: bool,
     quiet: bool,
     force: bool,
+    history_url: str | None,
+    on_fail: str | None,
+    dry_run: bool,
 ) -> None:
     """Stress every device, judge it, write the reports; exit with the worst verdict.
 
@@ -193,8 +214,18 @@ def run(
         outcome = execute_simulated(simulate, config, ["burnin", *sys.argv[1:]])
     else:
         outcome = execute(config, _runtime(ctx), ["burnin", *sys.argv[1:]])
+    if history_url is not None:
+        from burnin.runner import finish_with_history
+
+        outcome = finish_with_history(outcome, history_url, config.run.strict)
     click.echo(summary(outcome.context))
     click.echo(f"# report: {outcome.run_dir / 'report.html'}")
+    if on_fail:
+        from burnin.history.actions import on_fail as act
+
+        for action in act(outcome.context, on_fail, dry_run):
+            done = "dry-run" if dry_run else ("done" if action.done else f"failed: {action.error}")
+            click.echo(f"# on-fail {on_fail} {action.node} ({done}): {action.description}")
     sys.exit(outcome.exit_code)
 
 
@@ -338,6 +369,11 @@ def kernels() -> None:
         for f in dataclasses.fields(cls.Config):
             type_name = getattr(hints[f.name], "__name__", str(hints[f.name]))
             click.echo(f"    kernels.{name}.{f.name} = {f.default!r}  ({type_name})")
+
+
+from burnin.history.cli import history  # noqa: E402  (click only; SQLAlchemy loads on use)
+
+cli.add_command(history)
 
 
 def main() -> None:

@@ -201,6 +201,20 @@ def execute(config: RunConfig, runtime: Runtime, argv: list[str]) -> RunOutcome:
     return RunOutcome(run_dir=store.path, exit_code=context["exit_code"], context=context)
 
 
+def finish_with_history(outcome: RunOutcome, url: str, strict: bool) -> RunOutcome:
+    """Judge the finished run against the history database at ``url`` ("" = the default),
+    re-render its reports with the ``regression`` verdicts and add it to the history.
+
+    Raises:
+        HistoryError: the database cannot be opened or written; the run's reports, written
+            before, stay on disk.
+    """
+    from burnin.history.hook import after_run
+
+    done = after_run(outcome.run_dir, url or None, strict)
+    return replace(outcome, exit_code=done.context["exit_code"], context=done.context)
+
+
 def _run(
     plan: Plan,
     store: RunStore,

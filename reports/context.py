@@ -109,6 +109,8 @@ def build_context(run: RunData, strict: bool = False) -> dict[str, Any]:
         "warnings": warnings,
         "power": power,
         "series": {"node_power_w": power_series},  # plot data only: not in report.json
+        # each card's past from the history database (burnin/history/hook.py), when judged
+        **({"history": manifest["history"]} if "history" in manifest else {}),
     }
 
 

@@ -118,4 +118,9 @@ def prometheus(context: dict[str, Any]) -> str:
     ]
     for name in sorted({line.split("{")[0] for line in metric_lines}):
         out += [f"# TYPE {name} gauge", *[m for m in metric_lines if m.split("{")[0] == name]]
+    # History hook: series from the card's past (burnin/history/prom.py), present only when the
+    # run was judged against a history database.
+    from burnin.history.prom import textfile_lines
+
+    out += textfile_lines(context, _label)
     return "\n".join(out) + "\n"

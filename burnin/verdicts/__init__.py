@@ -126,6 +126,7 @@ def _load_builtins() -> None:
         memory,
         memory_health,
         network,
+        regression,
         screening,
     )
 

@@ -1,0 +1,169 @@
+"""Add a finished run directory to the history, once: runs, nodes, cards, verdicts, figures.
+
+The input is the run's ``report.json`` (schema ``burnin.report/1``, the stable contract) plus
+each node's ``samples.jsonl`` for the figures the report does not carry (temperature at load
+power, corrected ECC growth; :mod:`burnin.history.figures`). A run directory whose report is
+missing is judged from its store first, as ``burnin report`` would, without writing into it. A
+run is keyed by its run id: ingesting it again adds nothing, also when two hosts race (the
+second insert of the run row fails inside the same transaction and everything rolls back).
+A rack run (one run directory, several ``nodes/``) is one run with many nodes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from burnin.history import HistoryError
+from burnin.history.figures import card_figures
+
+
+@dataclass(frozen=True)
+class Ingested:
+    run_id: str
+    added: bool  # False: the run was already in the history
+    cards: int
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO-8601 timestamp as an aware UTC datetime (naive input is taken as UTC)."""
+    if isinstance(value, datetime):
+        stamp = value
+    elif isinstance(value, str) and value:
+        try:
+            stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+def load_report(run_dir: Path) -> dict[str, Any]:
+    """report.json of ``run_dir``, or the same context built from its store (nothing written)."""
+    path = run_dir / "report.json"
+    if path.is_file():
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise HistoryError(f"{path}: unreadable report ({exc})") from None
+        if isinstance(report, dict) and report.get("schema") == "burnin.report/1":
+            return report
+        raise HistoryError(f"{path}: not a burnin.report/1 report")
+    from burnin.reports.context import build_context
+    from burnin.store import RunStore
+
+    return build_context(RunStore(run_dir).load())
+
+
+def node_samples(run_dir: Path, node: str) -> dict[int, list[dict[str, Any]]]:
+    from burnin.store import read_jsonl, safe_name
+
+    records, _ = read_jsonl(run_dir / "nodes" / safe_name(node) / "samples.jsonl")
+    out: dict[int, list[dict[str, Any]]] = {}
+    for record in records:
+        if isinstance(record.get("device"), int):
+            out.setdefault(record["device"], []).append(record)
+    return out
+
+
+def card_key(gpu: dict[str, Any]) -> str:
+    """A card's identity across runs: serial and UUID (a CPU device: its node and index)."""
+    serial, uuid = gpu.get("serial"), gpu.get("uuid")
+    if serial or uuid:
+        return f"{serial or ''}|{uuid or ''}"
+    return f"{gpu.get('node')}/{gpu.get('index')}"
+
+
+def ingest_run(engine: Any, run_dir: Path, now: datetime | None = None) -> Ingested:
+    """Add ``run_dir`` to the history unless its run id is already there."""
+    from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
+
+    from burnin.history import tables as t
+
+    report = load_report(run_dir)
+    run_id = str(report.get("run_id") or run_dir.name)
+    started = parse_time(report.get("started_at"))
+    if started is None:
+        raise HistoryError(f"{run_dir}: the run has no start time; it cannot be placed in time")
+    samples = {n["node"]: node_samples(run_dir, n["node"]) for n in report.get("nodes", [])}
+    gpus = report.get("gpus", [])
+    try:
+        with engine.begin() as conn:
+            if conn.execute(select(t.runs.c.run_id).where(t.runs.c.run_id == run_id)).first():
+                return Ingested(run_id, False, 0)
+            conn.execute(
+                t.runs.insert().values(
+                    run_id=run_id,
+                    profile=report.get("profile"),
+                    status=report.get("status", "ERROR"),
+                    exit_code=int(report.get("exit_code", 4)),
+                    started_at=started,
+                    finished_at=parse_time(report.get("finished_at")),
+                    ingested_at=now or datetime.now(UTC),
+                    source=str(run_dir.resolve()),
+                )
+            )
+            for node in report.get("nodes", []):
+                conn.execute(
+                    t.nodes.insert().values(
+                        run_id=run_id,
+                        node=node["node"],
+                        status=node.get("status", "ERROR"),
+                        allreduce_busbw_gbps=node.get("allreduce_busbw_gbps"),
+                    )
+                )
+            for gpu in gpus:
+                card_id = _card_id(conn, gpu)
+                dev_samples = samples.get(gpu["node"], {}).get(gpu["index"], [])
+                figures = card_figures(gpu.get("metrics", {}), dev_samples)
+                row = conn.execute(
+                    t.card_runs.insert().values(
+                        run_id=run_id,
+                        card_id=card_id,
+                        node=gpu["node"],
+                        gpu_index=gpu["index"],
+                        status=gpu.get("status", "ERROR"),
+                        started_at=started,
+                        metrics_json=json.dumps(gpu.get("metrics", {}), sort_keys=True),
+                        **figures,
+                    )
+                )
+                card_run_id = row.inserted_primary_key[0]
+                for v in gpu.get("verdicts", []):
+                    conn.execute(
+                        t.verdicts.insert().values(
+                            card_run_id=card_run_id,
+                            check_id=v.get("check", "?"),
+                            status=v.get("status", "ERROR"),
+                            observed=json.dumps(v.get("observed")),
+                            limit_value=json.dumps(v.get("limit")),
+                            unit=v.get("unit") or "",
+                            message=v.get("message") or "",
+                            action=v.get("action") or "none",
+                        )
+                    )
+    except IntegrityError:
+        return Ingested(run_id, False, 0)  # another host ingested the same run meanwhile
+    return Ingested(run_id, True, len(gpus))
+
+
+def _card_id(conn: Any, gpu: dict[str, Any]) -> int:
+    from sqlalchemy import select
+
+    from burnin.history import tables as t
+
+    key = card_key(gpu)
+    found = conn.execute(select(t.cards.c.id).where(t.cards.c.card_key == key)).first()
+    if found:
+        return int(found[0])
+    row = conn.execute(
+        t.cards.insert().values(
+            card_key=key, serial=gpu.get("serial"), uuid=gpu.get("uuid"), sku=gpu.get("sku")
+        )
+    )
+    return int(row.inserted_primary_key[0])
