@@ -38,6 +38,16 @@ def pg_bindir() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
+def _has_user(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -49,11 +59,19 @@ class PostgresServer:
 
     def __init__(self) -> None:
         bindir = pg_bindir()
+        reason = None
         if bindir is None:
-            pytest.skip(
+            reason = (
                 "PostgreSQL server binaries (initdb, pg_ctl) are not installed and could not be "
                 "installed here (.ci/run installs the postgresql package)"
             )
+        elif os.geteuid() == 0 and not _has_user("postgres"):
+            reason = "initdb refuses to run as root and there is no 'postgres' user to run it"
+        if reason:
+            if os.environ.get("BURNIN_REQUIRE_POSTGRES"):
+                pytest.fail(f"BURNIN_REQUIRE_POSTGRES is set: {reason}")
+            pytest.skip(reason)
+        assert bindir is not None
         self.bindir = bindir
         self.base = Path(tempfile.mkdtemp(prefix="burnin-pg-"))
         self.prefix: list[str] = []
