@@ -223,10 +223,12 @@ def plan(
 @click.option("--quiet", is_flag=True, help="Do not print the summary.")
 @handle_errors
 def report(run_dir: Path, strict: bool, quiet: bool) -> None:
-    """Re-render the reports of RUN_DIR from its store (no torch, GPU or NVML needed)."""
+    """Judge RUN_DIR again and re-render its reports (no torch, GPU or NVML needed)."""
     from burnin.reports import write_reports
     from burnin.reports.terminal import summary
+    from burnin.verdicts import evaluate
 
+    evaluate(run_dir)
     context = write_reports(run_dir, strict=strict)
     if not quiet:
         click.echo(summary(context))

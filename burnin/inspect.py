@@ -1,9 +1,9 @@
 """``burnin inspect``: a read-only screening snapshot of cards, live or from a seller's dumps.
 
 No stress runs: the cards' inventory (identity, firmware, limits, lifetime wear) goes through
-the same screening checks a run uses (``identity``, ``firmware``, ``wear``, ``ecc``,
-``retired-pages``, ``row-remap``, ``power``; the checks that need a run stay silent), judged
-against the claimed SKU and against each other (duplicate serials, VBIOS outliers). The source
+the same verdicts stage as a run: every check that needs only the inventory (``identity``,
+``firmware``, ``wear``, ``ecc``, ``retired-pages``, ``row-remap``, ``power``) judges each card
+against the claimed SKU and against the others (duplicate serials, VBIOS outliers). The source
 is this node's telemetry (NVML through the runtime's factory) or ``nvidia-smi -q`` / ``-q -x``
 dumps, so procurement can screen a lot before paying for it; the dump path imports neither torch
 nor pynvml. The result is ``burnin.inspect/1`` JSON or a terminal table; its exit code is the
@@ -23,13 +23,12 @@ from burnin.inventory import Card, gpu_data, read_dumps, read_node, torch_sm_cou
 from burnin.reports.terminal import printable, status_lines
 from burnin.telemetry.base import TelemetryClient
 from burnin.verdicts import (
-    CheckContext,
     Status,
     Verdict,
+    checks,
     device_status,
     exit_code,
-    nothing_judged,
-    registered,
+    judge,
     worst,
 )
 
@@ -37,22 +36,6 @@ if TYPE_CHECKING:
     from burnin.runtime import Runtime
 
 INSPECT_SCHEMA = "burnin.inspect/1"
-# The screening and health checks, in report order; those needing a run emit nothing here.
-CHECKS = (
-    "identity",
-    "firmware",
-    "wear",
-    "ecc",
-    "retired-pages",
-    "row-remap",
-    "pcie-link",
-    "pcie-replay",
-    "power",
-    "fan",
-    "xid",
-    "throttle",
-    "thermal",
-)
 
 
 @dataclass(frozen=True)
@@ -91,13 +74,14 @@ def inspect_cards(
     """
     claim = check_claimed_sku(claimed_sku)
     gpus = gpu_data(cards)
-    ctx = CheckContext(thresholds=thresholds, fleet=gpus, manifest={"claimed_sku": claim})
-    available = registered()
-    checks = [available[name] for name in CHECKS if name in available]
+    judged = judge(gpus, thresholds, {"claimed_sku": claim})
+    order = list(checks())
     entries = []
     for card, gpu in zip(cards, gpus, strict=True):
-        verdicts = [v for fn in checks for v in fn(gpu, ctx)]
+        verdicts = judged[(gpu.node, gpu.index)]
         if card.error:
+            # An unreadable card is lost, which says more than "nothing judged it".
+            verdicts = [v for v in verdicts if v.check != "incomplete"]
             verdicts.append(
                 Verdict(
                     check="lost",
@@ -106,10 +90,7 @@ def inspect_cards(
                     action="reseat",
                 )
             )
-        unjudged = nothing_judged(verdicts)
-        if unjudged:
-            verdicts.append(unjudged)
-        verdicts.sort(key=lambda v: (-v.status, CHECKS.index(v.check) if v.check in CHECKS else 99))
+        verdicts.sort(key=lambda v: (-v.status, order.index(v.check) if v.check in order else 99))
         inv = gpu.inventory
         entries.append(
             {

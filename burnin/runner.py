@@ -128,6 +128,7 @@ def execute(config: RunConfig, runtime: Runtime, argv: list[str]) -> RunOutcome:
         DeviceError: the preflight refused to start (busy GPU, a required check cannot run).
     """
     from burnin.reports import write_reports
+    from burnin.verdicts import evaluate
 
     with StopSignals() as signals:
         warm_up()  # the workers' torch import overlaps device discovery and preflight
@@ -148,6 +149,7 @@ def execute(config: RunConfig, runtime: Runtime, argv: list[str]) -> RunOutcome:
         stopped = _run(plan, store, client, runtime, signals, preflight, manifest)
         if stopped:
             log.warning("stopped by %s: writing a partial report", stopped)
+        evaluate(store.path)
         context = write_reports(store.path, strict=config.run.strict)
     return RunOutcome(run_dir=store.path, exit_code=context["exit_code"], context=context)
 

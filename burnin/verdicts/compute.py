@@ -19,8 +19,8 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
 from burnin.verdicts.findings import guard_stop_s
+from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict
 from burnin.verdicts.reference import (
     Finding,
     as_dict,
@@ -35,6 +35,7 @@ from burnin.verdicts.reference import (
     peer_group,
     reference_sku,
 )
+from burnin.verdicts.registry import check
 
 # kernel -> (what a wrong unit is called, what one check is called, what a failure means)
 _WORDS = {

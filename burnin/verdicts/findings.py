@@ -19,7 +19,7 @@ from typing import Any
 from burnin.config import ThresholdsSection
 from burnin.inventory import card_sku
 from burnin.skus import Sku, load_skus
-from burnin.verdicts import CheckContext, GpuData, Status, Verdict
+from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict, is_cpu
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(ThresholdsSection)}
 # A sample counts as "under load" without kernel records when the GPU is this busy (%).
@@ -93,17 +93,6 @@ def limit(ctx: CheckContext, name: str) -> Any:
     """The run's threshold ``name``, or ThresholdsSection's default (old stores, inspect)."""
     value = ctx.thresholds.get(name)
     return _DEFAULTS[name] if value is None else value
-
-
-def is_cpu(gpu: GpuData) -> bool:
-    """The real CPU fallback: no card to screen or reference (a simulated card computes on the
-    CPU but stands for a GPU, so it is judged like one)."""
-    return gpu.inventory.get("kind") == "cpu" and not gpu.inventory.get("simulated")
-
-
-def ran(gpu: GpuData) -> bool:
-    """Whether a run produced (or planned) anything; False for an ``inspect`` snapshot."""
-    return bool(gpu.samples or gpu.records or gpu.planned_kernels or gpu.events)
 
 
 def sku_of(gpu: GpuData) -> Sku | None:

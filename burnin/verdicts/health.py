@@ -21,17 +21,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from burnin.inventory import card_sku
-from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
 from burnin.verdicts.findings import (
     Findings,
     full_load,
-    is_cpu,
     limit,
     loaded_samples,
-    ran,
     values,
 )
+from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict, is_cpu, ran
 from burnin.verdicts.reference import MIN_PEERS, peer_group, robust_z
+from burnin.verdicts.registry import check
 
 # Clock-event reasons that mean clocks were cut by half or more (nvml.h, reference/nvml.md §2.7).
 _HW_REASONS = {
@@ -43,7 +42,7 @@ _HW_REASONS = {
 _BENIGN = {"gpu_idle", "sw_power_cap"}
 
 
-@check("thermal")
+@check("thermal", needs=("telemetry",))
 def thermal(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     temps = gpu.sample_values("temp_c")
     if not temps:
@@ -107,7 +106,7 @@ def thermal(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     yield f.verdict()
 
 
-@check("throttle")
+@check("throttle", needs=("telemetry",), cpu=False)
 def throttle(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     if is_cpu(gpu) or not ran(gpu):
         return
@@ -166,7 +165,7 @@ def throttle(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     yield f.verdict()
 
 
-@check("power")
+@check("power", needs=("inventory",), cpu=False)
 def power(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     if is_cpu(gpu):
         return
@@ -320,7 +319,7 @@ def _default_vs_sku(f: Findings, gpu: GpuData, default_w: float, fail_ratio: flo
         )
 
 
-@check("fan")
+@check("fan", needs=("telemetry",), cpu=False)
 def fan(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     if is_cpu(gpu) or not ran(gpu):
         return

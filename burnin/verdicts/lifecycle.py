@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
+from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict
+from burnin.verdicts.registry import check
 
 _EVENT_CHECKS = {"hang": "hang", "crash": "crash", "lost": "lost"}
 # A lost card is first reseated (XID 79, "fallen off the bus": seating, riser, power); a hang or

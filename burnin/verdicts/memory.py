@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
+from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict
 from burnin.verdicts.reference import (
     Finding,
     combine,
@@ -23,6 +23,7 @@ from burnin.verdicts.reference import (
     peer_group,
     reference_sku,
 )
+from burnin.verdicts.registry import check
 
 # Usable GB/s per lane after line encoding (PCI-SIG base specifications): Gen1/2 use 8b/10b at
 # 2.5/5 GT/s, Gen3-5 128b/130b at 8/16/32 GT/s, Gen6 64 GT/s PAM4 with 242/256 FLIT efficiency.

@@ -18,20 +18,20 @@ from collections.abc import Iterator
 from typing import Any
 
 from burnin.inventory import card_sku
-from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
 from burnin.verdicts.findings import (
     Findings,
     full_load,
     growth_per_min,
-    is_cpu,
     limit,
     loaded_samples,
     values,
 )
+from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict, is_cpu
 from burnin.verdicts.reference import last_result, peer_finding, peer_group
+from burnin.verdicts.registry import check
 
 
-@check("wear")
+@check("wear", needs=("inventory",), cpu=False)
 def wear(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     if is_cpu(gpu):
         return
@@ -178,7 +178,7 @@ def mining_software(processes: object) -> list[str]:
     return sorted(n for n in names if any(m in n.lower() for m in _MINERS))
 
 
-@check("ecc")
+@check("ecc", needs=("inventory",), cpu=False)
 def ecc(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     if is_cpu(gpu):
         return
@@ -243,7 +243,7 @@ def ecc(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     yield f.verdict()
 
 
-@check("retired-pages")
+@check("retired-pages", needs=("inventory",), cpu=False)
 def retired_pages(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     if is_cpu(gpu):
         return
@@ -300,7 +300,7 @@ def retired_pages(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     yield f.verdict()
 
 
-@check("row-remap")
+@check("row-remap", needs=("inventory",), cpu=False)
 def row_remap(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     if is_cpu(gpu):
         return

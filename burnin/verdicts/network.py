@@ -20,8 +20,9 @@ from typing import Any
 
 from burnin.config import ThresholdsSection
 from burnin.kernels.collectives import typical_pair_gbps
-from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
-from burnin.verdicts.reference import Finding, combine, is_cpu, reference_sku
+from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict, is_cpu
+from burnin.verdicts.reference import Finding, combine, reference_sku
+from burnin.verdicts.registry import check
 
 Pair = tuple[int, int]
 _DEFAULTS = ThresholdsSection()

@@ -19,8 +19,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from burnin.verdicts import CheckContext, GpuData, Status, Verdict
-from burnin.verdicts.findings import is_cpu
+from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict, is_cpu
 
 MIN_PEERS = 3  # with two devices the median sits between them: neither can be the outlier
 _THROTTLE_HEAT = {"hw_slowdown", "hw_thermal_slowdown", "sw_thermal_slowdown", "sw_power_cap"}

@@ -19,17 +19,16 @@ from typing import Any
 
 from burnin.inventory import card_sku, placeholder_id
 from burnin.skus import Sku, normalize_pci_device_id, sku_for_name, skus_for_pci_id
-from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
 from burnin.verdicts.findings import (
     Findings,
     claimed_sku,
     growth_per_min,
-    is_cpu,
     limit,
     loaded_samples,
-    ran,
     values,
 )
+from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict, is_cpu, ran
+from burnin.verdicts.registry import check
 
 # PCIe lane rate by generation, GT/s (PCI-SIG specifications), for DCGM's replay-rate formula.
 _LANE_GTPS = {1: 2.5, 2: 5.0, 3: 8.0, 4: 16.0, 5: 32.0, 6: 64.0}
@@ -72,7 +71,7 @@ def _expected_totals_mib(sku: Sku) -> list[float]:
     return totals
 
 
-@check("identity")
+@check("identity", needs=("inventory",), cpu=False)
 def identity(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     if is_cpu(gpu):
         return
@@ -209,7 +208,7 @@ def _duplicates(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
             )
 
 
-@check("firmware")
+@check("firmware", needs=("inventory",), cpu=False)
 def firmware(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     if is_cpu(gpu):
         return
@@ -278,7 +277,7 @@ def _vbios_peers(f: Findings, gpu: GpuData, ctx: CheckContext, vbios: str) -> No
         f.ok(f"VBIOS {vbios} like {n_common - 1} of {len(peers) - 1} same-model peers")
 
 
-@check("pcie-link")
+@check("pcie-link", needs=("telemetry", "inventory"), cpu=False)
 def pcie_link(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     if is_cpu(gpu) or not ran(gpu):
         return  # idle links legitimately downtrain: only a link under load is evidence
@@ -326,7 +325,7 @@ def _link(f: Findings, what: str, shown: str, best: int, card: int, slot: int, u
         )
 
 
-@check("pcie-replay")
+@check("pcie-replay", needs=("telemetry",), cpu=False)
 def pcie_replay(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     if is_cpu(gpu) or not ran(gpu):
         return  # a count since reset with no time span is no rate
@@ -364,7 +363,7 @@ def pcie_replay(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     yield f.verdict()
 
 
-@check("xid")
+@check("xid", needs=("telemetry",), cpu=False)
 def xid(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     if is_cpu(gpu) or not ran(gpu):
         return  # XIDs reach NVML only while burnin listens (nvml.md §2.12)
