@@ -312,6 +312,22 @@ def kernels() -> None:
             click.echo(f"    kernels.{name}.{f.name} = {f.default!r}  ({type_name})")
 
 
+@cli.command()
+def checks() -> None:
+    """List the registered checks, what they judge and their thresholds (units, sources)."""
+    from burnin.verdicts.registry import checks as registered_checks
+    from burnin.verdicts.registry import describe
+
+    for check in registered_checks().values():
+        info = describe(check)
+        click.echo(f"{info['id']}: {info['judges'] or '(no description)'}")
+        cpu = "yes" if info["cpu"] else "no (cards only)"
+        click.echo(f"    needs: {', '.join(info['needs'])}; CPU fallback: {cpu}")
+        for t in info["thresholds"]:
+            click.echo(f"    thresholds.{t['name']} = {t['default']!r} {t['unit']}  ({t['type']})")
+            click.echo(f"        source: {t['source']}")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=True)

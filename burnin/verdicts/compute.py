@@ -17,12 +17,15 @@ import math
 import statistics
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from burnin.verdicts.findings import guard_stop_s
+from burnin.verdicts.limits import limit
 from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict
 from burnin.verdicts.reference import (
     Finding,
+    PeerThresholds,
     as_dict,
     combine,
     digests,
@@ -53,8 +56,53 @@ _TOL_SIGMAS = 8.0
 _MIN_BATCHES = 5  # fewer per-batch figures than this say nothing about variation
 
 
+@dataclass(frozen=True, kw_only=True)
+class ThroughputThresholds(PeerThresholds):
+    min_matmul_tflops: float = limit(
+        0.0, unit="TFLOP/s", source="an absolute floor a profile may set; 0 = off", hi=1e6
+    )
+    throughput_warn_peak_fraction: float = limit(
+        0.5,
+        unit="fraction of the datasheet peak",
+        source="DCGM diag's 0.75 × measured on the ≈0.8 of peak an H100 SXM reaches on bf16 "
+        "8192³ (790-800 of 989 TFLOP/s) gives 0.6, lowered to 0.5 for power-capped PCIe "
+        "cards (A10, L4)",
+        hi=1,
+    )
+    throughput_fail_peak_fraction: float = limit(
+        0.375,
+        unit="fraction of the datasheet peak",
+        source="0.75 × the WARN line (DCGM diag's 0.75 × measured rule again)",
+        hi=1,
+    )
+    throughput_min_size_for_peak: int = limit(
+        4096,
+        unit="matrix size m=n=k",
+        source="smaller GEMMs cannot fill a datacenter GPU (DCGM and gpu-burn use 8192)",
+        lo=1,
+        hi=1 << 20,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class StabilityThresholds:
+    stability_max_cv: float = limit(
+        0.05,
+        unit="coefficient of variation",
+        source="DCGM targeted_power's ±5 % moving-average band",
+        hi=10,
+    )
+    stability_max_dip: float = limit(
+        0.10,
+        unit="fraction below the median window",
+        source="twice the ±5 % band, so one noisy ~1 s window is not a dip",
+        hi=1,
+    )
+
+
 @check("sdc")
 def sdc(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """Wrong results: known-answer and cross-device comparison of matmul, memtest patterns."""
     results = [r for r in gpu.results() if "wrong_elements" in r or "verifications" in r]
     verifies = gpu.of_type("verify")
     if not results and not verifies:
@@ -222,8 +270,9 @@ def _tolerance(
     )
 
 
-@check("throughput")
+@check("throughput", thresholds=ThroughputThresholds)
 def throughput(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """Matmul TFLOP/s per dtype vs the SKU's datasheet peak and vs same-SKU peers."""
     tflops = gpu.metric("matmul_tflops")
     if tflops is None:
         return
@@ -231,11 +280,10 @@ def throughput(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         yield combine("throughput", [Finding(Status.SKIP, skip)], tflops, "TFLOP/s")
         return
     result = last_result(gpu, "matmul") or {}
-    t = ctx.thresholds
     main = result.get("dtype")
     size = result.get("size")
     findings: list[Finding] = []
-    floor = float(t.get("min_matmul_tflops", 0.0) or 0.0)
+    floor = ctx.limits(ThroughputThresholds).min_matmul_tflops
     if floor:
         findings.append(
             fraction_finding(
@@ -286,8 +334,8 @@ def _guarded(gpu: GpuData) -> str | None:
 def _datasheet(
     gpu: GpuData, ctx: CheckContext, sku: Any, label: str, value: float, size: Any
 ) -> Finding:
-    t = ctx.thresholds
-    min_size = int(t.get("throughput_min_size_for_peak", 4096))
+    t = ctx.limits(ThroughputThresholds)
+    min_size = t.throughput_min_size_for_peak
     peak = sku.peak_tflops_for(label)
     if peak is None:
         return Finding(Status.SKIP, f"{label}: no {sku.key} datasheet peak for this dtype")
@@ -301,20 +349,21 @@ def _datasheet(
         value,
         peak,
         f"the {sku.key} datasheet peak",
-        float(t.get("throughput_warn_peak_fraction", 0.5)),
-        float(t.get("throughput_fail_peak_fraction", 0.375)),
+        t.throughput_warn_peak_fraction,
+        t.throughput_fail_peak_fraction,
         "TFLOP/s",
         heat_action(gpu),
     )
 
 
-@check("stability")
+@check("stability", thresholds=StabilityThresholds)
 def stability(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """Matmul throughput over time: per-batch coefficient of variation and dips."""
     result = last_result(gpu, "matmul")
     cv_value = (result or {}).get("metrics", {}).get("matmul_tflops_cv")
     if result is None or not isinstance(cv_value, int | float):
         return
-    t = ctx.thresholds
+    t = ctx.limits(StabilityThresholds)
     main = result.get("dtype")
     cv = float(cv_value)
     batches = as_dict(as_dict(result.get("dtypes")).get(main)).get("batches")
@@ -328,7 +377,7 @@ def stability(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     if skip:
         yield combine("stability", [Finding(Status.SKIP, skip)], cv, "cv")
         return
-    max_cv = float(t.get("stability_max_cv", 0.05))
+    max_cv = t.stability_max_cv
     findings = [
         Finding(
             Status.WARN, f"per-batch TFLOP/s varies: cv {cv:.3f} > {max_cv:g}", max_cv, "retest"
@@ -343,7 +392,7 @@ def stability(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         and p.get("dtype", main) == main
         and isinstance(p.get("tflops"), int | float)
     ]
-    findings.append(_dips(gpu, windows, float(t.get("stability_max_dip", 0.10))))
+    findings.append(_dips(gpu, windows, t.stability_max_dip))
     yield combine("stability", findings, cv, "cv")
 
 

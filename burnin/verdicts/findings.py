@@ -12,16 +12,13 @@ taken while a kernel ran ("under load").
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from burnin.config import ThresholdsSection
 from burnin.inventory import card_sku
 from burnin.skus import Sku, load_skus
 from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict, is_cpu
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ThresholdsSection)}
 # A sample counts as "under load" without kernel records when the GPU is this busy (%).
 _BUSY_UTIL_PCT = 50.0
 _CLOSERS = ("result", "error", "done")
@@ -87,12 +84,6 @@ class Findings:
             unit=top.unit,
             action=top.action,
         )
-
-
-def limit(ctx: CheckContext, name: str) -> Any:
-    """The run's threshold ``name``, or ThresholdsSection's default (old stores, inspect)."""
-    value = ctx.thresholds.get(name)
-    return _DEFAULTS[name] if value is None else value
 
 
 def sku_of(gpu: GpuData) -> Sku | None:

@@ -18,18 +18,19 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from burnin.inventory import card_sku
 from burnin.verdicts.findings import (
     Findings,
     full_load,
-    limit,
     loaded_samples,
     values,
 )
+from burnin.verdicts.limits import limit, same_as
 from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict, is_cpu, ran
-from burnin.verdicts.reference import MIN_PEERS, peer_group, robust_z
+from burnin.verdicts.reference import MIN_PEERS, PeerThresholds, peer_group, robust_z
 from burnin.verdicts.registry import check
 
 # Clock-event reasons that mean clocks were cut by half or more (nvml.h, reference/nvml.md §2.7).
@@ -42,8 +43,92 @@ _HW_REASONS = {
 _BENIGN = {"gpu_idle", "sw_power_cap"}
 
 
-@check("thermal", needs=("telemetry",))
+@dataclass(frozen=True, kw_only=True)
+class ThermalThresholds:
+    warn_temp_c: float = limit(
+        85.0, unit="C", source="Meta GCM gpu_temperature check's example limit", hi=150
+    )
+    fail_temp_c: float = limit(
+        0.0,
+        unit="C",
+        source="0 = the card's own HW slowdown threshold from NVML "
+        "(nvmlDeviceGetTemperatureThreshold)",
+        hi=150,
+    )
+    thermal_peer_warn_c: float = limit(
+        10.0,
+        unit="C above the peer median",
+        source="NVIDIA publishes no thermal-resistance limit; burnin's line, above the few "
+        "degrees chassis slots differ (also a robust-z outlier: peer_z)",
+        hi=150,
+    )
+    thermal_peer_power_band: float = limit(
+        0.10,
+        unit="fraction of the card's power",
+        source="'the same power': peers whose median power under load is this close (burnin)",
+        hi=1,
+    )
+    peer_z: float = same_as(PeerThresholds, "peer_z")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThrottleThresholds:
+    throttle_hw_fail_samples: int = limit(
+        2,
+        unit="samples under load",
+        source="HW slowdown halves clocks or more (nvml.h); one sample alone may be a "
+        "P-state change, which nvml.h says can show the bit",
+        lo=1,
+        hi=1e9,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PowerThresholds:
+    power_limit_tolerance: float = limit(
+        0.02,
+        unit="fraction of the default limit",
+        source="limits are set in whole watts; 2 % absorbs the rounding on a 72 W L4",
+        hi=1,
+    )
+    power_limit_fail_ratio: float = limit(
+        0.85,
+        unit="fraction of the default limit or SKU TDP",
+        source="just under the lowest stock setting (H100 PCIe 300 of 350 W = 0.857)",
+        hi=1,
+    )
+    power_reach_warn_ratio: float = limit(
+        0.80,
+        unit="fraction of the peer median power",
+        source="DCGM targeted_power fails a card that 'did not reach desired power minimum' "
+        "(dcgm_errors.h); 0.8 leaves room for the ±5 % DCGM tolerates around its target",
+        hi=1,
+    )
+    peer_z: float = same_as(PeerThresholds, "peer_z")
+    peer_mad_floor: float = same_as(PeerThresholds, "peer_mad_floor")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FanThresholds:
+    fan_hot_temp_c: float = limit(
+        60.0,
+        unit="C",
+        source="zero-RPM fan modes stop fans only on a cool card; NVIDIA publishes no fan "
+        "threshold, so this is burnin's line",
+        hi=150,
+    )
+    fan_min_pct: float = limit(
+        10.0,
+        unit="%",
+        source="below this while hot counts as stopped (NVML's % is the intended speed, "
+        "RPM the measured one)",
+        hi=100,
+    )
+
+
+@check("thermal", needs=("telemetry",), thresholds=ThermalThresholds)
 def thermal(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """Temperature vs the warning and slowdown limits, and vs peers at the same power."""
     temps = gpu.sample_values("temp_c")
     if not temps:
         if is_cpu(gpu) or ran(gpu):
@@ -56,8 +141,9 @@ def thermal(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         return
     inv, f = gpu.inventory, Findings("thermal")
     peak_c = max(temps)
-    warn_c = float(limit(ctx, "warn_temp_c"))
-    fail_c = float(limit(ctx, "fail_temp_c") or 0.0) or inv.get("slowdown_temp_c")
+    t = ctx.limits(ThermalThresholds)
+    warn_c = t.warn_temp_c
+    fail_c = t.fail_temp_c or inv.get("slowdown_temp_c")
     if fail_c and peak_c >= fail_c:
         f.problem(
             Status.FAIL,
@@ -106,8 +192,9 @@ def thermal(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     yield f.verdict()
 
 
-@check("throttle", needs=("telemetry",), cpu=False)
+@check("throttle", needs=("telemetry",), cpu=False, thresholds=ThrottleThresholds)
 def throttle(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """Clock-event reasons active under load (HW slowdown, thermal, power brake)."""
     if is_cpu(gpu) or not ran(gpu):
         return
     f = Findings("throttle")
@@ -117,7 +204,7 @@ def throttle(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         yield f.verdict()
         return
     seen = Counter(r for s in loaded for r in s.get("throttle_reasons") or ())
-    fail_n = int(limit(ctx, "throttle_hw_fail_samples"))
+    fail_n = ctx.limits(ThrottleThresholds).throttle_hw_fail_samples
     for reason, action in _HW_REASONS.items():
         if n := seen.get(reason, 0):
             f.problem(
@@ -165,18 +252,17 @@ def throttle(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     yield f.verdict()
 
 
-@check("power", needs=("inventory",), cpu=False)
+@check("power", needs=("inventory",), cpu=False, thresholds=PowerThresholds)
 def power(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """Power limit vs the card's default and SKU TDP; power reached vs peers under load."""
     if is_cpu(gpu):
         return
     inv, f = gpu.inventory, Findings("power")
     default_w = inv.get("power_limit_default_w")
     enforced = [v for v in (inv.get("power_limit_enforced_w"),) if isinstance(v, int | float)]
     enforced += gpu.sample_values("power_limit_w")
-    tol, fail_ratio = (
-        float(limit(ctx, "power_limit_tolerance")),
-        float(limit(ctx, "power_limit_fail_ratio")),
-    )
+    t = ctx.limits(PowerThresholds)
+    tol, fail_ratio = t.power_limit_tolerance, t.power_limit_fail_ratio
     if not isinstance(default_w, int | float) or not default_w:
         f.gap("default power limit not reported")
     elif not enforced:
@@ -243,7 +329,8 @@ def _thermal_vs_peers(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
     power_w, temp_c = under_load(gpu, ctx)
     if power_w is None or temp_c is None or not full_load(gpu):
         return
-    band = float(limit(ctx, "thermal_peer_power_band"))
+    t = ctx.limits(ThermalThresholds)
+    band = t.thermal_peer_power_band
     peers = [
         t
         for g in _peers(gpu, ctx)
@@ -254,13 +341,13 @@ def _thermal_vs_peers(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
         return  # too few cards at this power to say what "normal" is; the limits still apply
     median_c = statistics.median(peers)
     over_c = temp_c - median_c
-    warn_c = float(limit(ctx, "thermal_peer_warn_c"))
+    warn_c = t.thermal_peer_warn_c
     z = robust_z(temp_c, [*peers, temp_c], 1.0)  # 1 C: identical cards read alike
     text = (
         f"settled at {temp_c:.0f} C under load, {over_c:+.0f} C against the median of "
         f"{len(peers)} peers at the same power ({median_c:.0f} C at {power_w:.0f} W ±{band:.0%})"
     )
-    if over_c >= warn_c and z >= float(limit(ctx, "peer_z")):
+    if over_c >= warn_c and z >= t.peer_z:
         f.problem(
             Status.WARN,
             f"{text}: it sheds heat worse than its peers; check the heatsink contact, thermal "
@@ -283,13 +370,14 @@ def _power_vs_peers(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
         return
     median_w = statistics.median(peers)
     ratio = power_w / median_w if median_w else 1.0
-    warn_ratio = float(limit(ctx, "power_reach_warn_ratio"))
-    z = robust_z(power_w, [*peers, power_w], float(limit(ctx, "peer_mad_floor")) * median_w)
+    t = ctx.limits(PowerThresholds)
+    warn_ratio = t.power_reach_warn_ratio
+    z = robust_z(power_w, [*peers, power_w], t.peer_mad_floor * median_w)
     text = (
         f"drew {power_w:.0f} W under load = {ratio:.2f} x the median of {len(peers)} peers "
         f"under the same kernels ({median_w:.0f} W)"
     )
-    if ratio < warn_ratio and z <= -float(limit(ctx, "peer_z")):
+    if ratio < warn_ratio and z <= -t.peer_z:
         f.problem(
             Status.WARN,
             f"{text}: it did not reach its peers' power; a lowered limit, a power cable or "
@@ -319,8 +407,9 @@ def _default_vs_sku(f: Findings, gpu: GpuData, default_w: float, fail_ratio: flo
         )
 
 
-@check("fan", needs=("telemetry",), cpu=False)
+@check("fan", needs=("telemetry",), cpu=False, thresholds=FanThresholds)
 def fan(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """Fans stopped or not turning while the card is hot."""
     if is_cpu(gpu) or not ran(gpu):
         return
     f = Findings("fan")
@@ -329,7 +418,8 @@ def fan(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         f.gap("no fan readings (a passively cooled card: the chassis fans cool it)")
         yield f.verdict()
         return
-    hot_c, min_pct = float(limit(ctx, "fan_hot_temp_c")), float(limit(ctx, "fan_min_pct"))
+    t = ctx.limits(FanThresholds)
+    hot_c, min_pct = t.fan_hot_temp_c, t.fan_min_pct
     hot = [s for s in with_fans if _number(s, "temp_c") and s["temp_c"] >= hot_c]
     stopped = [s for s in hot if _number(s, "fan_pct") and s["fan_pct"] < min_pct]
     # Commanded to turn (target or intended %), measured at 0 RPM: a dead or blocked fan.

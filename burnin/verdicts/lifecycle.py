@@ -80,6 +80,7 @@ def _stopped_by(ctx: CheckContext) -> str:
 
 @check("incomplete")
 def incomplete(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """What happened to the run: hang, crash, lost card, killed, missing results."""
     explained = False
     errors = [_text(e.get("error")) for e in gpu.of_type("error")]
     for event in gpu.events:

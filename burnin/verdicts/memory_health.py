@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from burnin.inventory import card_sku
@@ -22,17 +23,85 @@ from burnin.verdicts.findings import (
     Findings,
     full_load,
     growth_per_min,
-    limit,
     loaded_samples,
     values,
 )
+from burnin.verdicts.limits import limit, same_as
 from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict, is_cpu
-from burnin.verdicts.reference import last_result, peer_finding, peer_group
+from burnin.verdicts.reference import PeerThresholds, last_result, peer_finding, peer_group
 from burnin.verdicts.registry import check
 
 
-@check("wear", needs=("inventory",), cpu=False)
+@dataclass(frozen=True, kw_only=True)
+class EccThresholds:
+    ecc_dbe_max: int = limit(
+        0,
+        unit="uncorrectable errors",
+        source="DCGM health fails on any volatile DBE (DcgmHealthWatch.cpp)",
+        hi=1e12,
+    )
+    ecc_sbe_fail: int = limit(
+        20_000_000,
+        unit="corrected errors",
+        source="Azure NHC check_gpu_ecc 20000000 (nd96asr_v4.conf, nd96isr_h100_v5.conf)",
+        hi=1e15,
+    )
+    ecc_sbe_warn_per_min: float = limit(
+        1.0,
+        unit="corrected errors per minute",
+        source="NVIDIA publishes no rate (XID 92 'high single-bit ECC rate' has no number); "
+        "burnin warns at 1 per minute",
+        hi=1e12,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetiredPagesThresholds:
+    retired_pages_fail: int = limit(
+        63,
+        unit="pages",
+        source="DCGM_LIMIT_MAX_RETIRED_PAGES 63 (DcgmGPUHardwareLimits.h; Azure NHC: 62 "
+        "with one pending = table full)",
+        hi=1e6,
+    )
+    retired_pages_dbe_warn: int = limit(
+        15,
+        unit="pages",
+        source="DCGM's soft limit 15 (it fails when the last week also grew; a snapshot has "
+        "no dates, so burnin warns)",
+        hi=1e6,
+    )
+    retired_pages_warn: int = limit(
+        10, unit="pages", source="Meta GCM gpu_retired_pages default alert (> 10)", hi=1e6
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RowRemapThresholds:
+    remap_uncorrectable_fail: int = limit(
+        512,
+        unit="rows",
+        source="DCGM_LIMIT_MAX_ROW_REMAP_UNCORRECTABLE and Azure NHC: 512, the remapper's capacity",
+        hi=1e6,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class WearThresholds(PeerThresholds):
+    wear_aggregate_sbe_warn: int = limit(
+        1000,
+        unit="lifetime corrected errors",
+        source="no NVIDIA number exists; burnin warns 4 orders of magnitude below Azure "
+        "NHC's 20,000,000 failure line",
+        hi=1e15,
+    )
+    ecc_sbe_fail: int = same_as(EccThresholds, "ecc_sbe_fail")
+    retired_pages_warn: int = same_as(RetiredPagesThresholds, "retired_pages_warn")
+
+
+@check("wear", needs=("inventory",), cpu=False, thresholds=WearThresholds)
 def wear(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """Evidence of heavy past use: lifetime ECC, retired/remapped memory, mining, perf/W."""
     if is_cpu(gpu):
         return
     inv, f = gpu.inventory, Findings("wear")
@@ -48,7 +117,8 @@ def wear(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
             action="retest",
         )
     if isinstance(sbe, int):
-        fail, warn = int(limit(ctx, "ecc_sbe_fail")), int(limit(ctx, "wear_aggregate_sbe_warn"))
+        t = ctx.limits(WearThresholds)
+        fail, warn = t.ecc_sbe_fail, t.wear_aggregate_sbe_warn
         if sbe > fail:
             f.problem(
                 Status.FAIL,
@@ -79,7 +149,7 @@ def wear(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     pages = [inv.get("retired_pages_sbe"), inv.get("retired_pages_dbe")]
     if any(isinstance(p, int) for p in pages):
         total = sum(p for p in pages if isinstance(p, int))
-        warn = int(limit(ctx, "retired_pages_warn"))
+        warn = ctx.limits(WearThresholds).retired_pages_warn
         if total > warn:
             f.problem(
                 Status.WARN,
@@ -178,8 +248,9 @@ def mining_software(processes: object) -> list[str]:
     return sorted(n for n in names if any(m in n.lower() for m in _MINERS))
 
 
-@check("ecc", needs=("inventory",), cpu=False)
+@check("ecc", needs=("inventory",), cpu=False, thresholds=EccThresholds)
 def ecc(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """Volatile and lifetime ECC counts and their growth during the run."""
     if is_cpu(gpu):
         return
     inv, f = gpu.inventory, Findings("ecc")
@@ -198,7 +269,8 @@ def ecc(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
             f.gap("ECC is off")
     dbe = values([inv, *gpu.samples], "ecc_volatile_dbe")
     sbe = values([inv, *gpu.samples], "ecc_volatile_sbe")
-    dbe_max, sbe_fail = int(limit(ctx, "ecc_dbe_max")), int(limit(ctx, "ecc_sbe_fail"))
+    t = ctx.limits(EccThresholds)
+    dbe_max, sbe_fail = t.ecc_dbe_max, t.ecc_sbe_fail
     if dbe and max(dbe) > dbe_max:
         f.problem(
             Status.FAIL,
@@ -222,7 +294,7 @@ def ecc(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
             action="rma",
         )
     rate = growth_per_min(gpu, "ecc_volatile_sbe")
-    warn_rate = float(limit(ctx, "ecc_sbe_warn_per_min"))
+    warn_rate = t.ecc_sbe_warn_per_min
     if rate is not None and rate >= warn_rate and rate > 0:
         f.problem(
             Status.WARN,
@@ -243,8 +315,9 @@ def ecc(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     yield f.verdict()
 
 
-@check("retired-pages", needs=("inventory",), cpu=False)
+@check("retired-pages", needs=("inventory",), cpu=False, thresholds=RetiredPagesThresholds)
 def retired_pages(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """Retired memory pages and pending retirement (pre-Ampere cards)."""
     if is_cpu(gpu):
         return
     inv, f = gpu.inventory, Findings("retired-pages")
@@ -255,11 +328,8 @@ def retired_pages(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         yield f.verdict()
         return
     total = (sbe or 0) + (dbe or 0)
-    fail, dbe_warn = (
-        int(limit(ctx, "retired_pages_fail")),
-        int(limit(ctx, "retired_pages_dbe_warn")),
-    )
-    warn = int(limit(ctx, "retired_pages_warn"))
+    t = ctx.limits(RetiredPagesThresholds)
+    fail, dbe_warn, warn = t.retired_pages_fail, t.retired_pages_dbe_warn, t.retired_pages_warn
     if total >= fail:
         f.problem(
             Status.FAIL,
@@ -300,8 +370,9 @@ def retired_pages(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     yield f.verdict()
 
 
-@check("row-remap", needs=("inventory",), cpu=False)
+@check("row-remap", needs=("inventory",), cpu=False, thresholds=RowRemapThresholds)
 def row_remap(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """Remapped rows, pending remap, remap failure (Ampere and later)."""
     if is_cpu(gpu):
         return
     inv, f = gpu.inventory, Findings("row-remap")
@@ -311,7 +382,7 @@ def row_remap(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         f.gap("row remapping not reported (pre-Ampere cards retire pages instead)")
         yield f.verdict()
         return
-    unc_fail = int(limit(ctx, "remap_uncorrectable_fail"))
+    unc_fail = ctx.limits(RowRemapThresholds).remap_uncorrectable_fail
     if failure:
         f.problem(
             Status.FAIL,

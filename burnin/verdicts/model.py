@@ -13,9 +13,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from burnin.errors import EXIT_FAIL, EXIT_INCOMPLETE, EXIT_PASS
+from burnin.verdicts.limits import read_limits
+
+T = TypeVar("T")
 
 
 class Status(enum.IntEnum):
@@ -97,6 +100,10 @@ class CheckContext:
     manifest: dict[str, Any] = field(default_factory=dict)
     # Figures a check derives once per device and reads again for every peer.
     cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def limits(self, cls: type[T]) -> T:
+        """A check's thresholds: dataclass ``cls`` with the run's ``[thresholds]`` values."""
+        return self.memo(("limits", cls), lambda: read_limits(cls, self.thresholds))  # type: ignore[no-any-return]
 
     def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
         """``compute()`` once per ``key`` for this run's checks (a device's figure read again

@@ -18,14 +18,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from burnin.config import ThresholdsSection
 from burnin.kernels.collectives import typical_pair_gbps
+from burnin.verdicts.limits import limit
 from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict, is_cpu
 from burnin.verdicts.reference import Finding, combine, reference_sku
 from burnin.verdicts.registry import check
 
 Pair = tuple[int, int]
-_DEFAULTS = ThresholdsSection()
 # nccl-tests' tolerance on its bandwidth floor: "Avg bus bandwidth" FAILs below 0.9 × the
 # floor (src/common.cu, reference/anchors.md); burnin WARNs below the floor, FAILs below this.
 FLOOR_FAIL_SHARE = 0.9
@@ -33,9 +32,33 @@ FLOOR_FAIL_SHARE = 0.9
 _PEER_FAILURES = {"hang", "crash", "lost", "killed"}
 
 
-def _threshold(ctx: CheckContext, name: str) -> float:
-    value = ctx.thresholds.get(name)
-    return float(getattr(_DEFAULTS, name) if value is None else value)
+@dataclass(frozen=True, kw_only=True)
+class AllreduceThresholds:
+    min_allreduce_busbw_gbps: float = limit(
+        0.0,
+        unit="GB/s",
+        source="0 = off; judged on cards of a known SKU only, WARN below it, FAIL below 0.9 × "
+        "it (nccl-tests); Azure NHC check_nccl_allreduce uses 460 for 8× H100 SXM at 16 GiB "
+        "(nd96isr_h100_v5.conf), 431 for H200 (nd96isr_h200_v5.conf)",
+        hi=1e6,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlowLinkThresholds:
+    slow_link_warn_ratio: float = limit(
+        0.9,
+        unit="fraction of the typical pair's busbw",
+        source="nccl-tests' 0.9 × floor tolerance (src/common.cu)",
+        hi=1,
+    )
+    slow_link_fail_ratio: float = limit(
+        0.75,
+        unit="fraction of the typical pair's busbw",
+        source="DCGM diag's '0.75 × measured' minimum (diag-skus.yaml.in), the typical pair as "
+        "the measured value",
+        hi=1,
+    )
 
 
 def last_allreduce(gpu: GpuData) -> dict[str, Any] | None:
@@ -89,8 +112,9 @@ def isolate(busbw: Mapping[Pair, float], warn_ratio: float) -> LinkFindings:
     return LinkFindings(typical, best, culprits, slow_pairs)
 
 
-@check("allreduce")
+@check("allreduce", thresholds=AllreduceThresholds)
 def allreduce(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """All-reduce correctness (exact sums) and node bus bandwidth vs a floor."""
     result = last_allreduce(gpu)
     if result is None:
         return  # not planned, or no result: the lifecycle checks make that an ERROR
@@ -152,7 +176,7 @@ def _error_verdict(gpu: GpuData, ctx: CheckContext, result: dict[str, Any], abse
 
 
 def _floor(gpu: GpuData, ctx: CheckContext, busbw: float) -> Finding:
-    floor = _threshold(ctx, "min_allreduce_busbw_gbps")
+    floor = ctx.limits(AllreduceThresholds).min_allreduce_busbw_gbps
     if not floor:
         return Finding(Status.SKIP, "no busbw floor configured")
     if reference_sku(gpu) is None:
@@ -211,8 +235,9 @@ def _wrong_verdict(gpu: GpuData, ctx: CheckContext, result: dict[str, Any], wron
     )
 
 
-@check("slow-link")
+@check("slow-link", thresholds=SlowLinkThresholds)
 def slow_link(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """The GPU or GPU pair that pairwise all-reduce isolates as slow."""
     result = last_allreduce(gpu)
     if result is None:
         return
@@ -225,7 +250,8 @@ def slow_link(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         yield Verdict(check="slow-link", status=Status.SKIP, message=f"no pairwise table: {why}")
         return
     busbw = {p: float(row.get("busbw_gbps") or 0.0) for p, row in table.items()}
-    found = isolate(busbw, _threshold(ctx, "slow_link_warn_ratio"))
+    t = ctx.limits(SlowLinkThresholds)
+    found = isolate(busbw, t.slow_link_warn_ratio)
     me = gpu.index
     skip = None
     if me not in found.best_gbps:
@@ -240,7 +266,7 @@ def slow_link(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     if skip:
         yield Verdict(check="slow-link", status=Status.SKIP, message=skip)
         return
-    yield _link_verdict(me, busbw, found, _threshold(ctx, "slow_link_fail_ratio"))
+    yield _link_verdict(me, busbw, found, t.slow_link_fail_ratio)
 
 
 def _world(result: dict[str, Any]) -> int:

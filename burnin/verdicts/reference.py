@@ -19,11 +19,46 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from burnin.verdicts.limits import limit
 from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict, is_cpu
 
 MIN_PEERS = 3  # with two devices the median sits between them: neither can be the outlier
 _THROTTLE_HEAT = {"hw_slowdown", "hw_thermal_slowdown", "sw_thermal_slowdown", "sw_power_cap"}
 _THROTTLE_HEAT |= {"hw_power_brake_slowdown"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerThresholds:
+    """How far from its same-SKU peers a card may sit (every peer comparison shares these)."""
+
+    peer_z: float = limit(
+        3.5,
+        unit="robust z",
+        source="Iglewicz & Hoaglin (1993): outlier cutoff of the modified z-score "
+        "0.6745·(x − median)/MAD",
+        hi=1e6,
+    )
+    peer_warn_drop: float = limit(
+        0.05,
+        unit="fraction",
+        source="an outlier must also sit this share below the peer median: DCGM "
+        "targeted_power holds its moving average within ±5 %",
+        hi=1,
+    )
+    peer_fail_ratio: float = limit(
+        0.75,
+        unit="fraction of the peer median",
+        source="DCGM diag's '0.75 × measured' minimum (diag-skus.yaml.in), the peers' median "
+        "as the measured value",
+        hi=1,
+    )
+    peer_mad_floor: float = limit(
+        0.01,
+        unit="fraction of the median",
+        source="identical cards have MAD ≈ 0, so a z-score alone flags noise; the floor asks "
+        "for a real gap (burnin)",
+        hi=1,
+    )
 
 
 @dataclass(frozen=True)
@@ -131,17 +166,15 @@ def peer_finding(
             Status.SKIP,
             f"{what}: {len(values) - 1} comparable peer(s), {MIN_PEERS - 1} needed",
         )
-    t = ctx.thresholds
+    t = ctx.limits(PeerThresholds)
     median = statistics.median(values)
-    z = robust_z(value, values, float(t.get("peer_mad_floor", 0.01)) * abs(median))
+    z = robust_z(value, values, t.peer_mad_floor * abs(median))
     ratio = value / median if median else 1.0
     where = (
         f"{what} {value:.4g} {unit} = {ratio:.2f} x the median of {len(values)} peers "
         f"({median:.4g}, robust z {z:+.1f})"
     )
-    z_cut = float(t.get("peer_z", 3.5))
-    fail_ratio = float(t.get("peer_fail_ratio", 0.75))
-    warn_drop = float(t.get("peer_warn_drop", 0.05))
+    z_cut, fail_ratio, warn_drop = t.peer_z, t.peer_fail_ratio, t.peer_warn_drop
     if is_cpu(gpu):
         # Logical CPU devices share the same cores, so their spread measures the scheduler
         # (0.7 x the median is common with 8 devices on 2 loaded cores), not a card.

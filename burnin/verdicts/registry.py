@@ -12,11 +12,13 @@ kernels. A duplicate id raises at import time. Built-in checks are imported expl
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from burnin.verdicts.limits import fields_of
 from burnin.verdicts.model import CheckContext, GpuData, Verdict, is_cpu, ran
 
 CheckFn = Callable[[GpuData, CheckContext], Iterable[Verdict]]
@@ -106,6 +108,19 @@ def snapshot() -> dict[str, Check]:
 def restore(saved: dict[str, Check]) -> None:
     _CHECKS.clear()
     _CHECKS.update(saved)
+
+
+@functools.cache
+def threshold_section() -> type:
+    """The ``[thresholds]`` table as one frozen dataclass: every registered check's fields,
+    which the config loader validates a profile against (unknown key, type, range)."""
+    classes = [c.thresholds for c in checks().values()]
+    specs = []
+    for name, f in fields_of(classes).items():
+        owner = next(c for c in classes if name in {g.name for g in dataclasses.fields(c)})
+        hint = typing.get_type_hints(owner)[name]
+        specs.append((name, hint, dataclasses.field(default=f.default, metadata=f.metadata)))
+    return dataclasses.make_dataclass("Thresholds", specs, frozen=True, kw_only=True)
 
 
 def describe(c: Check) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from burnin.inventory import card_sku, placeholder_id
@@ -23,10 +24,10 @@ from burnin.verdicts.findings import (
     Findings,
     claimed_sku,
     growth_per_min,
-    limit,
     loaded_samples,
     values,
 )
+from burnin.verdicts.limits import limit
 from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict, is_cpu, ran
 from burnin.verdicts.registry import check
 
@@ -39,6 +40,30 @@ _NOT_SET = ("", "n/a", "none", "unknown")
 # XID -> (status, action, meaning). docs.nvidia.com/deploy/xid-errors (catalog) and
 # reference/nvml.md §2.12; XIDs not listed FAIL with "retest": during a controlled burn-in any
 # XID is the card's or the driver's, never a user job's.
+
+
+@dataclass(frozen=True, kw_only=True)
+class IdentityThresholds:
+    identity_memory_tolerance: float = limit(
+        0.02,
+        unit="fraction of the SKU's memory",
+        source="totals vary with driver, ECC state and vGPU (A10: 23028 MiB with ECC on vs "
+        "24564 off is covered separately)",
+        hi=1,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PcieReplayThresholds:
+    pcie_replay_ber: float = limit(
+        1e-12,
+        unit="errors per bit",
+        source="DCGM GetExpectedPcieReplayRate: ceil(BER × lane rate × 60 s × lanes) per "
+        "minute, BER 1e-12 (x16: 8 Gen3, 16 Gen4, 31 Gen5)",
+        hi=1,
+    )
+
+
 _XIDS: dict[int, tuple[Status, str, str]] = {
     13: (Status.WARN, "retest", "graphics engine exception (often software)"),
     31: (Status.WARN, "retest", "GPU memory page fault (often software)"),
@@ -71,8 +96,9 @@ def _expected_totals_mib(sku: Sku) -> list[float]:
     return totals
 
 
-@check("identity", needs=("inventory",), cpu=False)
+@check("identity", needs=("inventory",), cpu=False, thresholds=IdentityThresholds)
 def identity(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """PCI device id, name, memory size, SM count vs the claimed SKU; duplicate IDs."""
     if is_cpu(gpu):
         return
     inv, f = gpu.inventory, Findings("identity")
@@ -130,7 +156,12 @@ def identity(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     if ref is None:
         f.gap(f"card not in the SKU table (PCI id {pci or 'n/a'}, name {name!r})")
     else:
-        _memory(f, inv.get("memory_total_mib"), ref, float(limit(ctx, "identity_memory_tolerance")))
+        _memory(
+            f,
+            inv.get("memory_total_mib"),
+            ref,
+            ctx.limits(IdentityThresholds).identity_memory_tolerance,
+        )
         _sm_count(f, inv.get("sm_count"), ref)
     _duplicates(f, gpu, ctx)
     yield f.verdict()
@@ -210,6 +241,7 @@ def _duplicates(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
 
 @check("firmware", needs=("inventory",), cpu=False)
 def firmware(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """InfoROM validity and VBIOS consistency across same-model cards."""
     if is_cpu(gpu):
         return
     inv, f = gpu.inventory, Findings("firmware")
@@ -279,6 +311,7 @@ def _vbios_peers(f: Findings, gpu: GpuData, ctx: CheckContext, vbios: str) -> No
 
 @check("pcie-link", needs=("telemetry", "inventory"), cpu=False)
 def pcie_link(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """Link generation and width under load vs the card's and slot's maximum."""
     if is_cpu(gpu) or not ran(gpu):
         return  # idle links legitimately downtrain: only a link under load is evidence
     inv, f = gpu.inventory, Findings("pcie-link")
@@ -325,8 +358,9 @@ def _link(f: Findings, what: str, shown: str, best: int, card: int, slot: int, u
         )
 
 
-@check("pcie-replay", needs=("telemetry",), cpu=False)
+@check("pcie-replay", needs=("telemetry",), cpu=False, thresholds=PcieReplayThresholds)
 def pcie_replay(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """PCIe replay counter rate vs DCGM's expected rate for the link."""
     if is_cpu(gpu) or not ran(gpu):
         return  # a count since reset with no time span is no rate
     f = Findings("pcie-replay")
@@ -340,7 +374,7 @@ def pcie_replay(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         f.gap("PCIe generation or width unknown: no replay limit")
     else:
         # DCGM GetExpectedPcieReplayRate: ceil(BER × lane rate × 60 s × lanes) per minute.
-        ber = float(limit(ctx, "pcie_replay_ber"))
+        ber = ctx.limits(PcieReplayThresholds).pcie_replay_ber
         allowed = math.ceil(ber * _LANE_GTPS[int(gen)] * 1e9 * 60 * int(width))
         if rate > allowed:
             f.problem(
@@ -365,6 +399,7 @@ def pcie_replay(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
 
 @check("xid", needs=("telemetry",), cpu=False)
 def xid(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """XID events the driver reported during the run."""
     if is_cpu(gpu) or not ran(gpu):
         return  # XIDs reach NVML only while burnin listens (nvml.md §2.12)
     f = Findings("xid")
