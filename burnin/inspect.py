@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from burnin.config import check_claimed_sku
 from burnin.errors import InputError, TelemetryError
-from burnin.inventory import Card, gpu_data, read_dumps, read_node, torch_sm_counts
+from burnin.inventory import Card, read_dumps, read_node, torch_sm_counts
 from burnin.reports.terminal import printable, status_lines
 from burnin.telemetry.base import TelemetryClient
 from burnin.verdicts import (
@@ -31,6 +31,7 @@ from burnin.verdicts import (
     judge,
     worst,
 )
+from burnin.verdicts.stage import snapshot
 
 if TYPE_CHECKING:
     from burnin.runtime import Runtime
@@ -73,7 +74,7 @@ def inspect_cards(
         The per-GPU entries (worst first), the overall status and the exit code.
     """
     claim = check_claimed_sku(claimed_sku)
-    gpus = gpu_data(cards)
+    gpus = snapshot(cards)
     judged = judge(gpus, thresholds, {"claimed_sku": claim})
     order = list(checks())
     entries = []

@@ -4,26 +4,22 @@ The same identity, firmware and wear facts reach the checks whatever their origi
 node (:func:`read_node`, with the SM count taken from torch because NVML has none for a full
 GPU), or ``nvidia-smi -q`` / ``-q -x`` dumps parsed by :mod:`burnin.smi_dump` (:func:`read_dumps`,
 which imports neither torch nor pynvml, so procurement can screen a lot on a laptop). Each card
-is named by its SKU key from :func:`burnin.skus.identify` (PCI device id first, then the name),
-and :func:`gpu_data` wraps inventories as the checks' :class:`~burnin.verdicts.GpuData` with no
-samples or records, which is what tells the run-only checks to stay silent.
+is named by its SKU key from :func:`burnin.skus.resolve` (PCI device id first, then the name);
+:func:`inventory_record` gives the store-style record the checks read.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from burnin.errors import TelemetryError
-from burnin.skus import Sku, identify
+from burnin.skus import resolve
 from burnin.telemetry.base import Inventory, TelemetryClient, from_dict
-
-if TYPE_CHECKING:
-    from burnin.verdicts import GpuData
 
 log = logging.getLogger("burnin")
 
@@ -49,20 +45,6 @@ def as_inventory(record: dict[str, Any] | Inventory) -> Inventory:
     data = {"index": record.get("device", record.get("index", 0)), **record}
     data.pop("device", None)
     return from_dict(Inventory, data)  # type: ignore[no-any-return]
-
-
-def card_sku(record: dict[str, Any] | Inventory) -> Sku | None:
-    """The SKU a card is (PCI device id first, then the NVML name); None if unknown."""
-    inv = as_inventory(record)
-    if not inv.pci_device_id and not inv.name:
-        return None
-    return identify(inv)
-
-
-def sku_key(record: dict[str, Any] | Inventory) -> str | None:
-    """The SKU key (``"H100-SXM5-80GB"``) of a card, or None when it is not in the table."""
-    sku = card_sku(record)
-    return sku.key if sku else None
 
 
 def placeholder_id(value: str | None) -> bool:
@@ -141,28 +123,8 @@ def inventory_record(card: Card) -> dict[str, Any]:
     """The store-style record checks read: Inventory fields, ``device``, ``sku``, ``source``."""
     record = card.inventory.to_dict()
     record["device"] = record.pop("index")
-    record.update(kind="cuda", sku=sku_key(card.inventory), source=card.source)
+    sku = resolve(card.inventory)
+    record.update(kind="cuda", sku=sku.key if sku else None, source=card.source)
     if card.error:
         record["telemetry_error"] = card.error
     return record
-
-
-def gpu_data(cards: Iterable[Card]) -> list[GpuData]:
-    """Wrap cards as check input: no samples, records or plan, so run-only checks stay silent.
-
-    The node is the card's source (dump file or host), so two dumps' GPU 0 stay apart.
-    """
-    from burnin.verdicts import GpuData
-
-    return [
-        GpuData(
-            node=card.source,
-            index=card.inventory.index,
-            inventory=inventory_record(card),
-            samples=[],
-            records=[],
-            events=[],
-            planned_kernels=[],
-        )
-        for card in cards
-    ]

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from burnin.errors import EXIT_INCOMPLETE, EXIT_PASS
-from burnin.inventory import sku_key
+from burnin.skus import resolve
 from burnin.store import RunData
 from burnin.verdicts.model import GpuData, Status, device_status, exit_code, worst
 from burnin.verdicts.stage import Verdicts, gpu_data
@@ -104,7 +104,7 @@ def _gpu_entry(gpu: GpuData, verdicts: list[Any]) -> dict[str, Any]:
         "name": inv.get("name"),
         "uuid": inv.get("uuid"),
         "serial": inv.get("serial"),
-        "sku": inv.get("sku") or sku_key(inv),
+        "sku": inv.get("sku") or getattr(resolve(inv), "key", None),
         "status": device_status(verdicts).name,
         "verdicts": [v.to_dict() for v in ordered],
         "metrics": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()},
@@ -143,7 +143,7 @@ def _series(samples: pd.DataFrame) -> dict[str, list[list[float]]]:
 def _nodes(
     entries: list[dict[str, Any]], gpus: list[GpuData] | None = None
 ) -> list[dict[str, Any]]:
-    from burnin.verdicts.network import allreduce_summary
+    from burnin.reports.allreduce import allreduce_summary
 
     nodes: dict[str, list[Status]] = {}
     for e in entries:

@@ -11,13 +11,12 @@ from burnin.errors import DumpError
 from burnin.inventory import (
     Card,
     as_inventory,
-    gpu_data,
     placeholder_id,
     read_dumps,
     read_node,
-    sku_key,
     with_sm_count,
 )
+from burnin.skus import resolve
 from burnin.telemetry.base import Inventory
 from burnin.telemetry.nvml import NvmlTelemetry
 
@@ -36,9 +35,9 @@ DUMPS = Path(__file__).parent / "data" / "dumps"
         ({}, None),
     ],
 )
-def test_sku_key(record: dict[str, object], key: str | None) -> None:
-    assert sku_key(record) == key
-    assert sku_key(as_inventory({"device": 3, **record})) == key
+def test_sku_of_a_record(record: dict[str, object], key: str | None) -> None:
+    for found in (resolve(record), resolve(as_inventory({"device": 3, **record}))):
+        assert (found.key if found else None) == key
 
 
 def test_as_inventory_reads_store_records() -> None:
@@ -104,9 +103,11 @@ def test_read_dumps_names_a_bad_file() -> None:
         read_dumps([DUMPS / "tesla-t4_r515.xml", DUMPS / "bad" / "not-a-dump.txt"])
 
 
-def test_gpu_data_is_an_inventory_snapshot() -> None:
+def test_snapshot_is_an_inventory_and_no_run() -> None:
+    from burnin.verdicts.stage import snapshot
+
     inv = Inventory(index=1, name="NVIDIA H100 80GB HBM3", pci_device_id="2330", serial="S1")
-    (data,) = gpu_data([Card("seller.xml", inv, error="boom")])
+    (data,) = snapshot([Card("seller.xml", inv, error="boom")])
     assert (data.node, data.index) == ("seller.xml", 1)
     assert data.samples == data.records == data.events == data.planned_kernels == []
     record = data.inventory

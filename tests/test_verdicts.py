@@ -91,7 +91,7 @@ def test_limits_read_the_runs_value_else_the_checks_default(
     overrides: dict, expected: tuple[float, float]
 ) -> None:
     from burnin.verdicts import CheckContext
-    from burnin.verdicts.health import ThermalThresholds
+    from burnin.verdicts.thermal import ThermalThresholds
 
     t = CheckContext(thresholds=overrides, fleet=[]).limits(ThermalThresholds)
     assert (t.warn_temp_c, t.fail_temp_c) == expected

@@ -13,7 +13,7 @@ from fakes import write_run
 from burnin.config import RunConfig
 from burnin.reports import write_reports
 from burnin.verdicts import CheckContext, GpuData, Verdict, evaluate, registered
-from burnin.verdicts.memory import link_gbps
+from burnin.verdicts.pcie_bw import link_gbps
 
 H100 = {"kind": "cuda", "name": "NVIDIA H100 80GB HBM3", "sku": "H100-SXM5-80GB"}
 CPU = {"kind": "cpu", "name": "CPU fallback (x86_64)"}

@@ -13,15 +13,15 @@ Every device carries the node's whole pair table, so any one record is enough to
 from __future__ import annotations
 
 import functools
-import statistics
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from burnin.kernels.collectives import typical_pair_gbps
+from burnin.skus import resolve
+from burnin.verdicts.finding import Finding, fold
 from burnin.verdicts.limits import limit
 from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict, is_cpu
-from burnin.verdicts.reference import Finding, combine, reference_sku
 from burnin.verdicts.registry import check
 
 Pair = tuple[int, int]
@@ -145,7 +145,7 @@ def allreduce(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         f"{metrics.get('allreduce_avg_busbw_gbps', busbw):.3g} GB/s over {len(sizes)} sizes)"
         f"{absent}",
     )
-    yield combine("allreduce", [exact, _floor(gpu, ctx, busbw)], busbw, "GB/s")
+    yield fold("allreduce", [exact, _floor(gpu, ctx, busbw)], observed=round(busbw, 3), unit="GB/s")
 
 
 def _error_verdict(gpu: GpuData, ctx: CheckContext, result: dict[str, Any], absent: str) -> Verdict:
@@ -179,7 +179,7 @@ def _floor(gpu: GpuData, ctx: CheckContext, busbw: float) -> Finding:
     floor = ctx.limits(AllreduceThresholds).min_allreduce_busbw_gbps
     if not floor:
         return Finding(Status.SKIP, "no busbw floor configured")
-    if reference_sku(gpu) is None:
+    if resolve(gpu.inventory, named=True) is None:
         return Finding(Status.SKIP, f"busbw floor {floor:g} GB/s not applied: SKU unknown")
     if busbw < FLOOR_FAIL_SHARE * floor:
         status = Status.FAIL
@@ -311,66 +311,6 @@ def _link_verdict(
         message=f"pairwise busbw: best pair {found.best_gbps[me]:.3g} GB/s, typical pair "
         f"{typical:.3g} GB/s over {len(found.best_gbps)} devices{note}",
     )
-
-
-def allreduce_summary(gpus: list[GpuData]) -> dict[str, dict[str, Any]]:
-    """Per node, the all-reduce figures the report shows (pure; from the records).
-
-    Returns:
-        {node: {"busbw_gbps", "avg_busbw_gbps", "world_size", "backend", "sizes", "pairs",
-        "wrong", "pair_size_bytes", "typical_pair_gbps", "matrix"}}. The busbw figures are the
-        median over the node's devices (equal in a healthy run: the group's time is the
-        slowest rank's).
-    """
-    out: dict[str, dict[str, Any]] = {}
-    for node in sorted({g.node for g in gpus}):
-        results = [r for g in gpus if g.node == node and (r := last_allreduce(g))]
-        measured = [r for r in results if r.get("sizes")]
-        if not measured:
-            continue
-        first = max(measured, key=lambda r: len(r.get("pairs") or []))
-        pairs = first.get("pairs") or []
-        out[node] = {
-            "busbw_gbps": _median(r["metrics"].get("allreduce_busbw_gbps") for r in measured),
-            "avg_busbw_gbps": _median(
-                r["metrics"].get("allreduce_avg_busbw_gbps") for r in measured
-            ),
-            "world_size": first.get("world_size"),
-            "backend": first.get("backend"),
-            "sizes": first.get("sizes") or [],
-            "pairs": pairs,
-            "wrong": sum(int(r.get("wrong") or 0) for r in results),
-            **_matrix(pairs),
-        }
-    return out
-
-
-def _matrix(pairs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The pair table as a device × device matrix with each cell's share of the typical pair."""
-    busbw = {(int(p["devices"][0]), int(p["devices"][1])): float(p["busbw_gbps"]) for p in pairs}
-    if not busbw:
-        return {"pair_size_bytes": None, "typical_pair_gbps": None, "matrix": None}
-    typical = typical_pair_gbps(busbw)
-    devices = sorted({d for pair in busbw for d in pair})
-
-    def cell(a: int, b: int) -> dict[str, Any] | None:
-        value = busbw.get((min(a, b), max(a, b)))
-        if a == b or value is None:
-            return None
-        ratio = round(value / typical, 4) if typical else None
-        return {"peer": b, "busbw_gbps": value, "ratio": ratio}
-
-    rows = [{"device": a, "cells": [cell(a, b) for b in devices]} for a in devices]
-    return {
-        "pair_size_bytes": pairs[0].get("size_bytes"),
-        "typical_pair_gbps": round(typical, 6),
-        "matrix": {"devices": devices, "rows": rows},
-    }
-
-
-def _median(values: Any) -> float | None:
-    found = [float(v) for v in values if isinstance(v, int | float)]
-    return round(statistics.median(found), 6) if found else None
 
 
 def _bytes(size: int) -> str:

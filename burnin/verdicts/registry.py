@@ -46,6 +46,10 @@ class Check:
         """What it judges: the first line of the function's docstring."""
         return (self.fn.__doc__ or "").strip().splitlines()[0] if self.fn.__doc__ else ""
 
+    def judge(self, gpu: GpuData, ctx: CheckContext) -> list[Verdict]:
+        """This check's verdicts on ``gpu``; none where it does not apply."""
+        return list(self.fn(gpu, ctx)) if self.applies(gpu) else []
+
     def applies(self, gpu: GpuData) -> bool:
         """Whether ``gpu`` has what this check needs: an inspect snapshot has no run or
         telemetry, and a check of cards only does not judge the CPU fallback."""
@@ -97,8 +101,8 @@ def checks() -> dict[str, Check]:
 
 
 def registered() -> dict[str, CheckFn]:
-    """Every registered check function by id."""
-    return {name: c.fn for name, c in checks().items()}
+    """Every registered check by id, as a function that judges a device where it applies."""
+    return {name: c.judge for name, c in checks().items()}
 
 
 def snapshot() -> dict[str, Check]:

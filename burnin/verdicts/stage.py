@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from burnin.errors import StoreError
+from burnin.inventory import Card, inventory_record
 from burnin.store import RunData, RunStore, finite
 from burnin.verdicts.model import CheckContext, GpuData, Verdict, nothing_judged
 from burnin.verdicts.registry import checks
@@ -68,6 +69,26 @@ def gpu_data(run: RunData) -> list[GpuData]:
     return gpus
 
 
+def snapshot(cards: Iterable[Card]) -> list[GpuData]:
+    """Cards as check input for ``burnin inspect``: an inventory and no run (no samples,
+    records or plan), so only the checks that need nothing but the inventory judge them.
+
+    The node is the card's source (dump file or host), so two dumps' GPU 0 stay apart.
+    """
+    return [
+        GpuData(
+            node=card.source,
+            index=card.inventory.index,
+            inventory=inventory_record(card),
+            samples=[],
+            records=[],
+            events=[],
+            planned_kernels=[],
+        )
+        for card in cards
+    ]
+
+
 def judge(
     gpus: Sequence[GpuData], thresholds: Mapping[str, Any], manifest: Mapping[str, Any]
 ) -> Verdicts:
@@ -81,7 +102,7 @@ def judge(
     registry = checks()
     out: Verdicts = {}
     for g in gpus:
-        verdicts = [v for c in registry.values() if c.applies(g) for v in c.fn(g, ctx)]
+        verdicts = [v for c in registry.values() for v in c.judge(g, ctx)]
         unjudged = nothing_judged(verdicts)
         out[(g.node, g.index)] = [*verdicts, unjudged] if unjudged else verdicts
     return out

@@ -1,14 +1,13 @@
-"""Compute checks: wrong answers (``sdc``), matmul ``throughput`` and its ``stability``.
+"""``sdc``: wrong answers, from any kernel and from the comparison across devices.
 
-``sdc`` fails a card on any wrong element any kernel found (matmul's known answer and
+A card fails on any wrong element any kernel found (matmul's known answer and
 self-consistency, memtest's patterns, the data membw and pcie moved) and on the cross-device
 comparison: devices that computed the same seeded random product with the same GPU model,
 torch, CUDA and cuBLAS must agree bit for bit (cuBLAS documents bit-identical results across
 runs for one architecture, SM count and toolkit), so the odd one out of three or more is named;
 devices whose setups differ are compared on a probe vector within a stated tolerance. A device
 whose own checks already failed is left out of its peers' comparisons, so a healthy card next
-to a bad one stays PASS. ``throughput`` judges TFLOP/s per dtype against the SKU's datasheet
-peak and against peers; ``stability`` the variation over time (per-batch cv and dips).
+to a bad one stays PASS.
 """
 
 from __future__ import annotations
@@ -17,27 +16,11 @@ import math
 import statistics
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
-from burnin.verdicts.findings import guard_stop_s
-from burnin.verdicts.limits import limit
+from burnin.verdicts.finding import Finding
 from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict
-from burnin.verdicts.reference import (
-    Finding,
-    PeerThresholds,
-    as_dict,
-    combine,
-    digests,
-    fraction_finding,
-    heat_action,
-    is_cpu,
-    last_result,
-    no_sku_reason,
-    peer_finding,
-    peer_group,
-    reference_sku,
-)
+from burnin.verdicts.records import digests, last_result
 from burnin.verdicts.registry import check
 
 # kernel -> (what a wrong unit is called, what one check is called, what a failure means)
@@ -53,51 +36,6 @@ _GENERIC = ("wrong element(s)", "verifications", "this card returns wrong result
 # output's unit roundoff (tf32: its 10-bit input mantissa; fp8: its bf16 output).
 _EPS = {"fp32": 2.0**-23, "tf32": 2.0**-10, "bf16": 2.0**-7, "fp16": 2.0**-10, "fp8": 2.0**-7}
 _TOL_SIGMAS = 8.0
-_MIN_BATCHES = 5  # fewer per-batch figures than this say nothing about variation
-
-
-@dataclass(frozen=True, kw_only=True)
-class ThroughputThresholds(PeerThresholds):
-    min_matmul_tflops: float = limit(
-        0.0, unit="TFLOP/s", source="an absolute floor a profile may set; 0 = off", hi=1e6
-    )
-    throughput_warn_peak_fraction: float = limit(
-        0.5,
-        unit="fraction of the datasheet peak",
-        source="DCGM diag's 0.75 × measured on the ≈0.8 of peak an H100 SXM reaches on bf16 "
-        "8192³ (790-800 of 989 TFLOP/s) gives 0.6, lowered to 0.5 for power-capped PCIe "
-        "cards (A10, L4)",
-        hi=1,
-    )
-    throughput_fail_peak_fraction: float = limit(
-        0.375,
-        unit="fraction of the datasheet peak",
-        source="0.75 × the WARN line (DCGM diag's 0.75 × measured rule again)",
-        hi=1,
-    )
-    throughput_min_size_for_peak: int = limit(
-        4096,
-        unit="matrix size m=n=k",
-        source="smaller GEMMs cannot fill a datacenter GPU (DCGM and gpu-burn use 8192)",
-        lo=1,
-        hi=1 << 20,
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class StabilityThresholds:
-    stability_max_cv: float = limit(
-        0.05,
-        unit="coefficient of variation",
-        source="DCGM targeted_power's ±5 % moving-average band",
-        hi=10,
-    )
-    stability_max_dip: float = limit(
-        0.10,
-        unit="fraction below the median window",
-        source="twice the ±5 % band, so one noisy ~1 s window is not a dip",
-        hi=1,
-    )
 
 
 @check("sdc")
@@ -267,157 +205,4 @@ def _tolerance(
         f"{label}: within tolerance of devices with other setups ({where}; bitwise needs the "
         "same GPU model, torch and CUDA)",
         0,
-    )
-
-
-@check("throughput", thresholds=ThroughputThresholds)
-def throughput(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
-    """Matmul TFLOP/s per dtype vs the SKU's datasheet peak and vs same-SKU peers."""
-    tflops = gpu.metric("matmul_tflops")
-    if tflops is None:
-        return
-    if (skip := _guarded(gpu)) is not None:
-        yield combine("throughput", [Finding(Status.SKIP, skip)], tflops, "TFLOP/s")
-        return
-    result = last_result(gpu, "matmul") or {}
-    main = result.get("dtype")
-    size = result.get("size")
-    findings: list[Finding] = []
-    floor = ctx.limits(ThroughputThresholds).min_matmul_tflops
-    if floor:
-        findings.append(
-            fraction_finding(
-                "matmul", tflops, floor, "the configured floor", 1.0, 1.0, "TFLOP/s", "retest"
-            )
-        )
-    sku = reference_sku(gpu)
-    if sku is None:
-        findings.append(Finding(Status.SKIP, f"datasheet: {no_sku_reason(gpu)}"))
-    for dtype in list(as_dict(result.get("dtypes"))) or [main]:
-        label = dtype or "matmul"
-        value = gpu.metric(f"matmul_{dtype}_tflops") if dtype else None
-        value = tflops if value is None and dtype == main else value
-        if value is None:
-            continue
-        if sku is not None:
-            findings.append(_datasheet(gpu, ctx, sku, label, value, size))
-
-        def value_of(g: GpuData, d: str | None = dtype) -> float | None:
-            if guard_stop_s(g) is not None:
-                return None  # a card cut short while it throttled is no one's yardstick
-            if d == (last_result(g, "matmul") or {}).get("dtype"):
-                return g.metric("matmul_tflops")
-            return g.metric(f"matmul_{d}_tflops") if d else None
-
-        def key_of(g: GpuData, d: str | None = dtype) -> Any:
-            return (peer_group(g), (last_result(g, "matmul") or {}).get("size"), d)
-
-        findings.append(
-            peer_finding(gpu, ctx, value_of, key_of, label, "TFLOP/s", heat_action(gpu))
-        )
-    yield combine("throughput", findings, tflops, "TFLOP/s")
-
-
-def _guarded(gpu: GpuData) -> str | None:
-    """Why speed is not judged on a card the thermal guard stopped, or None if it was not.
-
-    Cut short while it throttled, its figures mix full-speed and throttled batches in a share
-    set by when the guard tripped, and how many batches it got in depends on the host's
-    scheduling; the thermal FAIL is the finding.
-    """
-    stop_s = guard_stop_s(gpu)
-    if stop_s is None:
-        return None
-    return f"the thermal guard stopped the stress at {stop_s:g} s: see the thermal verdict"
-
-
-def _datasheet(
-    gpu: GpuData, ctx: CheckContext, sku: Any, label: str, value: float, size: Any
-) -> Finding:
-    t = ctx.limits(ThroughputThresholds)
-    min_size = t.throughput_min_size_for_peak
-    peak = sku.peak_tflops_for(label)
-    if peak is None:
-        return Finding(Status.SKIP, f"{label}: no {sku.key} datasheet peak for this dtype")
-    # A simulated card's TFLOP/s comes from its SKU model, whatever size the CPU computed.
-    if isinstance(size, int) and size < min_size and not gpu.inventory.get("simulated"):
-        return Finding(
-            Status.SKIP, f"{label}: {size}³ is too small to compare with the datasheet peak"
-        )
-    return fraction_finding(
-        label,
-        value,
-        peak,
-        f"the {sku.key} datasheet peak",
-        t.throughput_warn_peak_fraction,
-        t.throughput_fail_peak_fraction,
-        "TFLOP/s",
-        heat_action(gpu),
-    )
-
-
-@check("stability", thresholds=StabilityThresholds)
-def stability(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
-    """Matmul throughput over time: per-batch coefficient of variation and dips."""
-    result = last_result(gpu, "matmul")
-    cv_value = (result or {}).get("metrics", {}).get("matmul_tflops_cv")
-    if result is None or not isinstance(cv_value, int | float):
-        return
-    t = ctx.limits(StabilityThresholds)
-    main = result.get("dtype")
-    cv = float(cv_value)
-    batches = as_dict(as_dict(result.get("dtypes")).get(main)).get("batches")
-    skip = None
-    if is_cpu(gpu):
-        skip = f"CPU fallback: logical devices share cores, so cv {cv:.3f} measures the scheduler"
-    elif (guarded := _guarded(gpu)) is not None:
-        skip = guarded
-    elif isinstance(batches, int) and batches < _MIN_BATCHES:
-        skip = f"only {batches} timed batch(es): too short to judge"
-    if skip:
-        yield combine("stability", [Finding(Status.SKIP, skip)], cv, "cv")
-        return
-    max_cv = t.stability_max_cv
-    findings = [
-        Finding(
-            Status.WARN, f"per-batch TFLOP/s varies: cv {cv:.3f} > {max_cv:g}", max_cv, "retest"
-        )
-        if cv > max_cv
-        else Finding(Status.PASS, f"per-batch cv {cv:.3f}", max_cv)
-    ]
-    windows = [
-        (float(p.get("elapsed_s", 0.0)), float(p["tflops"]))
-        for p in gpu.of_type("progress")
-        if p.get("kernel") == "matmul"
-        and p.get("dtype", main) == main
-        and isinstance(p.get("tflops"), int | float)
-    ]
-    findings.append(_dips(gpu, windows, t.stability_max_dip))
-    yield combine("stability", findings, cv, "cv")
-
-
-def _dips(gpu: GpuData, windows: list[tuple[float, float]], max_dip: float) -> Finding:
-    if len(windows) < 3:
-        return Finding(Status.SKIP, f"{len(windows)} one-second window(s): dips need 3")
-    median = statistics.median(v for _, v in windows)
-    line = (1.0 - max_dip) * median
-    dips = [(at, v) for at, v in windows if v < line]
-    if not dips:
-        return Finding(Status.PASS, f"no dip below {1 - max_dip:.2f} x the median over time")
-    at, worst = min(dips, key=lambda d: d[1])
-    reasons = sorted(
-        {
-            r
-            for s in gpu.samples
-            if abs(float(s.get("elapsed_s", -1e9)) - at) <= 1.5
-            for r in s.get("throttle_reasons") or ()
-        }
-    )
-    why = f" while throttled ({', '.join(reasons)})" if reasons else ""
-    return Finding(
-        Status.WARN,
-        f"{len(dips)} of {len(windows)} windows dipped below {1 - max_dip:.2f} x the median "
-        f"{median:.4g} TFLOP/s; worst {worst:.4g} at {at:.1f} s{why}",
-        line,
-        heat_action(gpu),
     )
