@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from burnin.config import check_claimed_sku
 from burnin.errors import InputError, TelemetryError
 from burnin.inventory import Card, read_dumps, read_node, torch_sm_counts
-from burnin.reports.terminal import printable, status_lines
 from burnin.telemetry.base import TelemetryClient
+from burnin.text import printable, status_lines
 from burnin.verdicts import (
     Status,
     Verdict,

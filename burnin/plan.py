@@ -26,7 +26,7 @@ from burnin.config import RampSection, RunConfig
 from burnin.devices import Device
 from burnin.errors import InputError
 from burnin.faults import Fault
-from burnin.reports.terminal import printable
+from burnin.text import printable
 
 # Launcher variables holding this node's rank, in order of preference: torchrun's node rank,
 # Slurm's node index within the allocation, then the global rank (burnin runs one process per

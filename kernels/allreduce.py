@@ -52,7 +52,6 @@ from burnin.kernels.collectives import (
     typical_pair_gbps,
 )
 from burnin.kernels.registry import register
-from burnin.store import safe_name
 
 _ELEM_BYTES = 4  # fp32, nccl-tests' default type
 _CHUNK = 1 << 24  # elements per fill/verify pass: bounds the extra memory to about 200 MB
@@ -106,7 +105,7 @@ class Allreduce:
                 "skipped": f"all-reduce needs at least 2 devices on a node; {ctx.node} "
                 f"runs it on {len(plan.devices)}",
             }
-        if "run_dir" not in ctx.peers:
+        if "meet_dir" not in ctx.peers:
             return {**base, "error": "no run directory to meet the other devices in"}
         return _Session(ctx, plan).run(base, deadline)
 
@@ -121,35 +120,20 @@ class NodePlan:
 
 
 def node_plan(ctx: KernelContext) -> NodePlan:
-    """The node's plan for this kernel, from ``ctx.peers`` or the run's manifest.
+    """The node's plan for this kernel, from ``ctx.peers`` (the worker reads it from the run).
 
-    ``ctx.peers["devices"]`` wins when the worker provides it; otherwise the plan and the
-    watchdog timeout are read from the run's manifest (written before any worker starts).
-    Without a run directory the kernel runs alone.
+    Without peers (outside a run) the kernel runs alone.
 
     Raises:
-        ValueError: the manifest cannot be read.
+        ValueError: the worker could not read the node's plan (``peers["plan_error"]``).
     """
     peers = ctx.peers
+    if "plan_error" in peers:
+        raise ValueError(str(peers["plan_error"]))
     if "devices" in peers:
         devices = sorted(int(d) for d in peers["devices"])
         return NodePlan(devices, float(peers.get("start_spread_s", 0.0)), peers.get("watchdog_s"))
-    if "run_dir" not in peers:
-        return NodePlan([ctx.device_index])
-    path = Path(peers["run_dir"]) / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read the node's plan from {path}: {exc}") from None
-    plan = manifest.get("plan", [])
-    mine = [p for p in plan if p.get("node") == ctx.node and "allreduce" in p.get("kernels", [])]
-    offsets = [float(p.get("start_offset_s", 0.0)) for p in mine]
-    watchdog = ((manifest.get("config") or {}).get("watchdog") or {}).get("timeout_s")
-    return NodePlan(
-        devices=sorted({int(p["device"]) for p in mine} | {ctx.device_index}),
-        start_spread_s=max(offsets) - min(offsets) if offsets else 0.0,
-        watchdog_s=float(watchdog) if isinstance(watchdog, int | float) else None,
-    )
+    return NodePlan([ctx.device_index])
 
 
 class _Session:
@@ -260,7 +244,7 @@ class _Session:
         never split the group.
         """
         ctx = self.ctx
-        path = Path(ctx.peers["run_dir"]) / "nodes" / safe_name(ctx.node)
+        path = Path(ctx.peers["meet_dir"])
         path.mkdir(parents=True, exist_ok=True)
         store = self.dist.FileStore(str(path / f"allreduce-{ctx.seed}.store"), len(self.devices))
         store.set_timeout(self.timeout)

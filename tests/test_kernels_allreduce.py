@@ -144,23 +144,16 @@ def _ctx(index: int = 0, peers: dict[str, Any] | None = None, **kw: Any) -> Kern
     )
 
 
-def test_node_plan_comes_from_the_manifest(tmp_path: Path) -> None:
-    plan = [
-        {"node": "node-t", "device": 0, "kernels": ["matmul", "allreduce"], "start_offset_s": 0},
-        {"node": "node-t", "device": 1, "kernels": ["matmul", "allreduce"], "start_offset_s": 5},
-        {"node": "node-t", "device": 2, "kernels": ["matmul"], "start_offset_s": 10},
-        {"node": "other", "device": 3, "kernels": ["allreduce"], "start_offset_s": 0},
-    ]
-    config = {"watchdog": {"timeout_s": 20.0}}
-    (tmp_path / "manifest.json").write_text(json.dumps({"plan": plan, "config": config}))
-    assert node_plan(_ctx(1, {"run_dir": str(tmp_path)})) == NodePlan([0, 1], 5.0, 20.0)
-    assert node_plan(_ctx(0, {"devices": [2, 0], "run_dir": "x"})) == NodePlan([0, 2])
+def test_node_plan_comes_from_the_peers_the_worker_gives() -> None:
+    peers = {"devices": [1, 0], "start_spread_s": 5.0, "watchdog_s": 20.0, "meet_dir": "x"}
+    assert node_plan(_ctx(1, peers)) == NodePlan([0, 1], 5.0, 20.0)
+    assert node_plan(_ctx(0, {"devices": [2, 0], "meet_dir": "x"})) == NodePlan([0, 2])
     assert node_plan(_ctx(0)) == NodePlan([0])  # outside a run: alone
     with pytest.raises(ValueError, match="cannot read the node's plan"):
-        node_plan(_ctx(0, {"run_dir": str(tmp_path / "missing")}))
+        node_plan(_ctx(0, {"plan_error": "cannot read the node's plan from x: gone"}))
 
 
-@pytest.mark.parametrize("peers", [{}, {"devices": [4], "run_dir": "/nonexistent"}])
+@pytest.mark.parametrize("peers", [{}, {"devices": [4], "meet_dir": "/nonexistent"}])
 def test_a_lone_device_skips_with_the_reason(peers: dict[str, Any]) -> None:
     result = Allreduce().run(_ctx(4, peers))
     assert result["type"] == "result" and result["kernel"] == "allreduce"
@@ -206,7 +199,7 @@ def _rank(
         seed=3,
         seam=seam,
         emit=lambda record: None,
-        peers={"run_dir": run_dir, "devices": devices, "watchdog_s": watchdog_s},
+        peers={"meet_dir": run_dir, "devices": devices, "watchdog_s": watchdog_s},
     )
     out.put((dev, Allreduce().run(ctx)))
 
