@@ -19,7 +19,7 @@ from typing import Any
 
 from burnin.errors import TelemetryError
 from burnin.skus import resolve
-from burnin.telemetry.base import Inventory, TelemetryClient, from_dict
+from burnin.telemetry.base import Inventory, TelemetryClient
 
 log = logging.getLogger("burnin")
 
@@ -36,15 +36,6 @@ class Card:
     source: str
     inventory: Inventory
     error: str | None = None  # why the card could not be read (a TelemetryError), if so
-
-
-def as_inventory(record: dict[str, Any] | Inventory) -> Inventory:
-    """An Inventory from a store record (``device`` stands for ``index``) or one as is."""
-    if isinstance(record, Inventory):
-        return record
-    data = {"index": record.get("device", record.get("index", 0)), **record}
-    data.pop("device", None)
-    return from_dict(Inventory, data)  # type: ignore[no-any-return]
 
 
 def placeholder_id(value: str | None) -> bool:

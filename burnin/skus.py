@@ -203,12 +203,6 @@ def skus_for_pci_id(pci_device_id: str) -> tuple[Sku, ...]:
     return tuple(s for s in _load_default().values() if wanted in s.pci_device_ids)
 
 
-def sku_for_pci_id(pci_device_id: str) -> Sku | None:
-    """The one SKU with this PCI device id; None if unknown or ambiguous (see ``identify``)."""
-    matches = skus_for_pci_id(pci_device_id)
-    return matches[0] if len(matches) == 1 else None
-
-
 def _name_key(name: str) -> str:
     return " ".join(name.split()).casefold()
 

@@ -60,8 +60,3 @@ def typical_pair_gbps(busbw: Mapping[Pair, float]) -> float:
         for device in pair:
             best[device] = max(best.get(device, 0.0), value)
     return statistics.median(best.values()) if best else 0.0
-
-
-def expected_value(index: int, devices: list[int], seed: int) -> float:
-    """The exact sum at element ``index`` over ``devices`` (for tests and messages)."""
-    return float(sum((index + _STRIDE * d + seed) % _MOD - _OFFSET for d in devices))

@@ -10,14 +10,13 @@ from fake_pynvml import FakeNvml, error, gpu
 from burnin.errors import DumpError
 from burnin.inventory import (
     Card,
-    as_inventory,
     placeholder_id,
     read_dumps,
     read_node,
     with_sm_count,
 )
 from burnin.skus import resolve
-from burnin.telemetry.base import Inventory
+from burnin.telemetry.base import Inventory, from_dict
 from burnin.telemetry.nvml import NvmlTelemetry
 
 DUMPS = Path(__file__).parent / "data" / "dumps"
@@ -36,22 +35,8 @@ DUMPS = Path(__file__).parent / "data" / "dumps"
     ],
 )
 def test_sku_of_a_record(record: dict[str, object], key: str | None) -> None:
-    for found in (resolve(record), resolve(as_inventory({"device": 3, **record}))):
+    for found in (resolve(record), resolve(from_dict(Inventory, {"index": 3, **record}))):
         assert (found.key if found else None) == key
-
-
-def test_as_inventory_reads_store_records() -> None:
-    inv = as_inventory(
-        {
-            "device": 4,
-            "kind": "cuda",
-            "serial": "S",
-            "unsupported": ["uuid"],
-            "telemetry_error": "x",
-            "claimed_sku": "L4-24GB",
-        }
-    )
-    assert (inv.index, inv.serial, inv.unsupported) == (4, "S", ("uuid",))
 
 
 @pytest.mark.parametrize(

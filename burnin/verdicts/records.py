@@ -120,13 +120,6 @@ def values(samples: list[dict[str, Any]], key: str) -> list[float]:
     return [s[key] for s in samples if isinstance(s.get(key), int | float)]
 
 
-def unsupported(gpu: GpuData, name: str) -> bool:
-    """Whether ``name`` is listed as not supported by the card (inventory or any sample)."""
-    if name in gpu.inventory.get("unsupported", ()):
-        return True
-    return any(name in s.get("unsupported", ()) for s in gpu.samples)
-
-
 def growth_per_min(gpu: GpuData, key: str) -> float | None:
     """How fast a sampled counter grew, per minute of run (first to last sample)."""
     points = sorted(

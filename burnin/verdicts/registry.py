@@ -105,15 +105,6 @@ def registered() -> dict[str, CheckFn]:
     return {name: c.judge for name, c in checks().items()}
 
 
-def snapshot() -> dict[str, Check]:
-    return dict(_CHECKS)
-
-
-def restore(saved: dict[str, Check]) -> None:
-    _CHECKS.clear()
-    _CHECKS.update(saved)
-
-
 @functools.cache
 def threshold_section() -> type:
     """The ``[thresholds]`` table as one frozen dataclass: every registered check's fields,
