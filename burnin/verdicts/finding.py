@@ -3,10 +3,10 @@
 A check looks at several facts (a datasheet fraction and a peer gap; a PCI id, a memory size and
 a serial...). Each gives a :class:`Finding`: its status, a sentence, and the observed value,
 limit, unit and action that go with it. :func:`fold` is the one way they become a verdict: the
-worst finding decides the status, observed value, limit and action; the message names the
-problems first, worst first, then what passed, then what could not be checked (SKIP findings),
-so a check that verified nothing is SKIP naming why, never a pass. :class:`Findings` collects
-them for the checks that build their list step by step.
+worst finding decides the status, observed value, limit and action; the message names every
+finding worst first (a figure judged against several references), or the problems alone, else
+what passed and what could not be checked (a check of separate facts). A check that verified
+nothing is SKIP naming why, never a pass. :class:`Findings` collects findings step by step.
 """
 
 from __future__ import annotations
@@ -31,7 +31,13 @@ class Finding:
 
 
 def fold(
-    check: str, findings: Sequence[Finding], *, observed: Any = _TOP, unit: str | None = None
+    check: str,
+    findings: Sequence[Finding],
+    *,
+    observed: Any = _TOP,
+    limit: Any = _TOP,
+    unit: str | None = None,
+    every: bool = False,
 ) -> Verdict:
     """One verdict from a check's findings.
 
@@ -40,23 +46,36 @@ def fold(
         findings: in the order the check found them (ties keep it).
         observed: the verdict's observed value when the check has one figure for all its
             findings (TFLOP/s, GB/s); by default the deciding finding's.
+        limit: the verdict's limit where it is the same for every finding (0 wrong
+            elements); by default the deciding finding's.
         unit: the unit of that figure; by default the deciding finding's.
+        every: name every finding, worst first: for a figure judged against several
+            references (each dtype's peak, the peers, a floor), where what passed says where
+            the problem lies. Otherwise the problems alone, or what passed and what could not
+            be checked: for a check of separate facts, where a passed fact is no news.
     """
     judged = sorted((f for f in findings if f.status != Status.SKIP), key=lambda f: -f.status)
     skipped = [f.text for f in findings if f.status == Status.SKIP]
     top = judged[0] if judged else None
-    if top is None:
+    if every:
+        message = "; ".join(f.text for f in sorted(findings, key=lambda f: -f.status))
+    elif top is None:
         message = f"not judged: {'; '.join(skipped) or 'nothing to judge'}"
     else:
-        message = "; ".join(f.text for f in judged)
-        if skipped:
+        problems = [f for f in judged if f.status > Status.PASS]
+        message = "; ".join(f.text for f in problems or judged)
+        if skipped and not problems:
             message += f" (not checked: {'; '.join(skipped)})"
+    if limit is _TOP:
+        limit = top.limit if top else None
+    if every and isinstance(limit, float):
+        limit = round(limit, 3)  # a reference times a fraction: no more digits than the figure
     return Verdict(
         check=check,
         status=top.status if top else Status.SKIP,
         message=message,
         observed=(top.observed if top else None) if observed is _TOP else observed,
-        limit=top.limit if top else None,
+        limit=limit,
         unit=(top.unit if top else "") if unit is None else unit,
         action=top.action if top else "none",
     )

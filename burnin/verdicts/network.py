@@ -145,7 +145,13 @@ def allreduce(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         f"{metrics.get('allreduce_avg_busbw_gbps', busbw):.3g} GB/s over {len(sizes)} sizes)"
         f"{absent}",
     )
-    yield fold("allreduce", [exact, _floor(gpu, ctx, busbw)], observed=round(busbw, 3), unit="GB/s")
+    yield fold(
+        "allreduce",
+        [exact, _floor(gpu, ctx, busbw)],
+        observed=round(busbw, 3),
+        unit="GB/s",
+        every=True,
+    )
 
 
 def _error_verdict(gpu: GpuData, ctx: CheckContext, result: dict[str, Any], absent: str) -> Verdict:

@@ -63,7 +63,13 @@ def pcie_bw(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
             "no PCIe link on the CPU fallback: the kernel copied host memory to host memory "
             f"({h2d:.3g} GB/s one way, {d2h:.3g} GB/s back)"
         )
-        yield fold("pcie-bw", [Finding(Status.SKIP, text)], observed=round(slower, 3), unit="GB/s")
+        yield fold(
+            "pcie-bw",
+            [Finding(Status.SKIP, text)],
+            observed=round(slower, 3),
+            unit="GB/s",
+            every=True,
+        )
         return
     findings = [_link_finding(gpu, slower, ctx.limits(PcieBwThresholds))]
 
@@ -75,7 +81,7 @@ def pcie_bw(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         return None if up is None or down is None else min(up, down)
 
     findings.append(peer_finding(gpu, ctx, value_of, key_of, "pcie", "GB/s", "reseat"))
-    yield fold("pcie-bw", findings, observed=round(slower, 3), unit="GB/s")
+    yield fold("pcie-bw", findings, observed=round(slower, 3), unit="GB/s", every=True)
 
 
 def _link_finding(gpu: GpuData, slower: float, t: PcieBwThresholds) -> Finding:

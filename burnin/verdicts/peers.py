@@ -141,11 +141,10 @@ def peer_finding(
         # (0.7 x the median is common with 8 devices on 2 loaded cores), not a card.
         return Finding(Status.SKIP, f"{where}: not judged (logical CPU devices share cores)")
     if z <= -z_cut and ratio < fail_ratio:
-        limit = round(fail_ratio * median, 3)
+        limit = fail_ratio * median
         return Finding(Status.FAIL, f"{where}, below {fail_ratio:g} x", limit, fail_action)
     if z <= -z_cut and ratio <= 1.0 - warn_drop:
-        limit = round((1 - warn_drop) * median, 3)
-        return Finding(Status.WARN, f"{where}: an outlier", limit, "retest")
+        return Finding(Status.WARN, f"{where}: an outlier", (1 - warn_drop) * median, "retest")
     return Finding(Status.PASS, where)
 
 

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from burnin.verdicts.finding import Finding
+from burnin.verdicts.finding import Finding, fold
 from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict
 from burnin.verdicts.records import digests, last_result
 from burnin.verdicts.registry import check
@@ -56,17 +56,9 @@ def sdc(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     findings += _cross_findings(gpu, ctx)
     judged = [f for f in findings if f.status != Status.SKIP]
     status = max((f.status for f in judged), default=Status.SKIP)
-    worst = [f for f in findings if f.status == status]
-    yield Verdict(
-        check="sdc",
-        status=status,
-        # A digest mismatch alone says "wrong" without a count: no number beats a made-up one.
-        observed=wrong_total if wrong_total or status < Status.WARN else None,
-        limit=0,
-        unit="wrong elements",
-        action=worst[0].action if status >= Status.WARN else "none",
-        message="; ".join(f.text for f in sorted(findings, key=lambda f: -f.status)),
-    )
+    # A digest mismatch alone says "wrong" without a count: no number beats a made-up one.
+    observed = wrong_total if wrong_total or status < Status.WARN else None
+    yield fold("sdc", findings, observed=observed, limit=0, unit="wrong elements", every=True)
 
 
 def _kernel_finding(

@@ -60,7 +60,9 @@ def stability(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     elif isinstance(batches, int) and batches < _MIN_BATCHES:
         skip = f"only {batches} timed batch(es): too short to judge"
     if skip:
-        yield fold("stability", [Finding(Status.SKIP, skip)], observed=round(cv, 3), unit="cv")
+        yield fold(
+            "stability", [Finding(Status.SKIP, skip)], observed=round(cv, 3), unit="cv", every=True
+        )
         return
     max_cv = t.stability_max_cv
     findings = [
@@ -78,7 +80,7 @@ def stability(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         and isinstance(p.get("tflops"), int | float)
     ]
     findings.append(_dips(gpu, windows, t.stability_max_dip))
-    yield fold("stability", findings, observed=round(cv, 3), unit="cv")
+    yield fold("stability", findings, observed=round(cv, 3), unit="cv", every=True)
 
 
 def _dips(gpu: GpuData, windows: list[tuple[float, float]], max_dip: float) -> Finding:

@@ -64,7 +64,11 @@ def throughput(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         return
     if (skip := guarded(gpu)) is not None:
         yield fold(
-            "throughput", [Finding(Status.SKIP, skip)], observed=round(tflops, 3), unit="TFLOP/s"
+            "throughput",
+            [Finding(Status.SKIP, skip)],
+            observed=round(tflops, 3),
+            unit="TFLOP/s",
+            every=True,
         )
         return
     result = last_result(gpu, "matmul") or {}
@@ -103,7 +107,7 @@ def throughput(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         findings.append(
             peer_finding(gpu, ctx, value_of, key_of, label, "TFLOP/s", heat_action(gpu))
         )
-    yield fold("throughput", findings, observed=round(tflops, 3), unit="TFLOP/s")
+    yield fold("throughput", findings, observed=round(tflops, 3), unit="TFLOP/s", every=True)
 
 
 def _datasheet(
