@@ -33,7 +33,7 @@ from burnin.runtime import Runtime
 from burnin.signals import StopSignals
 from burnin.store import RunStore, safe_name
 from burnin.supervisor import Supervisor, warm_up
-from burnin.telemetry.base import Inventory, TelemetryClient, from_dict
+from burnin.telemetry.base import TelemetryClient
 from burnin.telemetry.sampler import Sampler
 from burnin.watch import FaultTelemetry, guard_limit
 
@@ -113,11 +113,9 @@ def _read_inventory(devices: list[Device], client: TelemetryClient) -> dict[int,
 
 def _tdp_w(record: dict[str, Any]) -> float | None:
     """The card's SKU TDP (W), or None when it matches no SKU (the CPU fallback never does)."""
-    if record.get("kind") == "cpu" and not record.get("pci_device_id"):
-        return None
-    from burnin.skus import identify
+    from burnin.skus import resolve
 
-    sku = identify(from_dict(Inventory, {**record, "index": record["device"]}))
+    sku = resolve(record)
     return sku.tdp_w if sku is not None else None
 
 

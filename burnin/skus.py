@@ -220,7 +220,7 @@ def resolve(record: Mapping[str, Any] | Inventory, *, named: bool = False) -> Sk
     """The SKU of a card record (a store inventory line, a dump's card, an Inventory).
 
     This is the one SKU lookup of burnin: the card's PCI device id first, then its name
-    (:func:`identify`); the CPU fallback has none.
+    (see ``_identify``); the CPU fallback has none.
 
     Args:
         record: the card's facts; ``pci_device_id``, ``name``, ``memory_total_mib``, ``kind``,
@@ -252,24 +252,13 @@ def _resolve(key: str | None, pci: str | None, name: str | None, mem: int | None
     return _identify(pci_id, name, mem)
 
 
-def identify(inv: Inventory) -> Sku | None:
+def _identify(pci_id: str | None, name: str | None, mem: int | None) -> Sku | None:
     """Best SKU for a card: PCI device id first, the NVML name only when no usable id.
 
     The silicon id outranks the name, which is what a counterfeit or a mocked NVML fakes first:
     a valid id no SKU lists gives None, never a name match. Where SKUs share an id, the nearest
-    expected memory total wins, then the name.
-
-    Args:
-        inv: the card's inventory (``pci_device_id``, ``name``, ``memory_total_mib`` used).
-
-    Returns:
-        The SKU, or None when the card matches none (or an ambiguity cannot be resolved).
+    expected memory total wins, then the name; an ambiguity that remains gives None.
     """
-    pci_id = normalize_pci_device_id(inv.pci_device_id) if inv.pci_device_id else None
-    return _identify(pci_id, inv.name, inv.memory_total_mib)
-
-
-def _identify(pci_id: str | None, name: str | None, mem: int | None) -> Sku | None:
     if pci_id is None:
         return sku_for_name(name) if name else None
     candidates = skus_for_pci_id(pci_id)

@@ -13,7 +13,6 @@ from burnin.skus import (
     DTYPES,
     Sku,
     get_sku,
-    identify,
     load_skus,
     normalize_pci_device_id,
     resolve,
@@ -282,8 +281,8 @@ def _inv(**kw: object) -> Inventory:
         (_inv(), None),
     ],
 )
-def test_identify(inv: Inventory, key: str | None) -> None:
-    sku = identify(inv)
+def test_resolve_an_inventory(inv: Inventory, key: str | None) -> None:
+    sku = resolve(inv)
     assert (sku.key if sku else None) == key
 
 

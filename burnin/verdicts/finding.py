@@ -111,10 +111,6 @@ class Findings:
     def gaps(self) -> list[str]:
         return [f.text for f in self.items if f.status == Status.SKIP]
 
-    @property
-    def judged(self) -> list[Finding]:
-        return [f for f in self.items if f.status != Status.SKIP]
-
     def verdict(self) -> Verdict:
         return fold(self.check, self.items)
 

@@ -78,7 +78,7 @@ def identity(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         f.gap(f"claimed SKU {claim_key!r} is not in the SKU table")
     elif claimed is not None:
         actual = sku.key if sku else (f"PCI device id {pci}" if pci else repr(name))
-        # The silicon id decides; the name only where no id was reported (skus.identify).
+        # The silicon id decides; the name only where no id was reported (skus.resolve).
         if sku is not None:
             matches: bool | None = sku.key == claimed.key
         elif pci:

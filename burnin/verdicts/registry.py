@@ -1,6 +1,6 @@
-"""Check registry: ``@check("thermal", ...)`` on a function, lookup by check id, resettable.
+"""Check registry: ``@check("thermal", ...)`` on a function, lookup by check id.
 
-A check is registered under its check id (DESIGN.md's table) with what it needs to judge (a
+A check is registered under the id its verdicts carry, with what it needs to judge (a
 ``run``'s records, its ``telemetry`` samples, the card's ``inventory``), whether it judges the
 CPU fallback, and the dataclass of its thresholds, so :func:`burnin.verdicts.stage.evaluate`
 knows where to call it and ``burnin checks`` can list it the way ``burnin kernels`` lists
@@ -71,7 +71,7 @@ def check(
     """Register a check function under its check id; duplicates raise.
 
     Args:
-        name: the check id its verdicts carry (DESIGN.md's table).
+        name: the check id its verdicts carry (README's table of checks).
         needs: the data it reads: ``run`` (result and event records), ``telemetry``
             (samples), ``inventory`` (the card's identity and counters). A check that needs
             only the inventory also judges ``burnin inspect`` snapshots.
