@@ -27,11 +27,11 @@ from burnin.verdicts import (
     Verdict,
     checks,
     device_status,
+    evaluate,
     exit_code,
-    judge,
+    snapshot,
     worst,
 )
-from burnin.verdicts.stage import snapshot
 
 if TYPE_CHECKING:
     from burnin.runtime import Runtime
@@ -75,7 +75,7 @@ def inspect_cards(
     """
     claim = check_claimed_sku(claimed_sku)
     gpus = snapshot(cards)
-    judged = judge(gpus, thresholds, {"claimed_sku": claim})
+    judged = evaluate(gpus, thresholds, {"claimed_sku": claim})
     order = list(checks())
     entries = []
     for card, gpu in zip(cards, gpus, strict=True):

@@ -14,7 +14,7 @@ from burnin.cli import cli
 from burnin.errors import StoreError
 from burnin.reports import write_reports
 from burnin.store import RunStore
-from burnin.verdicts import GpuData, Status, evaluate, judge, read_verdicts
+from burnin.verdicts import GpuData, Status, evaluate, read_verdicts
 from burnin.verdicts.stage import VERDICTS_FILE
 
 KEYS = ["node", "index", "check", "status", "observed", "limit", "unit", "message", "action"]
@@ -105,11 +105,11 @@ def test_burnin_report_judges_again(tmp_path: Path) -> None:
         ({"kind": "cpu"}, [{"temp_c": 40.0, "elapsed_s": 1.0}], {"thermal"}),
     ],
 )
-def test_judge_calls_the_checks_whose_data_a_device_has(
+def test_evaluate_calls_the_checks_whose_data_a_device_has(
     inventory: dict[str, Any], samples: list[dict[str, Any]], judged: set[str]
 ) -> None:
     gpu = GpuData("n", 0, inventory, samples, [], [], [])
-    found = {v.check for v in judge([gpu], {}, {})[("n", 0)]}
+    found = {v.check for v in evaluate([gpu])[("n", 0)]}
     assert judged <= found
     if samples:
         assert not found & {"identity", "firmware", "wear", "power", "throttle", "fan"}

@@ -21,7 +21,7 @@ from burnin.verdicts.model import (
     worst,
 )
 from burnin.verdicts.registry import Check, check, checks, registered
-from burnin.verdicts.stage import evaluate, judge, read_verdicts
+from burnin.verdicts.stage import evaluate, read_verdicts, snapshot
 
 # Built-in checks, imported for their registration, in the order of their verdicts: those
 # that judge an inventory first (the order burnin inspect lists them in), then the run's.
@@ -59,9 +59,9 @@ __all__ = [
     "device_status",
     "evaluate",
     "exit_code",
-    "judge",
     "nothing_judged",
     "read_verdicts",
     "registered",
+    "snapshot",
     "worst",
 ]

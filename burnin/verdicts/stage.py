@@ -89,7 +89,7 @@ def snapshot(cards: Iterable[Card]) -> list[GpuData]:
     ]
 
 
-def judge(
+def _judge(
     gpus: Sequence[GpuData], thresholds: Mapping[str, Any], manifest: Mapping[str, Any]
 ) -> Verdicts:
     """Every registered check that applies on every device: {(node, index): verdicts}.
@@ -108,25 +108,33 @@ def judge(
     return out
 
 
-def evaluate(source: Path | str | RunData, thresholds: Mapping[str, Any] | None = None) -> Verdicts:
-    """Judge a run and write its ``verdicts.jsonl``.
+def evaluate(
+    source: Path | str | RunData | Sequence[GpuData],
+    thresholds: Mapping[str, Any] | None = None,
+    manifest: Mapping[str, Any] | None = None,
+) -> Verdicts:
+    """Judge a run and write its ``verdicts.jsonl``, or judge an inspect snapshot.
 
     Args:
-        source: a run directory, or a run already loaded from one.
+        source: a run directory, a run already loaded from one, or the devices of a
+            :func:`snapshot` (``burnin inspect``: nothing is written, there is no run).
         thresholds: overrides of the run's ``[thresholds]`` (key -> value); None keeps the
             thresholds recorded in its manifest. A key missing from both takes the check's
             default.
+        manifest: a snapshot's stand-in for a run's manifest (its ``claimed_sku``).
 
     Returns:
-        {(node, index): verdicts} in file order.
+        {(node, index): verdicts}, in file order for a run, in the snapshot's order else.
 
     Raises:
         StoreError: the run directory cannot be read or written.
     """
+    if isinstance(source, list | tuple):
+        return _judge(source, thresholds or {}, manifest or {})
     run = source if isinstance(source, RunData) else RunStore(Path(source)).load()
     recorded = run.manifest.get("config", {}).get("thresholds", {})
     limits = {**recorded, **(thresholds or {})}
-    found = judge(gpu_data(run), limits, run.manifest)
+    found = _judge(gpu_data(run), limits, run.manifest)
     ordered = dict(sorted(found.items()))
     write_verdicts(run.path, ordered)
     return ordered
