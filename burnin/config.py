@@ -60,6 +60,8 @@ class RunSection:
     out_dir: str = "runs"
     strict: bool = False
     seed: int = field(default=1234, metadata=_range(0, 2**63 - 1))
+    # GPUs this node must show (--expect-gpus); fewer is a gpu-count FAIL. 0 = no expectation.
+    expect_gpus: int = field(default=0, metadata=_range(0, 4096))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +73,9 @@ class CpuSection:
 @dataclass(frozen=True, kw_only=True)
 class TelemetrySection:
     interval_s: float = field(default=1.0, metadata=_range(0.01, 3600))
+    # A GPU whose temperature, power, ECC and XIDs were not watched (NVML unavailable) is an
+    # ERROR (not certified); false records it as a WARN instead.
+    required: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

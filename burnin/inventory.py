@@ -11,22 +11,16 @@ is named by its SKU key from :func:`burnin.skus.resolve` (PCI device id first, t
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from burnin.errors import TelemetryError
+from burnin.errors import DumpError, TelemetryError
 from burnin.skus import resolve
 from burnin.telemetry.base import Inventory, TelemetryClient
 
 log = logging.getLogger("burnin")
-
-# A run of one repeated character (after dropping separators) or a counting sequence is what
-# people type when they blank an identifier; random UUIDs and factory serials contain neither.
-_COUNTING = "0123456789abcdef"
-_SEPARATORS = re.compile(r"[^0-9a-z]")
 
 
 @dataclass(frozen=True)
@@ -36,21 +30,9 @@ class Card:
     source: str
     inventory: Inventory
     error: str | None = None  # why the card could not be read (a TelemetryError), if so
-
-
-def placeholder_id(value: str | None) -> bool:
-    """Whether a serial or UUID looks blanked: one repeated character or a counting run.
-
-    ``"0000000000000"`` (a virtualized T4), ``"0123456789012"`` and
-    ``"GPU-12345678-aaaa-bbbb-cccc-0123456789ab"`` (contributors' placeholders in public dumps).
-    """
-    if not value:
-        return False
-    text = _SEPARATORS.sub("", value.lower().removeprefix("gpu-"))
-    if len(text) >= 4 and len(set(text)) == 1:
-        return True
-    # Eight counting characters occur by chance in ~1 of 10^7 random UUIDs.
-    return any(_COUNTING[i : i + 8] in text for i in range(len(_COUNTING) - 7))
+    # A dump's card: its state when the dump was taken (burnin.smi_state.DumpState.to_dict()).
+    state: dict[str, Any] | None = None
+    unreadable: bool = False  # the whole file could not be read (error says why)
 
 
 def with_sm_count(inv: Inventory, sm_count: int | None) -> Inventory:
@@ -104,10 +86,22 @@ def read_node(
 
 
 def read_dumps(paths: Sequence[Path]) -> list[Card]:
-    """Cards from nvidia-smi dumps; a bad file raises DumpError naming it (exit code 2)."""
-    from burnin.smi_dump import parse_dump
+    """Cards from nvidia-smi dumps, each with its state at dump time.
 
-    return [Card(str(path), inv) for path in paths for inv in parse_dump(Path(path))]
+    A lot is judged whole: a file that is not a readable dump becomes one ``unreadable`` Card
+    naming the file and the reason, and the other files' cards are read as usual.
+    """
+    from burnin.smi_dump import parse_dump_state
+
+    cards = []
+    for path in paths:
+        try:
+            parsed = parse_dump_state(Path(path))
+        except DumpError as exc:
+            cards.append(Card(str(path), Inventory(index=0), error=str(exc), unreadable=True))
+            continue
+        cards += [Card(str(path), inv, state=state.to_dict()) for inv, state in parsed]
+    return cards
 
 
 def inventory_record(card: Card) -> dict[str, Any]:
@@ -118,4 +112,6 @@ def inventory_record(card: Card) -> dict[str, Any]:
     record.update(kind="cuda", sku=sku.key if sku else None, source=card.source)
     if card.error:
         record["telemetry_error"] = card.error
+    if card.state is not None:
+        record["dump"] = card.state
     return record

@@ -11,6 +11,9 @@ Each pass writes the whole region, then reads it back chunk by chunk through the
 (where a stuck or flipped bit enters in tests) and counts bad words on the device, with one
 synchronisation per pass. Only a failing pass is scanned again to name addresses and bits:
 ``offset_bytes`` in the region, the word's virtual ``address`` and the XOR of the bits.
+The deadline reads the context's injected clock (``ctx.monotonic``), never the host's, so how
+many passes a test sees does not depend on the machine; ``memtest_gbps`` is a measurement and
+uses ``perf_counter``.
 """
 
 from __future__ import annotations

@@ -4,10 +4,11 @@ Workers never judge. After (or without) a run, :func:`evaluate` (the verdicts st
 ``stage.py``) loads each device's records into a :class:`GpuData`, calls every registered check
 that applies to it and writes ``verdicts.jsonl``; reports render that file. The model (status,
 verdict, device data) is in ``model.py``, the registry in ``registry.py``; each built-in check
-lives in a module named after its check id (``lifecycle`` and ``network`` hold small families,
-one id each) and is imported here, so importing this package registers them all. Shared parts:
-``finding.py`` (one finding type, one fold), ``peers.py`` (one peer statistic), ``limits.py``
-(one way to read a threshold), ``records.py`` (questions about a device's records).
+lives in a module named after its check id (``lifecycle``, ``network`` and ``evidence`` hold
+small families, one id each) and is imported here, so importing this package registers them
+all. Shared parts: ``finding.py`` (one finding type, one fold), ``peers.py`` (one peer
+statistic), ``limits.py`` (one way to read a threshold), ``records.py`` (questions about a
+device's records).
 """
 
 from burnin.verdicts.model import (
@@ -46,6 +47,7 @@ from burnin.verdicts import membw as membw
 from burnin.verdicts import pcie_bw as pcie_bw
 from burnin.verdicts import network as network
 from burnin.verdicts import lifecycle as lifecycle
+from burnin.verdicts import evidence as evidence
 # isort: on
 
 __all__ = [

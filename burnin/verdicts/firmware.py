@@ -58,9 +58,11 @@ def _model(inv: dict[str, Any]) -> tuple[str, str] | None:
 
 def _vbios_peers(f: Findings, gpu: GpuData, ctx: CheckContext, vbios: str) -> None:
     model = _model(gpu.inventory)
+    # A lot of dumps mixes nodes of different ages: there, compare within the card's node.
+    fleet = [g for g in ctx.fleet if g.node == gpu.node] if ctx.manifest.get("lot") else ctx.fleet
     peers = [
         str(g.inventory["vbios_version"])
-        for g in ctx.fleet
+        for g in fleet
         if model and _model(g.inventory) == model and present(g.inventory.get("vbios_version"))
     ]
     if len(peers) < 2:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from burnin.inventory import placeholder_id
+from burnin.identifiers import placeholder_id
 from burnin.skus import Sku, normalize_pci_device_id, resolve, sku_for_name, skus_for_pci_id
 from burnin.verdicts.finding import Findings
 from burnin.verdicts.limits import limit

@@ -20,6 +20,7 @@ from typing import Any
 from burnin.kernels.collectives import typical_pair_gbps
 from burnin.skus import resolve
 from burnin.verdicts.finding import Finding, fold
+from burnin.verdicts.lifecycle import first_failed_peers
 from burnin.verdicts.limits import limit
 from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict, is_cpu
 from burnin.verdicts.registry import check
@@ -155,14 +156,20 @@ def allreduce(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
 
 
 def _error_verdict(gpu: GpuData, ctx: CheckContext, result: dict[str, Any], absent: str) -> Verdict:
-    """ERROR, unless a member of the group failed: then the hang or crash is that peer's."""
+    """ERROR, unless a member of the group failed: then the hang or crash is that peer's.
+
+    The peer named is the one that stopped answering first (a hang counts from its last
+    progress), else the peers this rank saw make no progress while it waited, else any member
+    with a failure record.
+    """
     members = set(result.get("members") or [])
-    failed = sorted(
+    group = [g for g in ctx.fleet if g.node == gpu.node and g.index in members]
+    failed = [d for d in first_failed_peers(gpu, group, None) if d in members]
+    failed = failed or sorted(int(d) for d in result.get("stalled") or [] if d in members)
+    failed = failed or sorted(
         g.index
-        for g in ctx.fleet
-        if g.node == gpu.node
-        and g.index != gpu.index
-        and g.index in members
+        for g in group
+        if g.index != gpu.index
         and (any(e.get("kind") in _PEER_FAILURES for e in g.events) or g.of_type("error"))
     )
     if failed:
@@ -170,8 +177,10 @@ def _error_verdict(gpu: GpuData, ctx: CheckContext, result: dict[str, Any], abse
         return Verdict(
             check="allreduce",
             status=Status.SKIP,
-            message=f"the all-reduce stopped when {names} failed (its own verdicts say why), "
-            f"so this GPU was not fully tested: {result['error']}",
+            action="retest",
+            message=f"peer {names} stopped answering during the all-reduce (its own verdicts "
+            f"say why), so this GPU's all-reduce did not complete and is not judged: re-test "
+            f"it once {names} is fixed ({result['error']})",
         )
     return Verdict(
         check="allreduce",

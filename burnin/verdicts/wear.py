@@ -27,7 +27,7 @@ from burnin.verdicts.records import (
     values,
 )
 from burnin.verdicts.registry import check
-from burnin.verdicts.retired_pages import RetiredPagesThresholds
+from burnin.verdicts.retired_pages import RetiredPagesThresholds, gcm
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,7 +95,7 @@ def wear(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         if total > warn:
             f.problem(
                 Status.WARN,
-                f"{total} memory pages retired (warning above {warn}, Meta GCM): worn memory",
+                f"{total} memory pages retired (warning above {warn}{gcm(warn)}): worn memory",
                 observed=total,
                 limit=warn,
                 unit="pages",
