@@ -20,6 +20,7 @@ import click
 
 import burnin
 from burnin.errors import EXIT_HARNESS, BurninError
+from burnin.launch import launch
 
 log = logging.getLogger("burnin")
 
@@ -338,6 +339,9 @@ def kernels() -> None:
         for f in dataclasses.fields(cls.Config):
             type_name = getattr(hints[f.name], "__name__", str(hints[f.name]))
             click.echo(f"    kernels.{name}.{f.name} = {f.default!r}  ({type_name})")
+
+
+cli.add_command(launch)
 
 
 def main() -> None:
