@@ -1,6 +1,6 @@
-"""``burnin launch``: job files that run burnin across the nodes of a rack with the engines operators
-already run, Slurm (an sbatch script) and Kubernetes (an Indexed Job), never a cluster runtime of
-its own. Every node runs the same command, ``torchrun --nnodes N --nproc-per-node 1
+"""``burnin launch``: job files that run burnin across the nodes of a rack with the engines
+operators already run, Slurm (an sbatch script) and Kubernetes (an Indexed Job), never a cluster
+runtime of its own. Every node runs the same command, ``torchrun --nnodes N --nproc-per-node 1
 --rdzv-backend c10d --rdzv-endpoint HOST:PORT --no-python burnin run --out SHARED_DIR``: torchrun
 meets the other nodes at the rendezvous on the job's first node and gives each node its rank,
 which ``burnin.plan`` turns into a staggered start, and every node writes its own ``nodes/<node>/``
