@@ -63,7 +63,12 @@ def fake_slurm(tmp_path: Path) -> dict[str, Any]:
 def _run_script(script: str, fake: dict[str, Any]) -> list[str]:
     path = _write(fake["tmp"] / "job.sbatch", script)
     done = subprocess.run(
-        ["bash", str(path)], env=fake["env"], capture_output=True, text=True, timeout=60
+        ["bash", str(path)],
+        env=fake["env"],
+        cwd=fake["tmp"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     return (fake["log"] / "torchrun").read_text().split("\0")[:-1]
@@ -233,3 +238,18 @@ def test_launch_slurm_help_documents_the_default_run_directory():
     result = CliRunner().invoke(cli, ["launch", "slurm", "--help"])
     assert result.exit_code == 0
     assert "$SLURM_SUBMIT_DIR/burnin-runs" in click.unstyle(result.output)
+
+
+@pytest.mark.parametrize("kind", ["slurm", "k8s"])
+def test_default_profile_staggers_the_nodes(kind: str):
+    from burnin.config import load_config
+    from burnin.plan import node_placement
+
+    output = CliRunner().invoke(cli, ["launch", kind, *SHAPE]).output
+    profile = "acceptance"
+    assert f"--profile {profile} " in output or f'"{profile}"' in output
+    ramp = load_config(profile).ramp
+    # Node 3 of a rack of 8-GPU nodes starts three whole node ramps after node 0.
+    place = node_placement(ramp, {"SLURM_NODEID": "3", "SLURM_NNODES": "4"}, 8)
+    assert place.offset_s > 0
+    assert place.offset_s == 3 * 8 * ramp.step_s / ramp.max_concurrent

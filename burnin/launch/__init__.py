@@ -134,7 +134,12 @@ def _shape(fn: Callable[..., Any]) -> Callable[..., Any]:
             required=True,
             help="GPUs each node has and the job requests; fewer seen is a gpu-count FAIL.",
         ),
-        click.option("--profile", default="quick", show_default=True, help="burnin profile."),
+        click.option(
+            "--profile",
+            default="acceptance",
+            show_default=True,
+            help="burnin profile; keep one with a ramp (ramp.step_s > 0) so nodes start staggered.",
+        ),
         click.option("--name", default="burnin", show_default=True, help="Job (and Service) name."),
         click.option(
             "--port",

@@ -42,7 +42,7 @@ GPU_RESOURCE = "nvidia.com/gpu"  # the NVIDIA device plugin's resource and taint
 class K8sJob:
     nodes: int
     gpus_per_node: int
-    profile: str = "quick"
+    profile: str = "acceptance"
     name: str = "burnin"
     port: int = DEFAULT_PORT
     image: str | None = None

@@ -33,7 +33,7 @@ DEFAULT_OUT = "$SLURM_SUBMIT_DIR/burnin-runs"
 class SlurmJob:
     nodes: int
     gpus_per_node: int
-    profile: str = "quick"
+    profile: str = "acceptance"
     name: str = "burnin"
     port: int = DEFAULT_PORT
     out: str | None = None
