@@ -325,3 +325,29 @@ def test_apply_without_credentials_says_so(tmp_path, monkeypatch):
     result = launch([*SHAPE, "--apply"])
     assert result.exit_code == 1
     assert "no Kubernetes credentials" in result.output
+
+
+@pytest.mark.parametrize("args", [["launch", "--help"], ["launch", "k8s", "--help"]])
+def test_help(args: list[str]):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+
+
+def test_printing_imports_neither_torch_pynvml_nor_the_kubernetes_client():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom burnin.cli import cli\n"
+        "for kind in ('k8s', 'slurm'):\n"
+        "    args = ['launch', kind, '--nodes', '2', '--gpus-per-node', '8']\n"
+        "    r = CliRunner().invoke(cli, args)\n"
+        "    assert r.exit_code == 0, r.output\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    loaded = {name.split(".")[0] for name in done.stdout.split()}
+    assert not {"torch", "pynvml", "kubernetes", "yaml"} & loaded
+    assert "burnin" in loaded
