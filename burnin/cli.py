@@ -20,6 +20,7 @@ import click
 
 import burnin
 from burnin.errors import EXIT_HARNESS, BurninError
+from burnin.launch import launch
 
 log = logging.getLogger("burnin")
 
@@ -356,6 +357,9 @@ def checks() -> None:
         for t in info["thresholds"]:
             click.echo(f"    thresholds.{t['name']} = {t['default']!r} {t['unit']}  ({t['type']})")
             click.echo(f"        source: {t['source']}")
+
+
+cli.add_command(launch)
 
 
 def main() -> None:

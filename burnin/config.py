@@ -94,9 +94,11 @@ class RampSection:
     # (0 = 1 when step_s > 0). step_s = 0 starts every device at once. See burnin/plan.py.
     step_s: float = field(default=0.0, metadata=_range(0, 3600))
     max_concurrent: int = field(default=0, metadata=_range(0, 4096))
-    # This node's rank in a multi-node run; -1 = from GROUP_RANK, SLURM_NODEID or RANK, else 0.
+    # This node's rank in a multi-node run; -1 = from the launcher (burnin.plan.RANK_VARIABLES),
+    # else 0.
     node_rank: int = field(default=-1, metadata=_range(-1, 1_000_000))
-    # Nodes in the run; 0 = from SLURM_NNODES or WORLD_SIZE / LOCAL_WORLD_SIZE, else 1.
+    # Nodes in the run; 0 = from the launcher (burnin.plan.NODE_COUNT_VARIABLES, then
+    # WORLD_SIZE / LOCAL_WORLD_SIZE), else 1.
     nodes: int = field(default=0, metadata=_range(0, 1_000_000))
     # Delay between consecutive nodes' first starts; unset = one whole node's ramp, so a hall
     # never has more than max_concurrent devices ramping at once.
