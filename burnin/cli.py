@@ -20,6 +20,7 @@ import click
 
 import burnin
 from burnin.errors import EXIT_HARNESS, BurninError
+from burnin.launch import launch
 
 log = logging.getLogger("burnin")
 
@@ -265,10 +266,12 @@ def plan(
 @click.option("--quiet", is_flag=True, help="Do not print the summary.")
 @handle_errors
 def report(run_dir: Path, strict: bool, quiet: bool) -> None:
-    """Re-render the reports of RUN_DIR from its store (no torch, GPU or NVML needed)."""
+    """Judge RUN_DIR again and re-render its reports (no torch, GPU or NVML needed)."""
     from burnin.reports import write_reports
     from burnin.reports.terminal import summary
+    from burnin.verdicts import evaluate
 
+    evaluate(run_dir)
     context = write_reports(run_dir, strict=strict)
     if not quiet:
         click.echo(summary(context))
@@ -370,6 +373,24 @@ def kernels() -> None:
             type_name = getattr(hints[f.name], "__name__", str(hints[f.name]))
             click.echo(f"    kernels.{name}.{f.name} = {f.default!r}  ({type_name})")
 
+
+@cli.command()
+def checks() -> None:
+    """List the registered checks, what they judge and their thresholds (units, sources)."""
+    from burnin.verdicts.registry import checks as registered_checks
+    from burnin.verdicts.registry import describe
+
+    for check in registered_checks().values():
+        info = describe(check)
+        click.echo(f"{info['id']}: {info['judges'] or '(no description)'}")
+        cpu = "yes" if info["cpu"] else "no (cards only)"
+        click.echo(f"    needs: {', '.join(info['needs'])}; CPU fallback: {cpu}")
+        for t in info["thresholds"]:
+            click.echo(f"    thresholds.{t['name']} = {t['default']!r} {t['unit']}  ({t['type']})")
+            click.echo(f"        source: {t['source']}")
+
+
+cli.add_command(launch)
 
 from burnin.history.cli import history  # noqa: E402  (click only; SQLAlchemy loads on use)
 

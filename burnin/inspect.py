@@ -1,9 +1,9 @@
 """``burnin inspect``: a read-only screening snapshot of cards, live or from a seller's dumps.
 
 No stress runs: the cards' inventory (identity, firmware, limits, lifetime wear) goes through
-the same screening checks a run uses (``identity``, ``firmware``, ``wear``, ``ecc``,
-``retired-pages``, ``row-remap``, ``power``; the checks that need a run stay silent), judged
-against the claimed SKU and against each other (duplicate serials, VBIOS outliers). The source
+the same verdicts stage as a run: every check that needs only the inventory (``identity``,
+``firmware``, ``wear``, ``ecc``, ``retired-pages``, ``row-remap``, ``power``) judges each card
+against the claimed SKU and against the others (duplicate serials, VBIOS outliers). The source
 is this node's telemetry (NVML through the runtime's factory) or ``nvidia-smi -q`` / ``-q -x``
 dumps, so procurement can screen a lot before paying for it; the dump path imports neither torch
 nor pynvml. A dump's cards are judged for a buyer as well (:mod:`burnin.verdicts.procurement`:
@@ -24,42 +24,27 @@ from typing import TYPE_CHECKING, Any
 from burnin import pciids
 from burnin.config import check_claimed_sku
 from burnin.errors import InputError, TelemetryError
-from burnin.inventory import Card, gpu_data, read_dumps, read_node, torch_sm_counts
-from burnin.reports.terminal import printable, status_lines
+from burnin.inventory import Card, read_dumps, read_node, torch_sm_counts
 from burnin.telemetry.base import TelemetryClient
+from burnin.text import printable, status_lines
 from burnin.verdicts import (
-    CheckContext,
-    GpuData,
     Status,
     Verdict,
+    checks,
     device_status,
+    evaluate,
     exit_code,
     nothing_judged,
     procurement,
-    registered,
+    snapshot,
     worst,
 )
+from burnin.verdicts.model import CheckContext, GpuData
 
 if TYPE_CHECKING:
     from burnin.runtime import Runtime
 
 INSPECT_SCHEMA = "burnin.inspect/1"
-# The screening and health checks, in report order; those needing a run emit nothing here.
-CHECKS = (
-    "identity",
-    "firmware",
-    "wear",
-    "ecc",
-    "retired-pages",
-    "row-remap",
-    "pcie-link",
-    "pcie-replay",
-    "power",
-    "fan",
-    "xid",
-    "throttle",
-    "thermal",
-)
 
 
 @dataclass(frozen=True)
@@ -84,10 +69,9 @@ class InspectResult:
         return out
 
 
-def _judge(
-    card: Card, gpu: GpuData, checks: list[tuple[str, Any]], ctx: CheckContext
-) -> list[Verdict]:
-    """A card's verdicts; a dump's card also gets the buyer's findings, one verdict per check."""
+def _judge(card: Card, verdicts: list[Verdict], gpu: GpuData, ctx: CheckContext) -> list[Verdict]:
+    """A card's verdicts from the stage, with what inspect adds: an unreadable file or card is
+    said as such, and a dump's card gets the buyer's findings, one verdict per check."""
     if card.unreadable:
         return [
             Verdict(
@@ -98,7 +82,8 @@ def _judge(
                 action="ask-unedited-dump",
             )
         ]
-    verdicts = [v for name, fn in checks for v in fn(gpu, _scope(name, card, gpu, ctx))]
+    # The stage's "nothing judged" is decided again below, once inspect's own findings are in.
+    verdicts = [v for v in verdicts if v.check != "incomplete"]
     if card.state is not None:
         extra = [v for fn in procurement.FINDINGS for v in fn(gpu, ctx)]
         if skips := procurement.guest_skips(gpu):
@@ -109,6 +94,7 @@ def _judge(
             verdicts = extra + verdicts  # first: their buyer actions win ties in merge
         verdicts = procurement.merge([procurement.for_buyer(v) for v in verdicts])
     if card.error:
+        # An unreadable card is lost, which says more than "nothing judged it".
         verdicts.append(
             Verdict(
                 check="lost",
@@ -123,30 +109,10 @@ def _judge(
     return verdicts
 
 
-def _scope(check: str, card: Card, gpu: GpuData, ctx: CheckContext) -> CheckContext:
-    """A dump's firmware is compared within its node (file): a lot mixes nodes of different
-    ages, while one node's same-model cards should run one VBIOS."""
-    if check != "firmware" or card.state is None:
-        return ctx
-    key = ("node-context", gpu.node)
-    return ctx.memo(
-        key,
-        lambda: CheckContext(
-            thresholds=ctx.thresholds,
-            fleet=[g for g in ctx.fleet if g.node == gpu.node],
-            manifest=ctx.manifest,
-        ),
-    )
-
-
-def _order(check: str, buyer: bool) -> int:
+def _order(check: str, buyer: bool, order: list[str]) -> int:
     if buyer:
         return procurement.severity(check)
-    return CHECKS.index(check) if check in CHECKS else len(CHECKS)
-
-
-def _rank(v: Verdict, buyer: bool) -> tuple[int, int]:
-    return (-v.status, _order(v.check, buyer))
+    return order.index(check) if check in order else len(order)
 
 
 def inspect_cards(
@@ -172,18 +138,20 @@ def inspect_cards(
     """
     claim = check_claimed_sku(claimed_sku)
     readable = [c for c in cards if not c.unreadable]
-    gpus = dict(zip(map(id, readable), gpu_data(readable), strict=True))
-    ctx = CheckContext(
-        thresholds=thresholds, fleet=list(gpus.values()), manifest={"claimed_sku": claim}
-    )
-    available = registered()
-    checks = [(name, available[name]) for name in CHECKS if name in available]
     buyer = any(c.state is not None or c.unreadable for c in cards)
+    # A lot of dumps is judged per node for its firmware: a lot mixes nodes of different ages,
+    # while one node's same-model cards should run one VBIOS.
+    manifest = {"claimed_sku": claim, "lot": buyer}
+    fleet = snapshot(readable)
+    judged = evaluate(fleet, thresholds, manifest)
+    ctx = CheckContext(thresholds=thresholds, fleet=fleet, manifest=manifest)
+    gpus = dict(zip(map(id, readable), fleet, strict=True))
+    order = list(checks())
     entries = []
     for card in cards:
-        gpu = gpus.get(id(card)) or gpu_data([card])[0]
-        verdicts = _judge(card, gpu, checks, ctx)
-        verdicts.sort(key=lambda v: _rank(v, buyer))
+        gpu = gpus.get(id(card)) or snapshot([card])[0]
+        verdicts = _judge(card, judged.get((gpu.node, gpu.index), []), gpu, ctx)
+        verdicts.sort(key=lambda v: (-v.status, _order(v.check, buyer, order)))
         inv = gpu.inventory
         entry = {
             "source": card.source,
@@ -206,7 +174,9 @@ def inspect_cards(
             }
         entries.append(entry)
     # Worst first; among equals, the card whose worst finding matters most to a buyer.
-    entries.sort(key=lambda e: (-Status[e["status"]], _order(e["verdicts"][0]["check"], buyer)))
+    entries.sort(
+        key=lambda e: (-Status[e["status"]], _order(e["verdicts"][0]["check"], buyer, order))
+    )
     statuses = [Status[e["status"]] for e in entries]
     status = worst(statuses) if entries else Status.ERROR
     files = _files(cards, entries) if buyer else []

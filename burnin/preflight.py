@@ -28,10 +28,10 @@ from typing import Any
 from burnin.config import PreflightCheck, RunConfig
 from burnin.errors import DeviceError, TelemetryError
 from burnin.plan import Plan
-from burnin.reports.terminal import printable
 from burnin.telemetry.base import TelemetryClient
+from burnin.text import printable
 
-# The sample fields each telemetry-driven check needs (burnin/verdicts/health.py, screening.py).
+# The sample fields each telemetry-driven check needs (burnin/verdicts/, one module per check).
 # ``xid`` needs the NVML event API rather than a sample field: see _xid_reason.
 CHECK_SENSORS: dict[str, tuple[str, ...]] = {
     "thermal": ("temp_c",),

@@ -33,7 +33,7 @@ from burnin.runtime import Runtime, discover
 from burnin.signals import StopSignals
 from burnin.store import RunStore, safe_name
 from burnin.supervisor import Supervisor, warm_up
-from burnin.telemetry.base import Inventory, TelemetryClient, from_dict
+from burnin.telemetry.base import TelemetryClient
 from burnin.telemetry.sampler import Sampler
 from burnin.watch import FaultTelemetry, guard_limit
 
@@ -162,11 +162,9 @@ def _merge_sm_count(record: dict[str, Any], sm_count: int | None) -> None:
 
 def _tdp_w(record: dict[str, Any]) -> float | None:
     """The card's SKU TDP (W), or None when it matches no SKU (the CPU fallback never does)."""
-    if record.get("kind") == "cpu" and not record.get("pci_device_id"):
-        return None
-    from burnin.skus import identify
+    from burnin.skus import resolve
 
-    sku = identify(from_dict(Inventory, {**record, "index": record["device"]}))
+    sku = resolve(record)
     return sku.tdp_w if sku is not None else None
 
 
@@ -177,6 +175,7 @@ def execute(config: RunConfig, runtime: Runtime, argv: list[str]) -> RunOutcome:
         DeviceError: the preflight refused to start (busy GPU, a required check cannot run).
     """
     from burnin.reports import write_reports
+    from burnin.verdicts import evaluate
 
     with StopSignals() as signals:
         warm_up()  # the workers' torch import overlaps device discovery and preflight
@@ -197,6 +196,7 @@ def execute(config: RunConfig, runtime: Runtime, argv: list[str]) -> RunOutcome:
         stopped = _run(plan, store, client, runtime, signals, preflight, manifest)
         if stopped:
             log.warning("stopped by %s: writing a partial report", stopped)
+        evaluate(store.path)
         context = write_reports(store.path, strict=config.run.strict)
     return RunOutcome(run_dir=store.path, exit_code=context["exit_code"], context=context)
 

@@ -25,7 +25,6 @@ import dataclasses
 import re
 import unicodedata
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -388,8 +387,3 @@ def parse_dump_state(path: Path) -> list[tuple[Inventory, DumpState]]:
     if not gpus:
         raise DumpError(f"{source}: the dump lists no GPUs")
     return [_inventory(i, gpu, top, source, corrupt) for i, gpu in enumerate(gpus)]
-
-
-def parse_dumps(paths: Iterable[Path]) -> list[tuple[Path, list[Inventory]]]:
-    """Parse several dumps; the first bad one raises its DumpError."""
-    return [(Path(p), parse_dump(Path(p))) for p in paths]

@@ -18,6 +18,7 @@ from typing import Any
 
 from burnin import pciids
 from burnin import smi_fields as F
+from burnin.identifiers import placeholder_id
 
 Key = tuple[str, ...]
 Values = dict[Key, tuple[str, int | None]]
@@ -121,7 +122,6 @@ def read_state(
         inventory: the parsed Inventory fields (for placeholders and expected values).
         unsupported: the Inventory fields the dump marked N/A.
     """
-    from burnin.inventory import placeholder_id
 
     withheld = dict(hidden)
     for name in EXPECTED:

@@ -99,9 +99,6 @@ class TelemetryWatch:
         self.samples = _Tap(samples, self._saw_sample)
         self.events = _Tap(events, self._saw_event)
 
-    def set_guard(self, on_guard: Callable[[int], None]) -> None:
-        self._on_guard = on_guard
-
     def _saw_sample(self, record: dict[str, Any]) -> None:
         dev = record.get("device")
         if not isinstance(dev, int):

@@ -178,10 +178,9 @@ def worker_main(args: WorkerArgs, beats: Any, stops: Any, alive: Any = None) -> 
                 heartbeat=beat,
                 should_stop=should_stop,
                 monotonic=clock,
-                # The run directory (<run>/nodes/<host>/results.jsonl): where the all-reduce
-                # kernel's workers meet and read the node's plan from the manifest.
                 peers={
-                    "run_dir": str(Path(args.results_path).parents[2]),
+                    **node_peers(Path(args.results_path), item.node, dev, step.name),
+                    # The node's heartbeats, so a collective can name a peer that stalled.
                     **({"beats": node_beats} if args.slots else {}),
                 },
             )
@@ -215,3 +214,35 @@ def _watch_parent(alive: Any, emit: Any) -> None:
             os.killpg(os.getpgid(0), signal.SIGKILL)
 
     threading.Thread(target=wait, name="burnin-orphan-watch", daemon=True).start()
+
+
+def node_peers(results_path: Path, node: str, device: int, kernel: str) -> dict[str, Any]:
+    """What a kernel learns of the node's other devices (``KernelContext.peers``).
+
+    ``meet_dir`` is the node's folder of the run, where a collective's workers meet; the
+    devices that run ``kernel`` on this node, the spread of their planned starts and the
+    watchdog timeout come from the run's manifest, written before any worker starts. A
+    manifest that cannot be read is ``plan_error``, reported by the kernel that needs it.
+
+    Args:
+        results_path: this device's ``<run>/nodes/<host>/results.jsonl``.
+        node, device, kernel: who asks, for which kernel.
+    """
+    import json
+
+    peers: dict[str, Any] = {"meet_dir": str(results_path.parent)}
+    path = results_path.parents[2] / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return {**peers, "plan_error": f"cannot read the node's plan from {path}: {exc}"}
+    plan = manifest.get("plan", [])
+    mine = [p for p in plan if p.get("node") == node and kernel in p.get("kernels", [])]
+    offsets = [float(p.get("start_offset_s", 0.0)) for p in mine]
+    watchdog = ((manifest.get("config") or {}).get("watchdog") or {}).get("timeout_s")
+    return {
+        **peers,
+        "devices": sorted({int(p["device"]) for p in mine} | {device}),
+        "start_spread_s": max(offsets) - min(offsets) if offsets else 0.0,
+        "watchdog_s": float(watchdog) if isinstance(watchdog, int | float) else None,
+    }

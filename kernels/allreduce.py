@@ -59,7 +59,6 @@ from burnin.kernels.collectives import (
 )
 from burnin.kernels.peerwait import PeerStalled, Waiter, leave_group, work_block
 from burnin.kernels.registry import register
-from burnin.store import safe_name
 
 _ELEM_BYTES = 4  # fp32, nccl-tests' default type
 _CHUNK = 1 << 24  # elements per fill/verify pass: bounds the extra memory to about 200 MB
@@ -104,7 +103,7 @@ class Allreduce:
         base: dict[str, Any] = {"type": "result", "kernel": "allreduce", "metrics": {}}
         deadline = ctx.monotonic() + ctx.duration_s
         try:
-            plan = node_plan(ctx.node, ctx.device_index, ctx.peers)
+            plan = node_plan(ctx.device_index, ctx.peers)
         except ValueError as exc:
             return {**base, "error": str(exc)}
         if len(plan.devices) < 2:
@@ -113,7 +112,7 @@ class Allreduce:
                 "skipped": f"all-reduce needs at least 2 devices on a node; {ctx.node} "
                 f"runs it on {len(plan.devices)}",
             }
-        if "run_dir" not in ctx.peers:
+        if "meet_dir" not in ctx.peers:
             return {**base, "error": "no run directory to meet the other devices in"}
         return _Session(ctx, plan).run(base, deadline)
 
@@ -240,7 +239,7 @@ class _Session:
         never split the group.
         """
         ctx = self.ctx
-        path = Path(ctx.peers["run_dir"]) / "nodes" / safe_name(ctx.node)
+        path = Path(ctx.peers["meet_dir"])
         path.mkdir(parents=True, exist_ok=True)
         store = self.dist.FileStore(str(path / f"allreduce-{ctx.seed}.store"), len(self.devices))
         store.set_timeout(self.timeout)

@@ -8,11 +8,9 @@ formulas without torch.distributed.
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 _MOD, _STRIDE, _OFFSET = 13, 7, 6  # inputs in [-6, 6]: |sum| <= 6n, exact in fp32
@@ -67,11 +65,6 @@ def typical_pair_gbps(busbw: Mapping[Pair, float]) -> float:
     return statistics.median(best.values()) if best else 0.0
 
 
-def expected_value(index: int, devices: list[int], seed: int) -> float:
-    """The exact sum at element ``index`` over ``devices`` (for tests and messages)."""
-    return float(sum((index + _STRIDE * d + seed) % _MOD - _OFFSET for d in devices))
-
-
 @dataclass(frozen=True)
 class NodePlan:
     """What a device knows about a node-wide kernel before it meets the others."""
@@ -81,37 +74,21 @@ class NodePlan:
     watchdog_s: float | None = None  # the run's watchdog.timeout_s, where known
 
 
-def node_plan(
-    node: str, device_index: int, peers: Mapping[str, Any], kernel: str = "allreduce"
-) -> NodePlan:
-    """The node's plan for ``kernel``, from ``peers`` (a kernel context's) or the run's manifest.
+def node_plan(device_index: int, peers: Mapping[str, Any]) -> NodePlan:
+    """The node's plan for a kernel, from a kernel context's ``peers`` (the worker reads it
+    from the run for the kernel it starts, :func:`burnin.worker.node_peers`).
 
-    ``peers["devices"]`` wins when the caller provides it; otherwise the plan and the watchdog
-    timeout are read from the run's manifest (written before any worker starts). Without a run
-    directory the kernel runs alone.
+    Without peers (outside a run) the kernel runs alone.
 
     Raises:
-        ValueError: the manifest cannot be read.
+        ValueError: the worker could not read the node's plan (``peers["plan_error"]``).
     """
+    if "plan_error" in peers:
+        raise ValueError(str(peers["plan_error"]))
     if "devices" in peers:
         devices = sorted(int(d) for d in peers["devices"])
         return NodePlan(devices, float(peers.get("start_spread_s", 0.0)), peers.get("watchdog_s"))
-    if "run_dir" not in peers:
-        return NodePlan([device_index])
-    path = Path(peers["run_dir"]) / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read the node's plan from {path}: {exc}") from None
-    plan = manifest.get("plan", [])
-    mine = [p for p in plan if p.get("node") == node and kernel in p.get("kernels", [])]
-    offsets = [float(p.get("start_offset_s", 0.0)) for p in mine]
-    watchdog = ((manifest.get("config") or {}).get("watchdog") or {}).get("timeout_s")
-    return NodePlan(
-        devices=sorted({int(p["device"]) for p in mine} | {device_index}),
-        start_spread_s=max(offsets) - min(offsets) if offsets else 0.0,
-        watchdog_s=float(watchdog) if isinstance(watchdog, int | float) else None,
-    )
+    return NodePlan([device_index])
 
 
 # ProcessGroupNCCL's ErrorHandlingMode (torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp; the

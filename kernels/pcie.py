@@ -34,7 +34,6 @@ from burnin.kernels import bitcheck
 from burnin.kernels.base import KernelContext, calibrate_batches, share_field, summarize
 from burnin.kernels.collectives import node_plan
 from burnin.kernels.registry import register
-from burnin.store import safe_name
 
 _LOCK_POLL_S = 0.05  # wall seconds between two tries of the node's lock (heartbeat in between)
 
@@ -55,7 +54,7 @@ class Pcie:
 
     def run(self, ctx: KernelContext) -> dict[str, Any]:
         try:
-            sharing = len(node_plan(ctx.node, ctx.device_index, ctx.peers, "pcie").devices)
+            sharing = len(node_plan(ctx.device_index, ctx.peers).devices)
         except ValueError:
             sharing = 1  # no readable plan: the slice is the whole kernel
         with node_lock(ctx) as lock:
@@ -128,13 +127,14 @@ class Pcie:
 def node_lock(ctx: KernelContext) -> Iterator[dict[str, Any]]:
     """Hold the node's PCIe lock (see the module docstring); yields when and how long it waited.
 
-    Without a run directory (a kernel run on its own) there is nobody to share with.
+    Without the node's folder of the run (a kernel run on its own) there is nobody to share
+    with.
     """
     waited_from = ctx.monotonic()
-    if "run_dir" not in ctx.peers:
+    if "meet_dir" not in ctx.peers:
         yield {"waited_s": 0.0, "held_from": waited_from}
         return
-    path = Path(ctx.peers["run_dir"]) / "nodes" / safe_name(ctx.node) / "pcie.lock"
+    path = Path(ctx.peers["meet_dir"]) / "pcie.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

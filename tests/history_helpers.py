@@ -142,6 +142,7 @@ def simulated_sweeps(base: Path) -> tuple[Path, Path]:
         return _SWEEPS["runs"]
     from burnin.reports import write_reports
     from burnin.store import RunStore
+    from burnin.verdicts import evaluate
 
     runs = []
     for week in ("week1", "week2"):
@@ -169,6 +170,7 @@ def simulated_sweeps(base: Path) -> tuple[Path, Path]:
         stamp = datetime.fromisoformat(first[key].replace("Z", "+00:00")) + WEEK
         manifest[key] = stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     store.write_manifest(manifest)
+    evaluate(runs[1])
     write_reports(runs[1])
     _SWEEPS["runs"] = (runs[0], runs[1])
     return _SWEEPS["runs"]

@@ -64,6 +64,7 @@ def run_dir_of(output: str) -> Path:
         ["plan", "--help"],
         ["report", "--help"],
         ["kernels", "--help"],
+        ["checks", "--help"],
         ["--version"],
     ],
 )
@@ -77,6 +78,50 @@ def test_kernels_lists_matmul_options() -> None:
     result = invoke(["kernels"])
     assert result.exit_code == 0
     assert "matmul:" in result.output and "kernels.matmul.dtype = 'bf16'" in result.output
+
+
+@pytest.mark.parametrize(
+    ("check", "lines"),
+    [
+        ("sdc", ["needs: run; CPU fallback: yes"]),
+        (
+            "thermal",
+            [
+                "needs: telemetry; CPU fallback: yes",
+                "thresholds.warn_temp_c = 85.0 C  (float)",
+                "source: Meta GCM gpu_temperature",
+            ],
+        ),
+        (
+            "identity",
+            [
+                "needs: inventory; CPU fallback: no (cards only)",
+                "thresholds.identity_memory_tolerance = 0.02 fraction of the SKU's memory",
+            ],
+        ),
+        ("retired-pages", ["thresholds.retired_pages_fail = 63 pages  (int)", "DCGM_LIMIT_MAX"]),
+        ("slow-link", ["thresholds.slow_link_fail_ratio = 0.75 fraction of the typical pair"]),
+    ],
+)
+def test_checks_lists_each_check_with_its_thresholds(check: str, lines: list[str]) -> None:
+    from burnin.verdicts import checks
+
+    result = invoke(["checks"])
+    assert result.exit_code == 0, result.output
+    blocks = {}
+    for line in result.output.splitlines():
+        if not line.startswith(" "):
+            name = line.split(":", 1)[0]
+            blocks[name] = line
+        else:
+            blocks[name] += "\n" + line
+    assert list(blocks) == list(checks())  # every registered check, in registry order
+    assert all(line in blocks[check] for line in lines), blocks[check]
+    # Every threshold line is followed by its source.
+    text = blocks[check].splitlines()
+    for i, line in enumerate(text):
+        if line.strip().startswith("thresholds."):
+            assert text[i + 1].strip().startswith("source: ") and len(text[i + 1]) > 20
 
 
 def test_plan_prints_schedule_and_runs_nothing(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ from history_helpers import write_report_run
 from burnin.cli import cli
 from burnin.history.figures import card_figures
 from burnin.history.prom import history_series
-from burnin.history.trends import Thresholds, judge
+from burnin.history.trends import judge
+from burnin.verdicts.regression import Thresholds
 
 DAYS = [f"2026-01-0{d}T02:00:00Z" for d in range(1, 6)]
 
@@ -162,8 +163,8 @@ def test_judge_against_own_median(figure, past, latest, flagged, change) -> None
 
 def test_judge_needs_the_past_the_thresholds_ask_for() -> None:
     latest = ("2026-01-15T00:00:00Z", 50.0, "c")
-    assert judge("matmul_tflops", P, latest, Thresholds(min_past_runs=3)) is None
-    assert judge("matmul_tflops", P, latest, Thresholds(min_past_runs=2)).flagged
+    assert judge("matmul_tflops", P, latest, Thresholds(regression_min_past_runs=3)) is None
+    assert judge("matmul_tflops", P, latest, Thresholds(regression_min_past_runs=2)).flagged
 
 
 @pytest.mark.parametrize(

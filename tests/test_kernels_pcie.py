@@ -83,7 +83,7 @@ class TickClock:
             return float(self.value.value)
 
 
-def _measure(dev: int, run_dir: str, clock: TickClock, out: Any) -> None:
+def _measure(dev: int, meet_dir: str, clock: TickClock, out: Any) -> None:
     torch.set_num_threads(1)
     ctx = KernelContext(
         device=torch.device("cpu"),
@@ -95,7 +95,7 @@ def _measure(dev: int, run_dir: str, clock: TickClock, out: Any) -> None:
         seam=DeviceSeam((), seed=dev),
         emit=lambda record: None,
         monotonic=clock,
-        peers={"run_dir": run_dir, "devices": [0, 1, 2, 3]},
+        peers={"meet_dir": meet_dir, "devices": [0, 1, 2, 3]},
     )
     out.put(Pcie().run(ctx))
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from burnin.errors import DumpError
-from burnin.smi_dump import parse_dump, parse_dump_state, parse_dumps
+from burnin.smi_dump import parse_dump, parse_dump_state
 from burnin.telemetry.base import Inventory
 
 DUMPS = Path(__file__).parent / "data" / "dumps"
@@ -691,15 +691,6 @@ def test_a_hidden_or_edited_value_is_named_not_fatal(
     where = f"line {lineno}: " if fixture.endswith(".txt") else ""
     assert dict(state.hidden)[field] == where + edited
     assert gpu.name == parse_dump(DUMPS / fixture)[0].name
-
-
-def test_parse_dumps_pairs_paths_with_results() -> None:
-    paths = [DUMPS / "tesla-t4_r515.xml", DUMPS / "h100-nvl-x2_r550.txt"]
-    result = parse_dumps(paths)
-    assert [p for p, _ in result] == paths
-    assert [len(gpus) for _, gpus in result] == [1, 2]
-    with pytest.raises(DumpError, match=r"zero-gpus\.xml"):
-        parse_dumps([*paths, BAD / "zero-gpus.xml"])
 
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

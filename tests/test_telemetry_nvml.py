@@ -19,7 +19,7 @@ from fake_pynvml import NOT_SUPPORTED, FakeNvml, error, gpu
 
 from burnin.errors import TelemetryError
 from burnin.telemetry import nvml as nvml_module
-from burnin.telemetry import nvml_inventory
+from burnin.telemetry import nvml_inventory, nvml_reads
 from burnin.telemetry.nvml import NvmlTelemetry, throttle_names
 
 # The NVML backend's modules: the only ones that call pynvml.
@@ -372,16 +372,16 @@ def test_constants_and_error_codes_match_the_installed_binding() -> None:
         key = f"nvmlClocksThrottleReason{camel}"
         if key in assigned:
             assert int(assigned[key], 0) == bit, name
-    m, inv = nvml_module, nvml_inventory
+    m, inv, r = nvml_module, nvml_inventory, nvml_reads
     copies = {
         "NVML_FI_DEV_MEMORY_TEMP": m._FI_MEMORY_TEMP,
         "NVML_TEMPERATURE_GPU": m._TEMP_GPU,
-        "NVML_CLOCK_SM": m._CLOCK_SM,
-        "NVML_CLOCK_MEM": m._CLOCK_MEM,
-        "NVML_MEMORY_ERROR_TYPE_CORRECTED": m._CORRECTED,
-        "NVML_MEMORY_ERROR_TYPE_UNCORRECTED": m._UNCORRECTED,
-        "NVML_VOLATILE_ECC": m._VOLATILE,
-        "NVML_AGGREGATE_ECC": m._AGGREGATE,
+        "NVML_CLOCK_SM": r._CLOCK_SM,
+        "NVML_CLOCK_MEM": r._CLOCK_MEM,
+        "NVML_MEMORY_ERROR_TYPE_CORRECTED": r._CORRECTED,
+        "NVML_MEMORY_ERROR_TYPE_UNCORRECTED": r._UNCORRECTED,
+        "NVML_VOLATILE_ECC": r._VOLATILE,
+        "NVML_AGGREGATE_ECC": r._AGGREGATE,
         "NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS": inv._RETIRED_SBE,
         "NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR": inv._RETIRED_DBE,
         "NVML_DEVICE_MIG_ENABLE": inv._MIG_ENABLE,

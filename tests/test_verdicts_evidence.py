@@ -21,7 +21,7 @@ from burnin.devices import Device, DriverCard, missing_cards
 from burnin.errors import DeviceError
 from burnin.runtime import NVIDIACTL, Runtime, UnwatchedTelemetry, discover
 from burnin.telemetry.null import NullTelemetry
-from burnin.verdicts import CheckContext, GpuData, Status, registered
+from burnin.verdicts import CheckContext, GpuData, Status, checks
 from burnin.verdicts.evidence import gpu_count, telemetry
 
 CARDS = [
@@ -368,8 +368,8 @@ def test_telemetry(
 
 
 def test_checks_are_registered_under_their_ids() -> None:
-    checks = registered()
-    assert checks["gpu-count"] is gpu_count and checks["telemetry"] is telemetry
+    found = checks()
+    assert found["gpu-count"].fn is gpu_count and found["telemetry"].fn is telemetry
 
 
 @pytest.mark.gpu

@@ -23,6 +23,7 @@ from burnin.worker import (
     STOP_THERMAL,
     WorkerArgs,
     cpu_binding,
+    node_peers,
     placement_of,
     worker_entry,
     worker_main,
@@ -138,6 +139,44 @@ def test_worker_records_are_json_lines_written_as_made(tmp_path: Path) -> None:
     assert all(json.loads(line) for line in lines)
     progress = [json.loads(x) for x in lines if '"progress"' in x]
     assert progress and progress[0]["elapsed_s"] < json.loads(lines[-1])["elapsed_s"]
+
+
+PLAN = [
+    {"node": "node-t", "device": 0, "kernels": ["matmul", "allreduce"], "start_offset_s": 0},
+    {"node": "node-t", "device": 1, "kernels": ["matmul", "allreduce"], "start_offset_s": 5},
+    {"node": "node-t", "device": 2, "kernels": ["matmul"], "start_offset_s": 10},
+    {"node": "other", "device": 3, "kernels": ["allreduce"], "start_offset_s": 0},
+]
+
+
+@pytest.mark.parametrize(
+    ("device", "kernel", "devices", "spread_s"),
+    [
+        (1, "allreduce", [0, 1], 5.0),
+        (2, "matmul", [0, 1, 2], 10.0),
+        (2, "allreduce", [0, 1, 2], 5.0),
+    ],
+)
+def test_node_peers_come_from_the_manifest(
+    tmp_path: Path, device: int, kernel: str, devices: list[int], spread_s: float
+) -> None:
+    manifest = {"plan": PLAN, "config": {"watchdog": {"timeout_s": 20.0}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    results = tmp_path / "nodes" / "node-t" / "results.jsonl"
+    peers = node_peers(results, "node-t", device, kernel)
+    assert peers == {
+        "meet_dir": str(results.parent),
+        "devices": devices,
+        "start_spread_s": spread_s,
+        "watchdog_s": 20.0,
+    }
+
+
+def test_node_peers_name_an_unreadable_manifest(tmp_path: Path) -> None:
+    results = tmp_path / "nodes" / "node-t" / "results.jsonl"
+    peers = node_peers(results, "node-t", 0, "allreduce")
+    assert peers["meet_dir"] == str(results.parent) and "devices" not in peers
+    assert "cannot read the node's plan" in peers["plan_error"]
 
 
 HERE = sorted(os.sched_getaffinity(0))  # the CPUs this test may run on

@@ -124,7 +124,7 @@ def trends(ctx: click.Context, since_days: float | None, show_all: bool) -> None
 
     from burnin.history.queries import fleet_trends
     from burnin.history.render import trends_table
-    from burnin.history.trends import Thresholds
+    from burnin.verdicts.regression import Thresholds
 
     since = datetime.now(UTC) - timedelta(days=since_days) if since_days else None
     found = fleet_trends(_open(ctx), Thresholds(), since, flagged_only=not show_all)

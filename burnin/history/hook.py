@@ -3,7 +3,7 @@
 1. open (and migrate) the history database; a failure is a :class:`HistoryError` (exit 2) and
    the run's reports, already on disk, stay as they are;
 2. write the past of each card of the run into the manifest (``history``), so the
-   ``regression`` check can judge it, and re-render the reports with those verdicts;
+   ``regression`` check can judge it, run the verdicts stage again and re-render the reports;
 3. ingest the run, keyed by its run id.
 
 The same steps serve ``burnin history ingest``, without step 2 for a run that is already judged.
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from burnin.history.ingest import Ingested, card_key, ingest_run, load_report
-from burnin.history.trends import Thresholds
 
 # Past runs per card and figure carried into the manifest: enough for a median and a slope,
 # bounded so a card swept every night for years keeps report.json small.
@@ -30,9 +29,7 @@ class HistoryOutcome:
     ingested: Ingested
 
 
-def attach_baseline(
-    engine: Any, run_dir: Path, url: str, thresholds: Thresholds | None = None
-) -> int:
+def attach_baseline(engine: Any, run_dir: Path, url: str) -> int:
     """Write ``manifest["history"]`` for the run in ``run_dir``; returns the cards with a past."""
     from burnin.history.db import describe
     from burnin.history.queries import baseline_for
@@ -48,7 +45,6 @@ def attach_baseline(
         past["figures"] = {f: pts[-PAST_RUNS:] for f, pts in past["figures"].items()}
     manifest["history"] = {
         "database": describe(url),
-        "thresholds": (thresholds or Thresholds()).to_dict(),
         "cards": cards,
     }
     store.write_manifest(manifest)
@@ -59,17 +55,18 @@ def after_run(
     run_dir: Path,
     url: str | None,
     strict: bool = False,
-    thresholds: Thresholds | None = None,
     now: datetime | None = None,
 ) -> HistoryOutcome:
     """Judge the run against the history, re-render its reports, then ingest it."""
     from burnin.history.db import connect, default_url
     from burnin.reports import write_reports
+    from burnin.verdicts import evaluate
 
     url = url or default_url()
     engine = connect(url)
     try:
-        attach_baseline(engine, run_dir, url, thresholds)
+        attach_baseline(engine, run_dir, url)
+        evaluate(run_dir)  # the verdicts stage again, now with the regression check's input
         context = write_reports(run_dir, strict=strict)
         ingested = ingest_run(engine, run_dir, now=now)
     finally:

@@ -55,8 +55,13 @@ def load_report(run_dir: Path) -> dict[str, Any]:
         raise HistoryError(f"{path}: not a burnin.report/1 report")
     from burnin.reports.context import build_context
     from burnin.store import RunStore
+    from burnin.verdicts import evaluate
+    from burnin.verdicts.stage import gpu_data
 
-    return build_context(RunStore(run_dir).load())
+    run = RunStore(run_dir).load()
+    # judged in memory (a list of devices is never written back), as the run recorded it
+    thresholds = run.manifest.get("config", {}).get("thresholds", {})
+    return build_context(run, evaluate(gpu_data(run), thresholds, run.manifest))
 
 
 def node_samples(run_dir: Path, node: str) -> dict[int, list[dict[str, Any]]]:

@@ -9,10 +9,13 @@ history prints the same text on SQLite and on PostgreSQL. :func:`baseline_for` g
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from burnin.history.figures import FIGURES
-from burnin.history.trends import Thresholds, Trend, judge
+from burnin.history.trends import Trend, judge
+
+if TYPE_CHECKING:
+    from burnin.verdicts.regression import Thresholds
 
 BAD = ("FAIL", "ERROR")
 

@@ -15,14 +15,9 @@ from typing import Any
 
 from burnin.history.figures import FIGURES, card_figures
 from burnin.history.ingest import card_key
-from burnin.history.trends import Thresholds, judge
-from burnin.verdicts import GpuData, Status, Verdict
-
-
-def thresholds_from(history: dict[str, Any]) -> Thresholds:
-    known = Thresholds().to_dict()
-    given = {k: v for k, v in history.get("thresholds", {}).items() if k in known}
-    return Thresholds(**given)
+from burnin.history.trends import judge
+from burnin.verdicts.model import GpuData, Status, Verdict
+from burnin.verdicts.regression import Thresholds
 
 
 def gpu_metrics(gpu: GpuData) -> dict[str, Any]:
@@ -30,7 +25,9 @@ def gpu_metrics(gpu: GpuData) -> dict[str, Any]:
     return {name: gpu.metric(name) for name in names}
 
 
-def regression_verdicts(gpu: GpuData, manifest: dict[str, Any]) -> Iterable[Verdict]:
+def regression_verdicts(
+    gpu: GpuData, manifest: dict[str, Any], thresholds: Thresholds
+) -> Iterable[Verdict]:
     history = manifest.get("history")
     if not isinstance(history, dict):
         return []
@@ -51,7 +48,6 @@ def regression_verdicts(gpu: GpuData, manifest: dict[str, Any]) -> Iterable[Verd
                 message="no past run of this card in the history: nothing to compare with yet",
             )
         ]
-    thresholds = thresholds_from(history)
     now = card_figures(gpu_metrics(gpu), gpu.samples)
     stamp = manifest.get("started_at")
     trends = []

@@ -5,69 +5,34 @@ baseline is the median of the past points (robust to one odd night), its change 
 value against that baseline, and its slope is the least-squares line through all points, per
 day. A figure has a direction: throughput, memory bandwidth and bus bandwidth get worse when
 they fall, temperature per kW and the corrected-ECC rate when they rise. The limits live in
-:class:`Thresholds`, each with its unit and where it comes from.
+:class:`burnin.verdicts.regression.Thresholds`, each with its unit and where it comes from.
 """
 
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from burnin.history.ingest import parse_time
 
-
-@dataclass(frozen=True, kw_only=True)
-class Thresholds:
-    """How far a card may move against its own past before it is flagged.
-
-    No public source gives run-to-run limits for burn-in figures, so each value is burnin's own
-    choice; the reason is given next to it.
-    """
-
-    # fraction of the card's own median; burnin's choice: well above the run-to-run spread of a
-    # healthy card under the same profile (matmul cv under 1 % per run in the reports), small
-    # enough to catch the "lost 6 % since acceptance" card before its peers notice.
-    matmul_drop_frac: float = 0.05
-    # fraction; burnin's choice, same reasoning for STREAM-like copy bandwidth.
-    membw_drop_frac: float = 0.05
-    # fraction; burnin's choice: all-reduce bus bandwidth varies more with the fabric than a
-    # card's own kernels, so the same 5 % is applied to the node figure each card carries.
-    busbw_drop_frac: float = 0.05
-    # fraction of C per kW; burnin's choice: a card running 10 % hotter at the same power points
-    # at dust, a failing fan or dried thermal paste, long before a slowdown threshold.
-    temp_per_kw_rise_frac: float = 0.10
-    # corrected (single-bit) ECC errors per hour above the card's own past median; burnin's
-    # choice: NVIDIA documents corrected errors as harmless one by one (NVML
-    # nvmlDeviceGetTotalEccErrors), so only a rate that grows is flagged.
-    ecc_rise_per_h: float = 10.0
-    # past runs needed before a card is judged against itself; 1 = from the second sweep on.
-    min_past_runs: int = 1
-    units: dict[str, str] = field(
-        default_factory=lambda: {
-            "matmul_drop_frac": "fraction",
-            "membw_drop_frac": "fraction",
-            "busbw_drop_frac": "fraction",
-            "temp_per_kw_rise_frac": "fraction",
-            "ecc_rise_per_h": "errors/h",
-            "min_past_runs": "runs",
-        }
-    )
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("units")
-        return out
+if TYPE_CHECKING:
+    from burnin.verdicts.regression import Thresholds
 
 
 # figure -> (threshold field, +1 when a rise is bad / -1 when a fall is bad, unit, words)
 RULES: dict[str, tuple[str, int, str, str]] = {
-    "matmul_tflops": ("matmul_drop_frac", -1, "TFLOP/s", "matmul throughput"),
-    "membw_gbps": ("membw_drop_frac", -1, "GB/s", "memory bandwidth"),
-    "busbw_gbps": ("busbw_drop_frac", -1, "GB/s", "all-reduce bus bandwidth"),
-    "temp_c_per_kw": ("temp_per_kw_rise_frac", 1, "C/kW", "temperature at the same power"),
-    "ecc_sbe_per_h": ("ecc_rise_per_h", 1, "errors/h", "corrected ECC rate"),
+    "matmul_tflops": ("regression_matmul_drop_frac", -1, "TFLOP/s", "matmul throughput"),
+    "membw_gbps": ("regression_membw_drop_frac", -1, "GB/s", "memory bandwidth"),
+    "busbw_gbps": ("regression_busbw_drop_frac", -1, "GB/s", "all-reduce bus bandwidth"),
+    "temp_c_per_kw": (
+        "regression_temp_per_kw_rise_frac",
+        1,
+        "C/kW",
+        "temperature at the same power",
+    ),
+    "ecc_sbe_per_h": ("regression_ecc_rise_per_h", 1, "errors/h", "corrected ECC rate"),
 }
 
 
@@ -119,7 +84,7 @@ def judge(
     thresholds: Thresholds,
 ) -> Trend | None:
     """The trend of ``figure`` for one card; None without enough past or a usable baseline."""
-    if figure not in RULES or len(past) < thresholds.min_past_runs:
+    if figure not in RULES or len(past) < thresholds.regression_min_past_runs:
         return None
     field_name, direction, _, _ = RULES[figure]
     limit = getattr(thresholds, field_name)

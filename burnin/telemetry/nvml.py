@@ -11,7 +11,8 @@ hidden by ``CUDA_VISIBLE_DEVICES``, lost or unpowered, and those must not matter
 Only getters are called: never a clock, power limit, persistence, ECC or MIG change, a reset or a
 counter clear (a test fails on any ``nvmlDeviceSet*``/``Reset*``/``Clear*``). XIDs arrive through
 the NVML event API, polled with a zero timeout so the sampler never blocks. The inventory lives
-in :mod:`burnin.telemetry.nvml_inventory`. API names and enum values: nvidia-ml-py 13.615.71
+in :mod:`burnin.telemetry.nvml_inventory`, one reading's bookkeeping in
+:mod:`burnin.telemetry.nvml_reads`. API names and enum values: nvidia-ml-py 13.615.71
 ``pynvml.py`` and NVIDIA's ``nvml.h``.
 """
 
@@ -26,15 +27,22 @@ from typing import Any, TypeVar
 
 from burnin.errors import TelemetryError
 from burnin.telemetry.base import DriverInfo, Event, Inventory, Sample
+from burnin.telemetry.nvml_reads import (
+    _CLOCK_MEM,
+    _CLOCK_SM,
+    _CORRECTED,
+    _UNCORRECTED,
+    _VOLATILE,
+    Reads,
+    cuda_version,
+    watts,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("burnin")
 
 # Enum values from nvml.h (as pynvml.py 13.615.71 defines them).
 _TEMP_GPU = 0  # NVML_TEMPERATURE_GPU
-_CLOCK_SM, _CLOCK_MEM = 1, 2  # NVML_CLOCK_SM, NVML_CLOCK_MEM
-_CORRECTED, _UNCORRECTED = 0, 1  # NVML_MEMORY_ERROR_TYPE_*
-_VOLATILE, _AGGREGATE = 0, 1  # NVML_VOLATILE_ECC, NVML_AGGREGATE_ECC
 # Field values API ids (pynvml NVML_FI_DEV_*): one call reads them all, each with its own status.
 _FI_MEMORY_TEMP = 82  # NVML_FI_DEV_MEMORY_TEMP
 _FI_NVLINK_TOTALS = (  # error counters summed over all links
@@ -107,44 +115,6 @@ def nvml_errors(fn: Callable[..., T]) -> Callable[..., T]:
 
 def _error_classes(module: Any, names: Iterable[str]) -> tuple[type, ...]:
     return tuple(getattr(module, name) for name in names if hasattr(module, name))
-
-
-class Reads:
-    """One reading of one card: each getter on its own, and what it could not read, by name."""
-
-    def __init__(self, client: NvmlTelemetry, index: int) -> None:
-        self.client, self.index = client, index
-        self.missing: list[str] = []
-        self.failed: list[str] = []
-
-    def __call__(self, names: str | tuple[str, ...], fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)``, or None with ``names`` dropped from this reading."""
-        try:
-            return fn(*args)
-        except self.client.fatal_errors:
-            raise
-        except self.client.soft_errors:
-            self.drop(names)
-        except self.client.nvml.NVMLError as exc:
-            self.drop(names, f"{getattr(fn, '__name__', 'NVML')}: {exc}")
-        return None
-
-    def drop(
-        self, names: str | tuple[str, ...], error: str | None = None, *, failed: bool = True
-    ) -> None:
-        """Mark ``names`` not reported; with ``error``, logged once per field (and ``failed``)."""
-        names = (names,) if isinstance(names, str) else names
-        self.missing.extend(names)
-        if error is not None:
-            if failed:
-                self.failed.extend(names)
-            self.client.warn_once(self.index, names, error)
-
-    def unsupported(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(self.missing))
-
-    def errors(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(self.failed))
 
 
 class NvmlTelemetry:
@@ -494,14 +464,3 @@ class NvmlTelemetry:
         if mask is None:
             mask = read("throttle_reasons", n.nvmlDeviceGetCurrentClocksThrottleReasons, handle)
         return throttle_names(int(mask)) if mask is not None else ()
-
-
-def watts(milliwatts: Any) -> float | None:
-    return milliwatts / 1000 if milliwatts is not None else None
-
-
-def cuda_version(encoded: Any) -> str | None:
-    """12040 -> "12.4" (major * 1000 + minor * 10, the CUDA convention)."""
-    if not encoded:
-        return None
-    return f"{encoded // 1000}.{encoded % 1000 // 10}"

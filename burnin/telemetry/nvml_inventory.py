@@ -16,7 +16,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from burnin.telemetry.base import Inventory
-from burnin.telemetry.nvml import (
+from burnin.telemetry.nvml_reads import (
     _AGGREGATE,
     _CLOCK_MEM,
     _CLOCK_SM,

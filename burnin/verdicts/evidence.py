@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
+from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict
+from burnin.verdicts.registry import check
 
 # A card the driver cannot reach is first reseated: for XID 79 "GPU has fallen off the bus"
 # NVIDIA lists seating, riser and power first (XID Errors, docs.nvidia.com/deploy/xid-errors).
@@ -49,7 +50,7 @@ def _shown(count: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-@check("gpu-count")
+@check("gpu-count", needs=("inventory",), cpu=False)
 def gpu_count(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     """FAIL per missing card; PASS on each GPU of a node that shows every card it should."""
     inv = gpu.inventory
@@ -109,7 +110,7 @@ def _required(manifest: Mapping[str, Any]) -> bool:
     return value is not False  # absent or malformed: required, the safe side
 
 
-@check("telemetry")
+@check("telemetry", needs=("telemetry",), cpu=False)
 def telemetry(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     """PASS when the GPU was watched; ERROR (WARN if not required) when nobody read it."""
     inv = gpu.inventory

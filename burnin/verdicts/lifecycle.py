@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
+from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict
+from burnin.verdicts.registry import check
 
 _EVENT_CHECKS = {"hang": "hang", "crash": "crash", "lost": "lost"}
 # A lost card is first reseated (XID 79, "fallen off the bus": seating, riser, power); a hang or
@@ -128,6 +129,7 @@ def _collateral(gpu: GpuData, ctx: CheckContext, event: Mapping[str, Any]) -> li
 
 @check("incomplete")
 def incomplete(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """What happened to the run: hang, crash, lost card, killed, missing results."""
     explained = False
     errors = [_text(e.get("error")) for e in gpu.of_type("error")]
     for event in gpu.events:

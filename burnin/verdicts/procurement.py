@@ -20,9 +20,9 @@ import statistics
 from typing import Any
 
 from burnin import pciids
-from burnin.inventory import placeholder_id
-from burnin.verdicts import CheckContext, GpuData, Status, Verdict
-from burnin.verdicts.findings import Findings
+from burnin.identifiers import placeholder_id
+from burnin.verdicts.finding import Findings
+from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict
 
 # What a buyer can do about a finding, worst first.
 ACTIONS = {
@@ -68,11 +68,11 @@ _LIGHT_LOAD_PCT = 50.0
 # A fan at full speed on a card this cool and idle is running flat out for no reason (C, %).
 _COOL_C, _FULL_FAN_PCT = 50.0, 100.0
 # Lifetime corrected errors this many times the same-model peers' median (with at least this
-# many errors) warn. NVIDIA publishes no wear line (ThresholdsSection.wear_aggregate_sbe_warn);
-# one order of magnitude above the lot is burnin's. Ratio, errors.
+# many errors) warn. NVIDIA publishes no wear line (``wear_aggregate_sbe_warn`` in wear.py); one
+# order of magnitude above the lot is burnin's. Ratio, errors.
 _PEER_SBE_RATIO, _PEER_SBE_MIN = 10.0, 10
 # Enforced power limit below requested by more than this share warns (whole-watt rounding, as
-# ThresholdsSection.power_limit_tolerance). Fraction.
+# PowerThresholds.power_limit_tolerance in power.py). Fraction.
 _POWER_TOLERANCE = 0.02
 _FIELD_NAMES = {
     "serial": "serial number",
