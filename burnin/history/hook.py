@@ -16,7 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from burnin.history.ingest import Ingested, card_key, ingest_run, load_report
+from burnin.history.ingest import Ingested, ingest_run, load_report
+from burnin.history.keys import card_key
 
 # Past runs per card and figure carried into the manifest: enough for a median and a slope,
 # bounded so a card swept every night for years keeps report.json small.

@@ -19,6 +19,7 @@ from typing import Any
 
 from burnin.history import HistoryError
 from burnin.history.figures import card_figures
+from burnin.history.keys import card_key, parse_time
 
 
 @dataclass(frozen=True)
@@ -26,20 +27,6 @@ class Ingested:
     run_id: str
     added: bool  # False: the run was already in the history
     cards: int
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO-8601 timestamp as an aware UTC datetime (naive input is taken as UTC)."""
-    if isinstance(value, datetime):
-        stamp = value
-    elif isinstance(value, str) and value:
-        try:
-            stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    else:
-        return None
-    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
 def load_report(run_dir: Path) -> dict[str, Any]:
@@ -73,14 +60,6 @@ def node_samples(run_dir: Path, node: str) -> dict[int, list[dict[str, Any]]]:
         if isinstance(record.get("device"), int):
             out.setdefault(record["device"], []).append(record)
     return out
-
-
-def card_key(gpu: dict[str, Any]) -> str:
-    """A card's identity across runs: serial and UUID (a CPU device: its node and index)."""
-    serial, uuid = gpu.get("serial"), gpu.get("uuid")
-    if serial or uuid:
-        return f"{serial or ''}|{uuid or ''}"
-    return f"{gpu.get('node')}/{gpu.get('index')}"
 
 
 def ingest_run(engine: Any, run_dir: Path, now: datetime | None = None) -> Ingested:

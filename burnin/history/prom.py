@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from burnin.history.ingest import card_key, parse_time
+from burnin.history.keys import card_key, parse_time
 
 SERIES_HELP = {
     "burnin_gpu_days_since_pass": "Days between this run and the card's last PASS run.",

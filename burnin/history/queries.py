@@ -21,7 +21,7 @@ BAD = ("FAIL", "ERROR")
 
 
 def _iso(value: Any) -> str | None:
-    from burnin.history.ingest import parse_time
+    from burnin.history.keys import parse_time
 
     stamp = parse_time(value)
     return stamp.strftime("%Y-%m-%dT%H:%M:%SZ") if stamp else None
@@ -201,7 +201,7 @@ def compare(engine: Any, run_a: str, run_b: str) -> list[dict[str, Any]]:
 def baseline_for(engine: Any, run_id: str, keys: list[str], started_at: Any) -> dict[str, Any]:
     """The past of each card (by card key) before ``started_at``, for the regression check."""
     from burnin.history import tables as t
-    from burnin.history.ingest import parse_time
+    from burnin.history.keys import parse_time
 
     stamp = parse_time(started_at)
     where = t.cards.c.card_key.in_(keys) & (t.card_runs.c.run_id != run_id)

@@ -11,13 +11,15 @@ gives the same verdicts later without the database. A run without a history has 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from burnin.history.figures import FIGURES, card_figures
-from burnin.history.ingest import card_key
+from burnin.history.keys import card_key
 from burnin.history.trends import judge
 from burnin.verdicts.model import GpuData, Status, Verdict
-from burnin.verdicts.regression import Thresholds
+
+if TYPE_CHECKING:
+    from burnin.verdicts.regression import Thresholds
 
 
 def gpu_metrics(gpu: GpuData) -> dict[str, Any]:

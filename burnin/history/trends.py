@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from burnin.history.ingest import parse_time
+from burnin.history.keys import parse_time
 
 if TYPE_CHECKING:
     from burnin.verdicts.regression import Thresholds
