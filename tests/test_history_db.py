@@ -107,3 +107,37 @@ def test_run_with_an_unreachable_history_still_writes_its_reports(tmp_path: Path
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     for name in ("report.html", "report.json", "junit.xml", "burnin.prom"):
         assert (run_dir / name).stat().st_size > 0
+
+
+def test_run_with_bare_history_uses_the_default_file_and_judges_new_cards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "--simulate",
+            str(DATA / "failing-node.toml"),
+            "--duration",
+            "5s",
+            "--out",
+            str(out),
+            "--quiet",
+            "--history",
+        ],
+    )
+    assert result.exit_code == 3, result.output  # the scenario's wrong-answer card
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    report = json.loads((run_dir / "report.json").read_text())
+    regression = [v for g in report["gpus"] for v in g["verdicts"] if v["check"] == "regression"]
+    assert [v["status"] for v in regression] == ["SKIP", "SKIP"]  # first sweep: no past yet
+    assert "no past run of this card" in regression[0]["message"]
+    verdicts = (run_dir / "verdicts.jsonl").read_text()
+    assert '"check": "regression"' in verdicts or '"check":"regression"' in verdicts
+    listed = CliRunner().invoke(cli, ["history", "list"], env={"BURNIN_HISTORY": ""})
+    assert listed.exit_code == 0 and run_dir.name in listed.output
+    assert (tmp_path / "data" / "burnin" / "history.sqlite").is_file()
