@@ -184,3 +184,45 @@ def test_a_run_judged_against_the_history_warns_on_exactly_the_two_cards(
     assert len(days) == 16
     # a WARN card did not pass this run: its last PASS is the sweep a week before
     assert sorted(line.rsplit(" ", 1)[1] for line in days) == ["0.0"] * 14 + ["7.0"] * 2
+
+
+def test_two_hosts_bringing_the_same_new_card_both_land(
+    pg_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Host B commits a card while host A's transaction is adding the same card: A's insert
+    hits the unique key, rolls back whole and lands on its retry, reusing B's card."""
+    from history_helpers import write_report_run
+
+    from burnin.history import ingest
+    from burnin.history.db import connect
+
+    url = pg_server.new_database()
+    engine_a, engine_b = connect(url), connect(url)
+    run_a = write_report_run(tmp_path, "run-a", "2026-01-01T00:00:00Z", [{"serial": "S-9"}])
+    run_b = write_report_run(tmp_path, "run-b", "2026-01-02T00:00:00Z", [{"serial": "S-9"}])
+    real, raced = ingest._card_id, []
+
+    def card_id_with_race(conn: Any, gpu: dict[str, Any]) -> int:
+        if not raced:
+            raced.append(ingest.ingest_run(engine_b, run_b))  # B commits first
+        return real(conn, gpu)
+
+    # A looked the card up before B committed: the lookup comes back empty once.
+    lookups = iter([None])
+
+    def insert_blind(conn: Any, gpu: dict[str, Any]) -> int:
+        if next(lookups, "done") is None:
+            card_id_with_race(conn, gpu)  # B commits now; A still inserts the card blind
+            from burnin.history import tables as t
+
+            row = conn.execute(t.cards.insert().values(card_key=ingest.card_key(gpu)))
+            return int(row.inserted_primary_key[0])
+        return real(conn, gpu)
+
+    monkeypatch.setattr(ingest, "_card_id", insert_blind)
+    done = ingest.ingest_run(engine_a, run_a)
+    assert raced[0].added and done.added
+    counts = _counts(url)
+    assert (counts["runs"], counts["cards"], counts["card_runs"]) == (2, 1, 2)
+    engine_a.dispose()
+    engine_b.dispose()

@@ -62,77 +62,93 @@ def node_samples(run_dir: Path, node: str) -> dict[int, list[dict[str, Any]]]:
     return out
 
 
+# Attempts when another host's transaction wins a race on a unique key (the run, or a new card
+# both runs brought): the retry sees that row and either stops (same run) or reuses it (card).
+_ATTEMPTS = 3
+
+
 def ingest_run(engine: Any, run_dir: Path, now: datetime | None = None) -> Ingested:
     """Add ``run_dir`` to the history unless its run id is already there."""
-    from sqlalchemy import select
     from sqlalchemy.exc import IntegrityError
+
+    report = load_report(run_dir)
+    for attempt in range(_ATTEMPTS):
+        try:
+            return _ingest(engine, run_dir, report, now)
+        except IntegrityError as exc:
+            if attempt == _ATTEMPTS - 1:
+                raise HistoryError(
+                    f"{run_dir}: could not be added to the history ({exc.orig})"
+                ) from None
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _ingest(engine: Any, run_dir: Path, report: dict[str, Any], now: datetime | None) -> Ingested:
+    """One transaction: the run and everything in it, or nothing."""
+    from sqlalchemy import select
 
     from burnin.history import tables as t
 
-    report = load_report(run_dir)
     run_id = str(report.get("run_id") or run_dir.name)
     started = parse_time(report.get("started_at"))
     if started is None:
         raise HistoryError(f"{run_dir}: the run has no start time; it cannot be placed in time")
     samples = {n["node"]: node_samples(run_dir, n["node"]) for n in report.get("nodes", [])}
     gpus = report.get("gpus", [])
-    try:
-        with engine.begin() as conn:
-            if conn.execute(select(t.runs.c.run_id).where(t.runs.c.run_id == run_id)).first():
-                return Ingested(run_id, False, 0)
+    with engine.begin() as conn:
+        if conn.execute(select(t.runs.c.run_id).where(t.runs.c.run_id == run_id)).first():
+            return Ingested(run_id, False, 0)
+        conn.execute(
+            t.runs.insert().values(
+                run_id=run_id,
+                profile=report.get("profile"),
+                status=report.get("status", "ERROR"),
+                exit_code=int(report.get("exit_code", 4)),
+                started_at=started,
+                finished_at=parse_time(report.get("finished_at")),
+                ingested_at=now or datetime.now(UTC),
+                source=str(run_dir.resolve()),
+            )
+        )
+        for node in report.get("nodes", []):
             conn.execute(
-                t.runs.insert().values(
+                t.nodes.insert().values(
                     run_id=run_id,
-                    profile=report.get("profile"),
-                    status=report.get("status", "ERROR"),
-                    exit_code=int(report.get("exit_code", 4)),
-                    started_at=started,
-                    finished_at=parse_time(report.get("finished_at")),
-                    ingested_at=now or datetime.now(UTC),
-                    source=str(run_dir.resolve()),
+                    node=node["node"],
+                    status=node.get("status", "ERROR"),
+                    allreduce_busbw_gbps=node.get("allreduce_busbw_gbps"),
                 )
             )
-            for node in report.get("nodes", []):
+        for gpu in gpus:
+            card_id = _card_id(conn, gpu)
+            dev_samples = samples.get(gpu["node"], {}).get(gpu["index"], [])
+            figures = card_figures(gpu.get("metrics", {}), dev_samples)
+            row = conn.execute(
+                t.card_runs.insert().values(
+                    run_id=run_id,
+                    card_id=card_id,
+                    node=gpu["node"],
+                    gpu_index=gpu["index"],
+                    status=gpu.get("status", "ERROR"),
+                    started_at=started,
+                    metrics_json=json.dumps(gpu.get("metrics", {}), sort_keys=True),
+                    **figures,
+                )
+            )
+            card_run_id = row.inserted_primary_key[0]
+            for v in gpu.get("verdicts", []):
                 conn.execute(
-                    t.nodes.insert().values(
-                        run_id=run_id,
-                        node=node["node"],
-                        status=node.get("status", "ERROR"),
-                        allreduce_busbw_gbps=node.get("allreduce_busbw_gbps"),
+                    t.verdicts.insert().values(
+                        card_run_id=card_run_id,
+                        check_id=v.get("check", "?"),
+                        status=v.get("status", "ERROR"),
+                        observed=json.dumps(v.get("observed")),
+                        limit_value=json.dumps(v.get("limit")),
+                        unit=v.get("unit") or "",
+                        message=v.get("message") or "",
+                        action=v.get("action") or "none",
                     )
                 )
-            for gpu in gpus:
-                card_id = _card_id(conn, gpu)
-                dev_samples = samples.get(gpu["node"], {}).get(gpu["index"], [])
-                figures = card_figures(gpu.get("metrics", {}), dev_samples)
-                row = conn.execute(
-                    t.card_runs.insert().values(
-                        run_id=run_id,
-                        card_id=card_id,
-                        node=gpu["node"],
-                        gpu_index=gpu["index"],
-                        status=gpu.get("status", "ERROR"),
-                        started_at=started,
-                        metrics_json=json.dumps(gpu.get("metrics", {}), sort_keys=True),
-                        **figures,
-                    )
-                )
-                card_run_id = row.inserted_primary_key[0]
-                for v in gpu.get("verdicts", []):
-                    conn.execute(
-                        t.verdicts.insert().values(
-                            card_run_id=card_run_id,
-                            check_id=v.get("check", "?"),
-                            status=v.get("status", "ERROR"),
-                            observed=json.dumps(v.get("observed")),
-                            limit_value=json.dumps(v.get("limit")),
-                            unit=v.get("unit") or "",
-                            message=v.get("message") or "",
-                            action=v.get("action") or "none",
-                        )
-                    )
-    except IntegrityError:
-        return Ingested(run_id, False, 0)  # another host ingested the same run meanwhile
     return Ingested(run_id, True, len(gpus))
 
 

@@ -131,8 +131,9 @@ def fleet_trends(
 
     rows = _card_rows(engine, None if since is None else t.card_runs.c.started_at >= since)
     out = []
-    for key in sorted(_by_card(rows)):
-        card_rows = _by_card(rows)[key]
+    cards = _by_card(rows)
+    for key in sorted(cards):
+        card_rows = cards[key]
         for trend in card_trends(card_rows, thresholds):
             if trend.flagged or not flagged_only:
                 out.append((card_rows[-1], trend))

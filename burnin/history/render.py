@@ -17,7 +17,13 @@ def _f(value: Any, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _clean(text: Any) -> str:
+    """A cell for the terminal: a device's string may hold control characters; show them."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
+    rows = [[_clean(c) for c in r] for r in rows]
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
     lines = [
         "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip()
