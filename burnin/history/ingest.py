@@ -4,8 +4,8 @@ The input is the run's ``report.json`` (schema ``burnin.report/1``, the stable c
 each node's ``samples.jsonl`` for the figures the report does not carry (temperature at load
 power, corrected ECC growth; :mod:`burnin.history.figures`). A run directory whose report is
 missing is judged from its store first, as ``burnin report`` would, without writing into it. A
-run is keyed by its run id: ingesting it again adds nothing, also when two hosts race (the
-second insert of the run row fails inside the same transaction and everything rolls back).
+run is keyed by its run id: ingesting it again adds nothing, also when two hosts race (a
+transaction that loses a race on a unique key rolls back whole and is tried again).
 A rack run (one run directory, several ``nodes/``) is one run with many nodes.
 """
 
