@@ -98,6 +98,11 @@ def test_precedence(
         ("", ["run.duration_s.x=3"], "run.duration_s"),
         ("", ["nodot"], "nodot"),
         ("[run\n", [], "(file)"),
+        ("[energy]\nprice_per_kwh = 0.2\n", [], "energy.currency"),  # a price needs its currency
+        ("", ["energy.currency=eur"], "energy.currency"),
+        ("", ["energy.currency=EURO"], "energy.currency"),
+        ("", ["energy.price_per_kwh=-0.1"], "energy.price_per_kwh"),
+        ("", ["energy.price_per_kwh='cheap'"], "energy.price_per_kwh"),
     ],
 )
 def test_bad_config_names_the_key(
