@@ -35,6 +35,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from burnin.reports.figures import J_PER_KWH
 from burnin.verdicts.model import Status
@@ -86,7 +87,7 @@ def _enum(family: GaugeMetricFamily, labels: list[str], current: str) -> None:
         family.add_metric([*labels, status], 1.0 if status == current else 0.0)
 
 
-class _RunCollector:
+class _RunCollector(Collector):
     """Yields the families of one report context (a prometheus_client custom collector)."""
 
     def __init__(self, context: dict[str, Any]) -> None:
@@ -170,7 +171,7 @@ class _RunCollector:
 def registry(context: dict[str, Any]) -> CollectorRegistry:
     """A registry of its own holding the run's series (nothing of this process)."""
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(_RunCollector(context))  # type: ignore[arg-type]
+    reg.register(_RunCollector(context))
     return reg
 
 
