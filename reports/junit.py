@@ -10,8 +10,10 @@ JUnit has no warning state, and neither Jenkins' JUnit plugin nor GitLab has one
 fail the run (exit 0), so it is a passing testcase whose ``<system-out>`` starts with ``WARN:``
 (Jenkins shows a passing case's output) and whose properties hold ``burnin.status = WARN`` for
 tools that read them; a WARN must not read as a test not run, so it is never ``<skipped>``.
-With ``--strict`` a WARN fails the run, and it is a ``<failure type="WARN">``. Every case carries
-its verdict (observed, limit, unit, action) and the card (uuid, serial, sku) as properties.
+GitLab shows the output of failed cases only (gitlab.com/gitlab-org/gitlab issue 370760), so
+there a WARN reads as a pass: where a WARN must stop a pipeline, run with ``--strict``, which
+makes it a ``<failure type="WARN">``. Every case carries its verdict (observed, limit, unit,
+action) and the card (uuid, serial, sku) as properties, as pytest's ``record_property`` does.
 
 Times: a check judging a kernel's work takes that kernel's time on the card (from its
 ``kernel-start`` record to its result, reports/figures.py); a check judging telemetry or the
