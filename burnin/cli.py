@@ -162,6 +162,12 @@ def cli() -> None:
     help="Start even where the preflight refuses (a GPU busy with other processes, a "
     "required check that cannot run); what was found is recorded in the report.",
 )
+@click.option(
+    "--prom-dir",
+    type=click.Path(exists=True, file_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Also write burnin.prom into DIR (node_exporter's textfile directory), atomically.",
+)
 @click.pass_context
 @handle_errors
 def run(
@@ -177,6 +183,7 @@ def run(
     strict: bool,
     quiet: bool,
     force: bool,
+    prom_dir: Path | None,
 ) -> None:
     """Stress every device, judge it, write the reports; exit with the worst verdict.
 
@@ -194,6 +201,11 @@ def run(
         outcome = execute_simulated(simulate, config, ["burnin", *sys.argv[1:]])
     else:
         outcome = execute(config, _runtime(ctx), ["burnin", *sys.argv[1:]])
+    if prom_dir is not None:
+        from burnin.reports import PROM_FILE
+        from burnin.reports.prom import write_textfile
+
+        write_textfile(outcome.context, prom_dir / PROM_FILE)
     click.echo(summary(outcome.context))
     click.echo(f"# report: {outcome.run_dir / 'report.html'}")
     sys.exit(outcome.exit_code)
@@ -233,15 +245,21 @@ def plan(
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--strict", is_flag=True, help="Treat WARN as failure (exit 3).")
 @click.option("--quiet", is_flag=True, help="Do not print the summary.")
+@click.option(
+    "--prom-dir",
+    type=click.Path(exists=True, file_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Also write burnin.prom into DIR (node_exporter's textfile directory), atomically.",
+)
 @handle_errors
-def report(run_dir: Path, strict: bool, quiet: bool) -> None:
+def report(run_dir: Path, strict: bool, quiet: bool, prom_dir: Path | None) -> None:
     """Judge RUN_DIR again and re-render its reports (no torch, GPU or NVML needed)."""
     from burnin.reports import write_reports
     from burnin.reports.terminal import summary
     from burnin.verdicts import evaluate
 
     evaluate(run_dir)
-    context = write_reports(run_dir, strict=strict)
+    context = write_reports(run_dir, strict=strict, prom_dir=prom_dir)
     if not quiet:
         click.echo(summary(context))
     click.echo(f"# report: {run_dir / 'report.html'}")
