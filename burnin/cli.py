@@ -180,6 +180,12 @@ def cli() -> None:
     "burnin.io/health=failed:NoSchedule. Off by default.",
 )
 @click.option("--dry-run", is_flag=True, help="With --on-fail: print the command, do nothing.")
+@click.option(
+    "--prom-dir",
+    type=click.Path(exists=True, file_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Also write burnin.prom into DIR (node_exporter's textfile directory), atomically.",
+)
 @click.pass_context
 @handle_errors
 def run(
@@ -198,6 +204,7 @@ def run(
     history_url: str | None,
     on_fail: str | None,
     dry_run: bool,
+    prom_dir: Path | None,
 ) -> None:
     """Stress every device, judge it, write the reports; exit with the worst verdict.
 
@@ -215,10 +222,22 @@ def run(
         outcome = execute_simulated(simulate, config, ["burnin", *sys.argv[1:]])
     else:
         outcome = execute(config, _runtime(ctx), ["burnin", *sys.argv[1:]])
+    history_error = None
     if history_url is not None:
+        from burnin.history import HistoryError
         from burnin.runner import finish_with_history
 
-        outcome = finish_with_history(outcome, history_url, config.run.strict)
+        try:
+            outcome = finish_with_history(outcome, history_url, config.run.strict)
+        except HistoryError as exc:  # the run's own outputs are still written, then exit 2
+            history_error = exc
+    if prom_dir is not None:
+        from burnin.reports import PROM_FILE
+        from burnin.reports.prom import write_textfile
+
+        write_textfile(outcome.context, prom_dir / PROM_FILE)
+    if history_error is not None:
+        raise history_error
     click.echo(summary(outcome.context))
     click.echo(f"# report: {outcome.run_dir / 'report.html'}")
     if on_fail:
@@ -264,15 +283,21 @@ def plan(
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--strict", is_flag=True, help="Treat WARN as failure (exit 3).")
 @click.option("--quiet", is_flag=True, help="Do not print the summary.")
+@click.option(
+    "--prom-dir",
+    type=click.Path(exists=True, file_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Also write burnin.prom into DIR (node_exporter's textfile directory), atomically.",
+)
 @handle_errors
-def report(run_dir: Path, strict: bool, quiet: bool) -> None:
+def report(run_dir: Path, strict: bool, quiet: bool, prom_dir: Path | None) -> None:
     """Judge RUN_DIR again and re-render its reports (no torch, GPU or NVML needed)."""
     from burnin.reports import write_reports
     from burnin.reports.terminal import summary
     from burnin.verdicts import evaluate
 
     evaluate(run_dir)
-    context = write_reports(run_dir, strict=strict)
+    context = write_reports(run_dir, strict=strict, prom_dir=prom_dir)
     if not quiet:
         click.echo(summary(context))
     click.echo(f"# report: {run_dir / 'report.html'}")

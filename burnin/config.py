@@ -156,6 +156,24 @@ class InspectSection:
     claimed_sku: str = ""
 
 
+# An ISO 4217 currency code: three capital letters (EUR, USD, JPY).
+_CURRENCY = {"pattern": "[A-Z]{3}", "expected": "a 3-letter ISO 4217 code like EUR or USD"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnergySection:
+    # What the site pays per kWh, for the cost of the burn-in in the reports and `burnin plan`
+    # (energy from NVML's energy counter, reports/figures.py); unset = no cost shown.
+    price_per_kwh: float | None = field(default=None, metadata=_range(0, 1e6))
+    currency: str = field(default="", metadata=_CURRENCY)  # of price_per_kwh; needed with it
+
+    def __post_init__(self) -> None:
+        if self.price_per_kwh is not None and not self.currency:
+            raise ConfigError(
+                "energy.currency", 'needed with energy.price_per_kwh (e.g. currency = "EUR")'
+            )
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
     profile: str = "default"
@@ -169,6 +187,7 @@ class RunConfig:
     thermal_guard: ThermalGuardSection = field(default_factory=ThermalGuardSection)
     preflight: PreflightSection = field(default_factory=PreflightSection)
     inspect: InspectSection = field(default_factory=InspectSection)
+    energy: EnergySection = field(default_factory=EnergySection)
     kernels: dict[str, Any] = field(default_factory=dict)  # name -> that kernel's Config
 
     def kernel_config(self, name: str) -> Any:
@@ -208,6 +227,12 @@ def build_section(cls: type, data: dict[str, Any], path: str, source: str | None
             lo, hi = meta.get("min", 0), meta.get("max", _MAX_PLAIN_NUMBER)
             if (lo is not None and value < lo) or (hi is not None and value > hi):
                 raise ConfigError(key_path, f"{value!r} is out of range [{lo}, {hi}]", source)
+        if (
+            isinstance(value, str)
+            and "pattern" in meta
+            and not re.fullmatch(meta["pattern"], value)
+        ):
+            raise ConfigError(key_path, f"expected {meta['expected']}, got {value!r}", source)
         if isinstance(value, tuple) and len(value) < meta.get("min_items", 0):
             raise ConfigError(key_path, f"needs at least {meta['min_items']} item(s)", source)
         kwargs[key] = value

@@ -321,6 +321,14 @@ def _power_lines(plan: Plan) -> list[str]:
         f"# energy: about {est.node_energy_kwh:.3f} kWh on this node, "
         f"{est.run_energy_kwh:.3f} kWh for the run",
     ]
+    energy = plan.config.energy
+    if energy.price_per_kwh is not None and est.run_energy_kwh is not None:
+        node_cost = (est.node_energy_kwh or 0.0) * energy.price_per_kwh
+        lines.append(
+            f"# cost: about {node_cost:.3g} {energy.currency} on this node, "
+            f"{est.run_energy_kwh * energy.price_per_kwh:.3g} {energy.currency} for the run "
+            f"at {energy.price_per_kwh:g} {energy.currency}/kWh (energy.price_per_kwh)"
+        )
     if est.unknown:
         lines.append(f"# power: {est.unknown} device(s) have no known TDP and are not counted")
     return lines

@@ -1,8 +1,10 @@
-"""Reports, installed as ``burnin.reports``: store + verdicts -> context -> HTML, JSON, JUnit, Prom.
+"""Reports, installed as ``burnin.reports``: store + verdicts -> context -> every output.
 
-``write_reports`` renders what the verdicts stage wrote (``verdicts.jsonl``); both ``burnin
-run`` (after its verdicts stage) and ``burnin report RUN_DIR`` (after judging the run again)
-call it. It needs no torch, no GPU and no NVML, so a report can be re-rendered on any laptop.
+The outputs are :data:`OUTPUTS`: HTML, report.json, JUnit XML, the Prometheus textfile and
+every telemetry sample as Parquet. ``write_reports`` renders what the verdicts stage wrote
+(``verdicts.jsonl``); both ``burnin run`` (after its verdicts stage) and ``burnin report
+RUN_DIR`` (after judging the run again) call it. It needs no torch, no GPU and no NVML, so a
+report can be re-rendered on any laptop.
 """
 
 from __future__ import annotations
@@ -13,11 +15,17 @@ from typing import Any
 
 from burnin.store import RunStore
 
-OUTPUTS = ("report.html", "report.json", "junit.xml", "burnin.prom")
+PROM_FILE = "burnin.prom"
+OUTPUTS = ("report.html", "report.json", "junit.xml", "burnin.prom", "telemetry.parquet")
 
 
-def write_reports(run_dir: Path, strict: bool = False) -> dict[str, Any]:
+def write_reports(
+    run_dir: Path, strict: bool = False, prom_dir: Path | None = None
+) -> dict[str, Any]:
     """Render every output of ``run_dir`` from its store and ``verdicts.jsonl``.
+
+    With ``prom_dir`` (node_exporter's textfile directory), ``burnin.prom`` is written there
+    too, atomically, replacing the previous run's series.
 
     Returns:
         The context the outputs were made from.
@@ -27,19 +35,26 @@ def write_reports(run_dir: Path, strict: bool = False) -> dict[str, Any]:
     """
     from burnin.reports.context import build_context
     from burnin.reports.html import render_html
-    from burnin.reports.machine import junit_xml, prometheus, report_json
+    from burnin.reports.junit import junit_xml
+    from burnin.reports.machine import report_json
+    from burnin.reports.parquet import write_parquet
+    from burnin.reports.prom import write_textfile
     from burnin.verdicts.stage import read_verdicts
 
     verdicts = read_verdicts(run_dir)
-    context = build_context(RunStore(run_dir).load(), verdicts, strict=strict)
+    run = RunStore(run_dir).load()
+    context = build_context(run, verdicts, strict=strict)
     rendered = {
         "report.html": render_html(context),
         "report.json": report_json(context),
         "junit.xml": junit_xml(context),
-        "burnin.prom": prometheus(context),
     }
     for name, text in rendered.items():
         tmp = run_dir / f".{name}.tmp"
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, run_dir / name)
+    write_textfile(context, run_dir / "burnin.prom")
+    write_parquet(run, run_dir / "telemetry.parquet")
+    if prom_dir is not None:
+        write_textfile(context, prom_dir / PROM_FILE)
     return context

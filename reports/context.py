@@ -22,7 +22,6 @@ from burnin.verdicts.model import GpuData, Status, device_status, exit_code, wor
 from burnin.verdicts.stage import Verdicts, gpu_data
 
 REPORT_SCHEMA = "burnin.report/1"
-_J_PER_KWH = 3.6e6
 _SERIES = ("temp_c", "power_w", "sm_clock_mhz")
 
 
@@ -51,11 +50,11 @@ def build_context(run: RunData, verdicts: Verdicts, strict: bool = False) -> dic
             "the run did not finish (interrupted, killed or still running): "
             "this report shows what was recorded up to that point"
         )
-    energy = [e["metrics"]["energy_kwh"] for e in entries if e["metrics"]["energy_kwh"]]
+    from burnin.reports.figures import add_energy
     from burnin.reports.power import node_power
 
     power, power_series = node_power(run)  # node total power_w over time, device starts
-    return {
+    context = {
         "schema": REPORT_SCHEMA,
         "run_id": manifest.get("run_id", run.path.name),
         "profile": manifest.get("profile"),
@@ -65,7 +64,7 @@ def build_context(run: RunData, verdicts: Verdicts, strict: bool = False) -> dic
         "started_at": manifest.get("started_at"),
         "finished_at": manifest.get("finished_at"),
         "interrupted": bool(manifest.get("interrupted")),
-        "energy_kwh": round(sum(energy), 6) if energy else None,
+        "energy_kwh": None,  # with "cost": add_energy below
         "device_note": manifest.get("device_note", ""),
         "versions": manifest.get("versions", {}),
         "gpus": entries,
@@ -77,9 +76,12 @@ def build_context(run: RunData, verdicts: Verdicts, strict: bool = False) -> dic
         # each card's past from the history database (burnin/history/hook.py), when judged
         **({"history": manifest["history"]} if "history" in manifest else {}),
     }
+    add_energy(context, manifest)  # per node and run, and the cost (reports/figures.py)
+    return context
 
 
 def _gpu_entry(gpu: GpuData, verdicts: list[Any]) -> dict[str, Any]:
+    from burnin.reports.figures import kernel_seconds
     from burnin.reports.performance import performance
     from burnin.reports.timeline import timeline
 
@@ -109,6 +111,7 @@ def _gpu_entry(gpu: GpuData, verdicts: list[Any]) -> dict[str, Any]:
         "sku": inv.get("sku") or getattr(resolve(inv), "key", None),
         "status": device_status(verdicts).name,
         "verdicts": [v.to_dict() for v in ordered],
+        "kernel_s": kernel_seconds(gpu.records),  # time per kernel (junit.xml testcase times)
         "metrics": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()},
         "wrong": perf["findings"],
         "performance": {k: v for k, v in perf.items() if k not in ("findings", "fractions")},
@@ -118,15 +121,9 @@ def _gpu_entry(gpu: GpuData, verdicts: list[Any]) -> dict[str, Any]:
 
 
 def _energy_kwh(samples: pd.DataFrame) -> float | None:
-    if "energy_j" in samples and samples["energy_j"].notna().sum() >= 2:
-        joules = samples["energy_j"].dropna()
-        return float(joules.iloc[-1] - joules.iloc[0]) / _J_PER_KWH
-    if "power_w" in samples and samples["power_w"].notna().sum() >= 2:
-        frame = samples[["elapsed_s", "power_w"]].dropna().sort_values("elapsed_s")
-        dt = frame["elapsed_s"].diff().fillna(0.0)
-        watts = (frame["power_w"] + frame["power_w"].shift().fillna(frame["power_w"])) / 2
-        return float((watts * dt).sum()) / _J_PER_KWH
-    return None
+    from burnin.reports.figures import energy_kwh
+
+    return energy_kwh(samples.to_dict("records"))
 
 
 def _series(samples: pd.DataFrame) -> dict[str, list[list[float]]]:

@@ -101,6 +101,11 @@ def test_precedence(
         ("[run]\nexpect_gpus = -1\n", [], "run.expect_gpus"),
         ("[run]\nexpect_gpus = 'eight'\n", [], "run.expect_gpus"),
         ("[telemetry]\nrequired = 'no'\n", [], "telemetry.required"),
+        ("[energy]\nprice_per_kwh = 0.2\n", [], "energy.currency"),  # a price needs its currency
+        ("", ["energy.currency=eur"], "energy.currency"),
+        ("", ["energy.currency=EURO"], "energy.currency"),
+        ("", ["energy.price_per_kwh=-0.1"], "energy.price_per_kwh"),
+        ("", ["energy.price_per_kwh='cheap'"], "energy.price_per_kwh"),
     ],
 )
 def test_bad_config_names_the_key(

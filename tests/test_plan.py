@@ -235,3 +235,23 @@ def test_plan_command_takes_rank_from_a_kubernetes_indexed_job():
     )
     rows = [line.split() for line in result.output.splitlines() if not line.startswith("#")][1:]
     assert [float(r[1]) for r in rows if r[2] == "matmul"] == [40.0, 50.0]
+
+
+@pytest.mark.parametrize(
+    ("sets", "line"),
+    [
+        # 2 cards x 700 W x 360 s = 0.14 kWh, at 0.30 EUR/kWh.
+        (
+            ["energy.price_per_kwh=0.3", "energy.currency=EUR"],
+            "# cost: about 0.042 EUR on this node, 0.042 EUR for the run at 0.3 EUR/kWh",
+        ),
+        ([], None),  # no price: no cost line
+    ],
+)
+def test_plan_command_estimates_the_cost(sets: list[str], line: str | None) -> None:
+    args = ["--set", "cpu.devices=2", *[a for s in sets for a in ("--set", s)]]
+    result = _plan_cli(args, {}, telemetry=lambda devices: H100Telemetry(len(devices)))
+    assert result.exit_code == 0, result.output
+    assert "# energy: about 0.140 kWh on this node" in result.output
+    costs = [x for x in result.output.splitlines() if x.startswith("# cost")]
+    assert costs == ([line + " (energy.price_per_kwh)"] if line else [])

@@ -223,7 +223,7 @@ def test_junit_counts(tmp_path: Path) -> None:
     skipped = {
         case.get("name") for case in suite.iter("testcase") if case.find("skipped") is not None
     }
-    assert {"gpu0.thermal", "gpu1.thermal"} <= skipped  # no samples on either card
+    assert {"node-a/gpu0/thermal", "node-a/gpu1/thermal"} <= skipped  # no samples on either card
     assert int(suite.get("skipped", 0)) == len(skipped)
 
 
@@ -232,9 +232,11 @@ def test_prometheus_values(tmp_path: Path) -> None:
     evaluate(run_dir)
     write_reports(run_dir)
     prom = (run_dir / "burnin.prom").read_text()
-    assert 'burnin_run_exit_code{run_id="' in prom
-    assert 'burnin_gpu_status{node="node-a",gpu="1",uuid="GPU-1",serial="SN1"} 3' in prom
-    assert 'burnin_gpu_matmul_tflops{node="node-a",gpu="1",uuid="GPU-1",serial="SN1"} 2.5' in prom
+    assert "burnin_run_exit_code 3.0\n" in prom and "run_id" not in prom
+    card = 'gpu="1",node="node-a",serial="SN1",sku="",'
+    assert f'burnin_gpu_status{{{card}status="FAIL",uuid="GPU-1"}} 1.0' in prom
+    assert f'burnin_gpu_status{{{card}status="PASS",uuid="GPU-1"}} 0.0' in prom
+    assert f'burnin_gpu_matmul_tflops{{{card}uuid="GPU-1"}} 2.5' in prom
 
 
 def test_terminal_summary_format(tmp_path: Path) -> None:

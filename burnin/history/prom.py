@@ -1,8 +1,9 @@
 """Prometheus series from the history, per GPU: days since the card last passed, regression flag.
 
 :func:`history_series` reads only the report context (the ``history`` block the run's
-manifest carries and the card's verdicts), so the textfile can be written by any Prometheus
-writer, now or later, without a database connection.
+manifest carries and the card's verdicts), so burnin.prom is written without a database
+connection, by ``burnin run`` and again by ``burnin report``; :class:`HistoryCollector` hands
+the series to the writer (reports/prom.py) as prometheus_client families.
 """
 
 from __future__ import annotations
@@ -43,23 +44,39 @@ def history_series(context: dict[str, Any]) -> dict[tuple[str, int], dict[str, f
     return out
 
 
-def textfile_lines(context: dict[str, Any], label: Any) -> list[str]:
-    """Textfile-collector lines for :func:`history_series`; ``label`` escapes a label value."""
+# The card labels of burnin.prom (reports/prom.py), so history series join the run's series.
+CARD_LABELS = ("node", "gpu", "uuid", "serial", "sku")
+
+
+def families(context: dict[str, Any]) -> list[Any]:
+    """:func:`history_series` as prometheus_client gauge families (none without a history)."""
+    from prometheus_client.core import GaugeMetricFamily
+
     series = history_series(context)
     if not series:
         return []
     gpus = {(g["node"], g["index"]): g for g in context.get("gpus", [])}
     out = []
     for name, help_text in SERIES_HELP.items():
-        rows = []
+        family = GaugeMetricFamily(name, help_text, labels=list(CARD_LABELS))
         for (node, index), values in sorted(series.items()):
             if name in values:
                 gpu = gpus[(node, index)]
-                labels = (
-                    f'node="{label(node)}",gpu="{index}",'
-                    f'uuid="{label(gpu.get("uuid"))}",serial="{label(gpu.get("serial"))}"'
-                )
-                rows.append(f"{name}{{{labels}}} {values[name]}")
-        if rows:
-            out += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", *rows]
+                card = [
+                    "" if gpu.get(k) is None else str(gpu.get(k))
+                    for k in ("node", "index", "uuid", "serial", "sku")
+                ]
+                family.add_metric(card, values[name])
+        if family.samples:
+            out.append(family)
     return out
+
+
+class HistoryCollector:
+    """A prometheus_client collector of :func:`families` for one report context."""
+
+    def __init__(self, context: dict[str, Any]) -> None:
+        self.context = context
+
+    def collect(self) -> Any:
+        yield from families(self.context)

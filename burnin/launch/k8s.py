@@ -24,7 +24,7 @@ from typing import Any
 
 import burnin
 from burnin.errors import BurninError, InputError
-from burnin.launch import DEFAULT_PORT, check_pattern, check_text, node_command
+from burnin.launch.common import DEFAULT_PORT, check_pattern, check_text, node_command
 
 # RFC 1123 label and subdomain, as Kubernetes checks object names (k8s.io/apimachinery
 # pkg/util/validation/validation.go: IsDNS1123Label, IsDNS1123Subdomain).

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from burnin.errors import BurninError, InputError
-from burnin.launch import DEFAULT_PORT, check_pattern, check_text, node_command
+from burnin.launch.common import DEFAULT_PORT, check_pattern, check_text, node_command
 
 # Job names and partitions: letters, digits and _ . - (partitions may be a comma list).
 _JOB_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"
