@@ -72,7 +72,8 @@ def test_the_section_shows_every_history_command_and_the_three_schedulers() -> N
 @pytest.mark.parametrize("args", _burnin_commands(), ids=lambda a: " ".join(a[:2]))
 def test_every_burnin_command_parses(args: list[str], tmp_path: Path) -> None:
     # --prom-dir must name a directory that exists: node_exporter's, here a stand-in
-    args = [str(tmp_path) if prev == "--prom-dir" else a for prev, a in zip(["", *args], args)]
+    previous = ["", *args[:-1]]
+    args = [str(tmp_path) if p == "--prom-dir" else a for p, a in zip(previous, args, strict=True)]
     ctx = _parse(args)
     assert ctx.command.name == (args[1] if args[0] == "history" else args[0])
 
