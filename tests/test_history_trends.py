@@ -173,6 +173,9 @@ def test_a_run_judged_against_the_history_warns_on_exactly_the_two_cards(
     assert warned[("node-01", 5)]["unit"] == "errors/h"
     report = json.loads((run / "report.json").read_text())
     assert report["history"]["cards"] and report["checks"]["regression"] == {"PASS": 14, "WARN": 2}
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is a dev dependency")
+    schema = Path(__file__).parents[1] / "reports" / "schema" / "report-1.schema.json"
+    jsonschema.validate(report, json.loads(schema.read_text()))
     prom = (run / "burnin.prom").read_text()
     flagged = [line for line in prom.splitlines() if line.startswith("burnin_gpu_regression{")]
     assert len(flagged) == 16
