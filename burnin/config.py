@@ -150,6 +150,14 @@ class InspectSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReportSection:
+    # Where the cards stand, printed on the report's first line so a handed-over page names
+    # its hall and rack; free text, never used to judge anything.
+    site: str = ""
+    rack: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunConfig:
     profile: str = "default"
     run: RunSection = field(default_factory=RunSection)
@@ -162,6 +170,7 @@ class RunConfig:
     thermal_guard: ThermalGuardSection = field(default_factory=ThermalGuardSection)
     preflight: PreflightSection = field(default_factory=PreflightSection)
     inspect: InspectSection = field(default_factory=InspectSection)
+    report: ReportSection = field(default_factory=ReportSection)
     kernels: dict[str, Any] = field(default_factory=dict)  # name -> that kernel's Config
 
     def kernel_config(self, name: str) -> Any:
