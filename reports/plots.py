@@ -60,10 +60,12 @@ def _styled(draw: Callable[..., str]) -> Callable[..., str]:
     return wrapper
 
 
-def _figure(width_in: float, ratios: Sequence[float]) -> tuple[Any, list[Any]]:
+def _figure(
+    width_in: float, ratios: Sequence[float], panel_in: float = 1.05
+) -> tuple[Any, list[Any]]:
     from matplotlib.figure import Figure
 
-    height = 0.35 + 1.05 * sum(ratios)
+    height = 0.35 + panel_in * sum(ratios)
     fig = Figure(figsize=(width_in, height), dpi=72)
     grid = {"height_ratios": list(ratios), "hspace": 0.25}
     axes = fig.subplots(len(ratios), 1, sharex=True, squeeze=False, gridspec_kw=grid)[:, 0]
@@ -89,7 +91,7 @@ def timeline_svg(t: dict[str, Any], name: str, title: str) -> str:
     """A device's telemetry (reports/timeline.py) as stacked panels on one time axis."""
     plots, throttle = t["plots"], t["throttle"]
     ratios = [1.0] * len(plots) + ([0.3 + 0.22 * len(throttle)] if throttle else [])
-    fig, axes = _figure(7.4, ratios or [1.0])
+    fig, axes = _figure(7.4, ratios or [1.0], panel_in=0.72)
     for ax, p in zip(axes, plots, strict=False):
         xs = [x for x, _ in p["points"]]
         ys = [y for _, y in p["points"]]
