@@ -228,6 +228,7 @@ def main() -> None:
     nodes = 256 if args.full else args.nodes
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from burnin.reports import write_reports
+    from burnin.store import RunStore
     from burnin.verdicts import evaluate
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -235,9 +236,11 @@ def main() -> None:
         t0 = time.perf_counter()
         run = write_store(root, nodes, args.gpus, args.seconds)
         t1 = time.perf_counter()
-        evaluate(run)
+        loaded = RunStore(run).load()  # as `burnin report` does: read once, judge, render
+        tl = time.perf_counter()
+        evaluate(loaded)
         t2 = time.perf_counter()
-        context = write_reports(run)
+        context = write_reports(run, run=loaded)
         t3 = time.perf_counter()
         html_mb = (run / "report.html").stat().st_size / 1e6
         samples = nodes * args.gpus * args.seconds
@@ -247,9 +250,10 @@ def main() -> None:
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB on Linux
     print(f"store: {nodes} nodes x {args.gpus} GPUs, {samples} samples, written in {t1 - t0:.1f} s")
     print(f"statuses: {dict(sorted(counts.items()))}")
-    print(f"verdicts (evaluate): {t2 - t1:.1f} s")
+    print(f"load store (json + schema check): {tl - t1:.1f} s")
+    print(f"verdicts (evaluate): {t2 - tl:.1f} s")
     print(f"render (write_reports): {t3 - t2:.1f} s")
-    print(f"verdicts + render: {t3 - t1:.1f} s (target < 60 s at 256 nodes on 2 cores)")
+    print(f"load + verdicts + render: {t3 - t1:.1f} s (target < 60 s at 256 nodes on 2 cores)")
     print(f"peak memory (maxrss): {peak_gb:.2f} GB (target < 4 GB)")
     print(f"report.html: {html_mb:.2f} MB (target < 15 MB)")
 

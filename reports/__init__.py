@@ -11,13 +11,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-from burnin.store import RunStore
+from burnin.store import RunData, RunStore
 
 OUTPUTS = ("report.html", "report.json", "junit.xml", "burnin.prom")
 
 
-def write_reports(run_dir: Path, strict: bool = False) -> dict[str, Any]:
+def write_reports(
+    run_dir: Path, strict: bool = False, run: RunData | None = None
+) -> dict[str, Any]:
     """Render every output of ``run_dir`` from its store and ``verdicts.jsonl``.
+
+    ``run`` is the store already loaded (by the verdicts stage, which judged this same run):
+    reading a fleet's samples once instead of twice is most of a fleet report's time.
 
     Returns:
         The context the outputs were made from.
@@ -31,7 +36,8 @@ def write_reports(run_dir: Path, strict: bool = False) -> dict[str, Any]:
     from burnin.verdicts.stage import read_verdicts
 
     verdicts = read_verdicts(run_dir)
-    context = build_context(RunStore(run_dir).load(), verdicts, strict=strict)
+    loaded = run if run is not None else RunStore(run_dir).load()
+    context = build_context(loaded, verdicts, strict=strict)
     rendered = {
         "report.html": render_html(context),
         "report.json": report_json(context),
