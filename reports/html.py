@@ -19,7 +19,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from burnin.reports import fleet, labels
+from burnin.reports.fleet import anchor, counts, distributions, grid, pull_list
+from burnin.reports.labels import fmt, label
 
 
 def environment() -> Environment:
@@ -31,9 +32,9 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["num"] = _num
-    env.filters["metric"] = labels.fmt
+    env.filters["metric"] = fmt
     env.filters["duration"] = _duration
-    env.globals["label"] = labels.label
+    env.globals["label"] = label
     return env
 
 
@@ -43,31 +44,31 @@ def render_html(context: dict[str, Any]) -> str:
 
 def view(context: dict[str, Any]) -> dict[str, Any]:
     """What the page shows beyond the context: the first screen and the plots (SVG markup)."""
-    from burnin.reports import plots
+    from burnin.reports.plots import distribution_svg, node_power_svg, timeline_svg
 
     gpus = context["gpus"]
-    dists = fleet.distributions(gpus, context["nodes"], context.get("thresholds") or {})
+    dists = distributions(gpus, context["nodes"], context.get("thresholds") or {})
     for d in dists:
         for i, m in enumerate(d["metrics"]):
             name = f"dist-{_slug(d['sku'])}-{i}"
             m["svg"] = Markup(
-                plots.distribution_svg(m["key"], m["values"], m["outliers"], m["lines"], name)
+                distribution_svg(m["key"], m["values"], m["outliers"], m["lines"], name)
             )
     timelines = {}
     for g in gpus:
         if g["status"] != "PASS" and g.get("telemetry"):
             title = f"{g['node']} gpu{g['index']} telemetry over time"
             name = f"tl-{_slug(g['node'])}-{g['index']}"
-            timelines[fleet.anchor(g["node"], g["index"])] = Markup(
-                plots.timeline_svg(g["telemetry"], name, title)
+            timelines[anchor(g["node"], g["index"])] = Markup(
+                timeline_svg(g["telemetry"], name, title)
             )
     series = context["series"]["node_power_w"]
     starts = {p["node"]: [s["elapsed_s"] for s in p["device_starts"]] for p in context["power"]}
-    power_svg = Markup(plots.node_power_svg(series, starts, "power")) if series else None
+    power_svg = Markup(node_power_svg(series, starts, "power")) if series else None
     return {
-        "counts": fleet.counts(gpus),
-        "pull": fleet.pull_list(gpus),
-        "grid": fleet.grid(gpus),
+        "counts": counts(gpus),
+        "pull": pull_list(gpus),
+        "grid": grid(gpus),
         "distributions": dists,
         "timelines": timelines,
         "power_svg": power_svg,
