@@ -7,8 +7,9 @@ The store is written straight into the run directory format (burnin/store.py: ma
 nodes/<host>/{inventory,samples,results,events}.jsonl), as a real acceptance run of H100 SXM
 cards would leave it, without the simulator: every GPU runs matmul for 9 minutes, then membw,
 then all-reduce, sampled once a second; about one card in a hundred is slow (throughput at 0.6 x
-its peers) or hot (over its slowdown temperature, with thermal clock events). It then runs the
-verdicts stage (:func:`burnin.verdicts.evaluate`) and renders every report
+its peers), hot (over its slowdown temperature, with thermal clock events) or returns wrong
+matmul results; 4 nodes (32 GPUs) have one of each (tests/test_browser.py prints that report).
+It then runs the verdicts stage (:func:`burnin.verdicts.evaluate`), renders every report
 (:func:`burnin.reports.write_reports`) and prints the time of each, the peak resident memory of
 the process (``resource.getrusage`` maxrss) and the size of report.html. Targets at full size:
 under 60 s on 2 cores, under 4 GB, HTML under 15 MB. Nothing here is a test: figures depend on
@@ -70,6 +71,8 @@ def fault(node: int, gpu: int) -> str | None:
         return "slow"
     if n % 131 == 29:
         return "hot"
+    if n % 173 == 20:
+        return "sdc"
     return None
 
 
@@ -127,6 +130,7 @@ def results(d: int, host: str, kind: str | None, rng: random.Random) -> list[dic
     tflops = 790.0 * (0.6 if kind == "slow" else 1.0) * rng.gauss(1, 0.004)
     gbps = 2550.0 * rng.gauss(1, 0.004)
     busbw = 400.0 * rng.gauss(1, 0.002)
+    wrong = 4 if kind == "sdc" else 0  # wrong elements in one verification: silent corruption
     stats = {"min": tflops * 0.99, "p50": tflops, "p99": tflops * 1.01, "cv": 0.005}
     base = {"device": d, "node": host}
     progress = [
@@ -146,9 +150,9 @@ def results(d: int, host: str, kind: str | None, rng: random.Random) -> list[dic
             "size": 8192,
             "metrics": {"matmul_bf16_tflops": tflops, "matmul_tflops": tflops},
             "verifications": 60,
-            "failed_verifications": 0,
-            "wrong_elements": 0,
-            "dtypes": {"bf16": {"tflops": stats, "verifications": 60, "wrong_elements": 0}},
+            "failed_verifications": 1 if kind == "sdc" else 0,
+            "wrong_elements": wrong,
+            "dtypes": {"bf16": {"tflops": stats, "verifications": 60, "wrong_elements": wrong}},
         },
         {**base, "elapsed_s": MATMUL_END_S, "type": "kernel-start", "kernel": "membw"},
         {
