@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from fakes import result_record, write_run
 
+from burnin.config import load_config
+from burnin.errors import ConfigError
 from burnin.reports import write_reports
 from burnin.reports.fleet import distributions, grid, outliers, pull_list
 from burnin.reports.labels import LABELS, export, fmt, label
@@ -254,3 +256,18 @@ def test_metric_keys_read_as_labels(tmp_path: Path) -> None:
     html = (run_dir / "report.html").read_text()
     assert "matmul throughput (main dtype)" in html and "512.2 TFLOP/s" in html
     assert ">matmul_tflops<" not in html
+
+
+@pytest.mark.parametrize(
+    ("override", "site", "rack"),
+    [((), "", ""), (("report.site=hall 2", "report.rack=B07"), "hall 2", "B07")],
+)
+def test_report_labels_are_config_keys(override: tuple[str, ...], site: str, rack: str) -> None:
+    config = load_config("quick", list(override))
+    assert (config.report.site, config.report.rack) == (site, rack)
+    assert config.to_dict()["report"] == {"site": site, "rack": rack}
+
+
+def test_an_unknown_report_key_names_itself() -> None:
+    with pytest.raises(ConfigError, match=r"report\.room"):
+        load_config("quick", ["report.room=3"])
