@@ -22,6 +22,10 @@ from markupsafe import Markup
 from burnin.reports.fleet import anchor, counts, distributions, grid, pull_list
 from burnin.reports.labels import fmt, label
 
+# Telemetry plots drawn at most (worst cards first): ~0.16 s and ~75 KB each (reports/plots.py),
+# so a fleet where a whole hall fails still renders in seconds; the rest say where to look.
+MAX_TIMELINES = 100
+
 
 def environment() -> Environment:
     env = Environment(
@@ -56,6 +60,8 @@ def view(context: dict[str, Any]) -> dict[str, Any]:
             )
     timelines = {}
     for g in gpus:
+        if len(timelines) >= MAX_TIMELINES:
+            break
         if g["status"] != "PASS" and g.get("telemetry"):
             title = f"{g['node']} gpu{g['index']} telemetry over time"
             name = f"tl-{_slug(g['node'])}-{g['index']}"
@@ -75,6 +81,7 @@ def view(context: dict[str, Any]) -> dict[str, Any]:
         "flagged": [g for g in gpus if g["status"] != "PASS"],
         "passed": [g for g in gpus if g["status"] == "PASS"],
         "title": f"{context.get('profile') or 'burnin'} report",
+        "max_timelines": MAX_TIMELINES,
     }
 
 

@@ -271,3 +271,25 @@ def test_report_labels_are_config_keys(override: tuple[str, ...], site: str, rac
 def test_an_unknown_report_key_names_itself() -> None:
     with pytest.raises(ConfigError, match=r"report\.room"):
         load_config("quick", ["report.room=3"])
+
+
+def test_only_the_worst_cards_get_a_telemetry_plot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("burnin.reports.html.MAX_TIMELINES", 1)
+    samples = {
+        d: [{"device": d, "elapsed_s": float(t), "temp_c": 50.0} for t in range(3)]
+        for d in range(2)
+    }
+    run_dir = write_run(
+        tmp_path,
+        devices=2,
+        samples=samples,
+        results={d: [result_record(d, wrong=1)] for d in range(2)},
+    )
+    evaluate(run_dir)
+    write_reports(run_dir)
+    html = (run_dir / "report.html").read_text()
+    assert html.count('<figure class="timeline"') == 1
+    assert "only the 1 worst cards of a report get one" in html
+    assert "nodes/node-a/samples.jsonl" in html
