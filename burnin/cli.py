@@ -294,10 +294,12 @@ def report(run_dir: Path, strict: bool, quiet: bool, prom_dir: Path | None) -> N
     """Judge RUN_DIR again and re-render its reports (no torch, GPU or NVML needed)."""
     from burnin.reports import write_reports
     from burnin.reports.terminal import summary
+    from burnin.store import RunStore
     from burnin.verdicts import evaluate
 
-    evaluate(run_dir)
-    context = write_reports(run_dir, strict=strict, prom_dir=prom_dir)
+    run = RunStore(run_dir).load()  # read once: judged, then rendered
+    evaluate(run)
+    context = write_reports(run_dir, strict=strict, prom_dir=prom_dir, run=run)
     if not quiet:
         click.echo(summary(context))
     click.echo(f"# report: {run_dir / 'report.html'}")

@@ -175,6 +175,14 @@ class EnergySection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReportSection:
+    # Where the cards stand, printed on the report's first line so a handed-over page names
+    # its hall and rack; free text, never used to judge anything.
+    site: str = ""
+    rack: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunConfig:
     profile: str = "default"
     run: RunSection = field(default_factory=RunSection)
@@ -188,6 +196,7 @@ class RunConfig:
     preflight: PreflightSection = field(default_factory=PreflightSection)
     inspect: InspectSection = field(default_factory=InspectSection)
     energy: EnergySection = field(default_factory=EnergySection)
+    report: ReportSection = field(default_factory=ReportSection)
     kernels: dict[str, Any] = field(default_factory=dict)  # name -> that kernel's Config
 
     def kernel_config(self, name: str) -> Any:

@@ -73,11 +73,25 @@ def build_context(run: RunData, verdicts: Verdicts, strict: bool = False) -> dic
         "warnings": warnings,
         "power": power,
         "series": {"node_power_w": power_series},  # plot data only: not in report.json
+        **_labels(manifest),
         # each card's past from the history database (burnin/history/hook.py), when judged
         **({"history": manifest["history"]} if "history" in manifest else {}),
     }
     add_energy(context, manifest)  # per node and run, and the cost (reports/figures.py)
     return context
+
+
+def _labels(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Where the run stood, how long it ran and what it was judged by (the HTML's first line)."""
+    config = manifest.get("config") or {}
+    report = config.get("report") or {}
+    elapsed = manifest.get("elapsed_s")
+    return {
+        "site": str(report.get("site") or ""),
+        "rack": str(report.get("rack") or ""),
+        "duration_s": float(elapsed) if isinstance(elapsed, int | float) else None,
+        "thresholds": dict(config.get("thresholds") or {}),
+    }
 
 
 def _gpu_entry(gpu: GpuData, verdicts: list[Any]) -> dict[str, Any]:
@@ -86,7 +100,7 @@ def _gpu_entry(gpu: GpuData, verdicts: list[Any]) -> dict[str, Any]:
     from burnin.reports.timeline import timeline
 
     inv = gpu.inventory
-    samples = pd.DataFrame(gpu.samples)
+    samples = _frame(gpu.samples)
     metrics: dict[str, Any] = {
         "matmul_tflops": None,
         "membw_gbps": None,
@@ -101,6 +115,10 @@ def _gpu_entry(gpu: GpuData, verdicts: list[Any]) -> dict[str, Any]:
     perf = performance(gpu)  # per-dtype TFLOP/s, GB/s, fractions of peak, findings
     metrics.update(perf["fractions"])
     ordered = sorted(verdicts, key=lambda v: (-v.status, v.check))
+    status = device_status(verdicts)
+    # Plots are drawn for flagged cards only: a PASS card is summarised, which keeps a fleet's
+    # report small and fast (benchmarks/bench_report.py).
+    flagged = status != Status.PASS
     return {
         "node": gpu.node,
         "index": gpu.index,
@@ -109,15 +127,43 @@ def _gpu_entry(gpu: GpuData, verdicts: list[Any]) -> dict[str, Any]:
         "uuid": inv.get("uuid"),
         "serial": inv.get("serial"),
         "sku": inv.get("sku") or getattr(resolve(inv), "key", None),
-        "status": device_status(verdicts).name,
+        "status": status.name,
         "verdicts": [v.to_dict() for v in ordered],
         "kernel_s": kernel_seconds(gpu.records),  # time per kernel (junit.xml testcase times)
         "metrics": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()},
         "wrong": perf["findings"],
         "performance": {k: v for k, v in perf.items() if k not in ("findings", "fractions")},
-        "series": _series(samples),
-        "telemetry": timeline(gpu),  # presentation only (reports/timeline.py)
+        "series": _series(samples) if flagged else {},
+        "telemetry": timeline(gpu) if flagged else None,  # presentation only (timeline.py)
+        "pci_bus_id": inv.get("pci_bus_id"),
+        "slowdown_temp_c": inv.get("slowdown_temp_c"),
+        "load_power_w": _load_power_w(samples),
     }
+
+
+def _load_power_w(samples: pd.DataFrame) -> float | None:
+    """Median power while the card worked (utilisation ≥ 50 %, else every reading): the
+    denominator of perf/W."""
+    if "power_w" not in samples or not samples["power_w"].notna().any():
+        return None
+    power = samples["power_w"]
+    if "util_pct" in samples and (samples["util_pct"] >= 50).any():
+        power = power[samples["util_pct"] >= 50]
+    return round(float(power.median()), 3)
+
+
+def _frame(samples: list[dict[str, Any]]) -> pd.DataFrame:
+    """The numeric columns the report reads, built column by column: a frame of every field
+    (lists of clock reasons included) costs ten times as much, once per card of a fleet."""
+    keys = ("elapsed_s", *_SERIES, "energy_j", "util_pct")
+    columns = {k: [s.get(k) for s in samples] for k in keys}
+    return pd.DataFrame(
+        {
+            k: pd.to_numeric(pd.Series(v, dtype=object), errors="coerce")
+            for k, v in columns.items()
+            if any(x is not None for x in v)
+        }
+    )
 
 
 def _energy_kwh(samples: pd.DataFrame) -> float | None:

@@ -28,12 +28,14 @@ def max_ramping(starts: list[float], step_s: float) -> int:
 
 
 def _total_power(samples: list[dict[str, Any]]) -> pd.Series:
+    kept = [
+        s
+        for s in samples
+        if isinstance(s.get("device"), int) and isinstance(s.get("power_w"), int | float)
+    ]
+    # Column by column: a frame of every field of every sample costs far more, once per node.
     frame = pd.DataFrame(
-        [
-            s
-            for s in samples
-            if isinstance(s.get("device"), int) and isinstance(s.get("power_w"), int | float)
-        ],
+        {k: [s.get(k) for s in kept] for k in ("device", "elapsed_s", "power_w")},
         columns=["device", "elapsed_s", "power_w"],
     )
     if frame.empty:

@@ -1,11 +1,11 @@
 """Pure: one device's telemetry as a timeline for the HTML report, aligned with its workload.
 
-Each plot (temperature, power, SM clock, and the kernels' own throughput from their
+Each panel (temperature, power, SM clock, and the kernels' own throughput from their
 ``progress`` records) shares one time axis with the workload phases (kernel start to end, from
-the results records) drawn behind it, and the clock-event ("throttle") reasons drawn as bars
-where they were active, so a reader sees at a glance that the clocks fell when the card hit its
-thermal limit during matmul. Coordinates are computed here, so the template only places numbers
-into inline SVG (no script, nothing to load).
+the results records), with the card's own limits (its NVML slowdown temperature, its enforced
+power limit) and the clock-event ("throttle") reasons as spans where they were active, so a
+reader sees at a glance that the clocks fell when the card hit its thermal limit during matmul.
+This module gives the data in seconds and units; reports/plots.py draws it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from typing import Any
 
 from burnin.verdicts import GpuData
 
-WIDTH, PLOT_H, LEFT, BAR_H = 640.0, 70.0, 4.0, 10.0
 MAX_POINTS = 400
 _SAMPLE_PLOTS = (
-    ("temp_c", "temperature", "C"),
+    ("temp_c", "temperature", "°C"),
     ("power_w", "power", "W"),
     ("sm_clock_mhz", "SM clock", "MHz"),
 )
@@ -32,7 +31,8 @@ _IGNORED_REASONS = {"gpu_idle"}  # idle between phases is not throttling
 
 
 def timeline(gpu: GpuData) -> dict[str, Any] | None:
-    """The device's timeline (plots, phases, throttle bars), or None with nothing to draw."""
+    """The device's timeline (plots, phases, limits, throttle spans), or None with nothing to
+    draw. Times are seconds since the run's start; each plot has at most MAX_POINTS points."""
     samples = sorted(
         (s for s in gpu.samples if isinstance(s.get("elapsed_s"), int | float)),
         key=lambda s: s["elapsed_s"],
@@ -43,7 +43,7 @@ def timeline(gpu: GpuData) -> dict[str, Any] | None:
     )
     phases = _phases(records, samples)
     series = [
-        (label, unit, [(s["elapsed_s"], s[key]) for s in samples if _num(s.get(key))])
+        (key, label, unit, [(s["elapsed_s"], s[key]) for s in samples if _num(s.get(key))])
         for key, label, unit in _SAMPLE_PLOTS
     ]
     for key, (label, unit) in _THROUGHPUT.items():
@@ -52,44 +52,48 @@ def timeline(gpu: GpuData) -> dict[str, Any] | None:
             for r in records
             if r.get("type") == "progress" and _num(r.get(key))
         ]
-        series.append((label, unit, points))
-    series = [s for s in series if s[2]]
+        series.append((key, label, unit, points))
+    series = [s for s in series if s[3]]
     spans = _throttle_spans(samples)
     times = [t for *_, pts in series for t, _ in pts] + [p["end_s"] for p in phases]
     if not series and not phases:
         return None
-    t_max = max(times, default=0.0) or 1.0
-    scale = (WIDTH - LEFT) / t_max
     return {
-        "width": WIDTH,
-        "plot_h": PLOT_H,
-        "bar_h": BAR_H,
-        "duration_s": round(t_max, 3),
+        "duration_s": round(max(times, default=0.0), 3),
         "phases": [
             {
                 "kernel": p["kernel"],
                 "start_s": round(p["start_s"], 3),
                 "end_s": round(p["end_s"], 3),
-                "x": round(LEFT + p["start_s"] * scale, 1),
-                "w": round(max(1.0, (p["end_s"] - p["start_s"]) * scale), 1),
             }
             for p in phases
         ],
-        "plots": [_plot(label, unit, pts, scale) for label, unit, pts in series],
+        "plots": [_plot(key, label, unit, pts) for key, label, unit, pts in series],
+        "limits": _limits(gpu.inventory, samples),
         "throttle": [
             {
                 "reason": reason,
-                "y": round(i * (BAR_H + 2), 1),
                 "active_s": round(sum(b - a for a, b in ranges), 3),
-                "bars": [
-                    {"x": round(LEFT + a * scale, 1), "w": round(max(1.5, (b - a) * scale), 1)}
-                    for a, b in ranges
-                ],
+                "ranges": [(round(a, 3), round(b, 3)) for a, b in ranges],
             }
-            for i, (reason, ranges) in enumerate(sorted(spans.items()))
+            for reason, ranges in sorted(spans.items())
         ],
-        "throttle_h": round(len(spans) * (BAR_H + 2), 1),
     }
+
+
+def _limits(inventory: dict[str, Any], samples: list[dict[str, Any]]) -> dict[str, float]:
+    """The lines drawn on the panels: the card's own limits, as NVML reported them."""
+    out: dict[str, float] = {}
+    slowdown = inventory.get("slowdown_temp_c")
+    if _num(slowdown):
+        out["temp_c"] = float(slowdown)
+    limits = [s["power_limit_w"] for s in samples if _num(s.get("power_limit_w"))]
+    enforced = inventory.get("power_limit_enforced_w")
+    if limits:
+        out["power_w"] = float(max(limits))
+    elif _num(enforced):
+        out["power_w"] = float(enforced)
+    return out
 
 
 def _num(value: Any) -> bool:
@@ -114,23 +118,17 @@ def _phases(records: list[dict[str, Any]], samples: list[dict[str, Any]]) -> lis
     return phases
 
 
-def _plot(label: str, unit: str, points: list[tuple[float, float]], scale: float) -> dict[str, Any]:
-    step = max(1, len(points) // MAX_POINTS)
+def _plot(key: str, label: str, unit: str, points: list[tuple[float, float]]) -> dict[str, Any]:
+    step = max(1, -(-len(points) // MAX_POINTS))
     shown = points[::step]
-    ys = [v for _, v in shown]
-    lo, hi = min(ys), max(ys)
-
-    def y(v: float) -> float:  # a flat series sits mid-height, not on the floor
-        return PLOT_H / 2 if hi == lo else PLOT_H - 3 - (v - lo) / (hi - lo) * (PLOT_H - 6)
-
-    coords = " ".join(f"{LEFT + t * scale:.1f},{y(v):.1f}" for t, v in shown)
+    ys = [v for _, v in points]
     return {
+        "key": key,
         "label": label,
         "unit": unit,
-        "min": round(lo, 3),
-        "max": round(hi, 3),
-        "points": coords,
-        "single": len(shown) == 1,
+        "min": round(min(ys), 3),
+        "max": round(max(ys), 3),
+        "points": shown,
     }
 
 

@@ -28,8 +28,9 @@ class DeviceRows(HTMLParser):
         a = dict(attrs)
         if tag == "script":
             self.scripts += 1
-        if tag == "tr" and a.get("class") == "device":
-            self.rows.append((a["data-status"] or "", a["data-node"] or "", a["data-gpu"] or ""))
+        if a.get("data-card"):  # a flagged card's details or a PASS card's row
+            node, gpu = (a["data-card"] or "").rsplit("/", 1)
+            self.rows.append((a["data-status"] or "", node, gpu))
 
 
 SCENARIOS = [

@@ -87,24 +87,21 @@ def test_phases_plots_and_throttle_spans() -> None:
     reasons = {r["reason"]: r for r in t["throttle"]}
     assert set(reasons) == {"sw_power_cap", "hw_thermal_slowdown"}  # idle is not throttling
     assert reasons["hw_thermal_slowdown"]["active_s"] == 2.0  # samples at 2 s and 3 s, merged
-    assert len(reasons["hw_thermal_slowdown"]["bars"]) == 1
-    # Every x coordinate lies inside the plot.
-    for plot in t["plots"]:
-        xs = [float(xy.split(",")[0]) for xy in plot["points"].split()]
-        assert all(0 <= x <= t["width"] for x in xs)
+    assert reasons["hw_thermal_slowdown"]["ranges"] == [(2.0, 4.0)]
+    assert t["limits"] == {}  # no slowdown temperature or power limit reported
+    assert all(len(p["points"]) <= 400 for p in t["plots"])
+
+
+def test_limits_come_from_the_card() -> None:
+    gpu = data(RECORDS, [{**s, "power_limit_w": 700.0} for s in SAMPLES])
+    gpu.inventory["slowdown_temp_c"] = 89
+    t = timeline(gpu)
+    assert t is not None and t["limits"] == {"temp_c": 89.0, "power_w": 700.0}
 
 
 def test_a_worker_that_died_mid_kernel_keeps_its_phase_open_to_the_data_end() -> None:
     t = timeline(data(RECORDS[:3], SAMPLES))
-    assert t is not None and t["phases"] == [
-        {
-            "kernel": "matmul",
-            "start_s": 1.0,
-            "end_s": 6.0,
-            "x": t["phases"][0]["x"],
-            "w": t["phases"][0]["w"],
-        }
-    ]
+    assert t is not None and t["phases"] == [{"kernel": "matmul", "start_s": 1.0, "end_s": 6.0}]
 
 
 def test_nothing_to_draw() -> None:
@@ -113,68 +110,70 @@ def test_nothing_to_draw() -> None:
 
 
 class Timeline(HTMLParser):
+    """The timeline figure's data attributes, its throttle reasons and its SVG text."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.inside = 0
-        self.polylines = 0
-        self.circles = 0
-        self.plots: list[str] = []
+        self.figures: list[dict[str, str | None]] = []
         self.reasons: list[str] = []
-        self.phase_labels: list[str] = []
-        self._label = False
-        self._depth = 0  # open <div>s inside the timeline
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "div" and self._depth:
-            self._depth -= 1
+        self.texts: list[str] = []
+        self._in_text = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
-        if tag == "div" and (self._depth or a.get("class") == "timeline"):
-            self.inside += a.get("class") == "timeline"
-            self._depth += 1
-        if not self._depth:
-            return
-        if tag == "polyline":
-            self.polylines += 1
-        if tag == "circle":
-            self.circles += 1
-        if tag == "figure" and a.get("data-series"):
-            self.plots.append(a["data-series"] or "")
+        if tag == "figure" and a.get("class") == "timeline":
+            self.figures.append(a)
         if tag == "span" and a.get("data-reason"):
             self.reasons.append(a["data-reason"] or "")
-        self._label = tag == "text" and a.get("class") == "phase-label"
+        self._in_text = tag == "text"
 
     def handle_data(self, text: str) -> None:
-        if self._label:
-            self.phase_labels.append(text)
-            self._label = False
+        if self._in_text:
+            self.texts.append(text.strip())
+            self._in_text = False
 
 
 def test_report_html_shows_the_timeline(tmp_path: Path) -> None:
-    run_dir = write_run(tmp_path, devices=1, results={0: RECORDS}, samples={0: SAMPLES})
+    records = [*RECORDS[:4], {**RECORDS[4], "wrong_elements": 1}, *RECORDS[5:]]  # flagged
+    samples = [{**s, "power_limit_w": 700.0} for s in SAMPLES]
+    run_dir = write_run(tmp_path, devices=1, results={0: records}, samples={0: samples})
     evaluate(run_dir)
     write_reports(run_dir)
     parser = Timeline()
     parser.feed((run_dir / "report.html").read_text())
-    assert parser.inside == 1
-    assert parser.plots == [
+    (figure,) = parser.figures
+    assert (figure["data-series"] or "").split("|") == [
         "temperature",
         "power",
         "SM clock",
         "matmul throughput",
         "memory copy bandwidth",
     ]
-    assert (parser.polylines, parser.circles) == (4, 1)  # one membw progress point: a dot
-    assert parser.phase_labels == ["matmul", "membw"]
+    assert figure["data-phases"] == "matmul|membw"
     assert parser.reasons == ["hw_thermal_slowdown", "sw_power_cap"]
+    # Axes with units, the phases and the limit line are labelled in the SVG itself.
+    for words in ("temperature", "(°C)", "matmul", "membw", "power limit 700 W"):
+        assert any(words in t for t in parser.texts), words
+    assert "time since the run started (s)" in parser.texts
     report = json.loads((run_dir / "report.json").read_text())
     assert "telemetry" not in report["gpus"][0]  # presentation only
+
+
+def test_a_pass_card_gets_no_plot(tmp_path: Path) -> None:
+    calm = [{**s, "temp_c": 50.0, "throttle_reasons": []} for s in SAMPLES]
+    run_dir = write_run(tmp_path, devices=1, results={0: RECORDS}, samples={0: calm})
+    evaluate(run_dir)
+    context = write_reports(run_dir)
+    assert context["gpus"][0]["status"] == "PASS" and context["gpus"][0]["telemetry"] is None
+    parser = Timeline()
+    parser.feed((run_dir / "report.html").read_text())
+    assert parser.figures == []
 
 
 def test_kernel_names_are_escaped(tmp_path: Path) -> None:
     records = [dict(r) for r in RECORDS]
     records[1]["kernel"] = "<script>alert(1)</script>"
+    records[4]["wrong_elements"] = 1  # flagged, so its timeline is drawn
     run_dir = write_run(tmp_path, devices=1, results={0: records}, samples={0: SAMPLES})
     evaluate(run_dir)
     write_reports(run_dir)
