@@ -59,9 +59,6 @@ class WorkItem:
     # A picklable callable ``(faults, seed) -> DeviceSeam`` (e.g. a simulator's seam class or a
     # functools.partial of it); None = kernels.base.DeviceSeam.
     seam_factory: Any = None
-    # The clock the worker reads for record times and kernel deadlines: a picklable callable
-    # (a simulated fleet's scaled clock, burnin.simulate); None = time.monotonic.
-    clock: Any = None
 
     @property
     def duration_s(self) -> float:
@@ -194,7 +191,6 @@ def build_plan(
     env: Mapping[str, str] | None = None,
     tdp_w: Mapping[int, float | None] | None = None,
     seam_factories: Mapping[int, Any] | None = None,
-    clock: Any = None,
 ) -> Plan:
     """The work of every device on this node.
 
@@ -208,7 +204,6 @@ def build_plan(
         env: the launcher's environment (node rank); None = single node.
         tdp_w: each device's TDP in W by device index, for the power estimate.
         seam_factories: each device's seam factory by device index (simulated fleets).
-        clock: the workers' clock (simulated fleets); None = time.monotonic.
 
     Returns:
         The plan; start offsets already include this node's rank offset.
@@ -234,7 +229,6 @@ def build_plan(
             faults=tuple((faults or {}).get(dev.index, ())),
             tdp_w=(tdp_w or {}).get(dev.index),
             seam_factory=(seam_factories or {}).get(dev.index),
-            clock=clock,
         )
         for i, dev in enumerate(devices)
     )

@@ -67,7 +67,6 @@ def prepare(config: RunConfig, runtime: Runtime) -> tuple[Plan, TelemetryClient]
             env=runtime.env,
             tdp_w={dev: _tdp_w(record) for dev, record in inventory.items()},
             seam_factories=runtime.seam_factories,
-            clock=runtime.worker_clock,
         )
     except BaseException:
         client.close()
@@ -164,7 +163,8 @@ def _run(
     """Sample and stress until every device is done; returns the stop reason, if any."""
     config = plan.config
     fsync_s = config.store.fsync_interval_s
-    t0 = runtime.monotonic()
+    timeline = runtime.build_timeline(plan)
+    t0 = timeline.start()
     samples = store.writer(plan.node, "samples", fsync_interval_s=fsync_s)
     events = store.writer(plan.node, "events", fsync_interval_s=fsync_s)
     for result in preflight:
@@ -184,7 +184,7 @@ def _run(
         signals,
         limits=limits,
         fault_telemetry=client if isinstance(client, FaultTelemetry) else None,
-        clock=runtime.monotonic,
+        timeline=timeline,
     )
     sampler = Sampler(
         client,
@@ -192,9 +192,7 @@ def _run(
         supervisor.watch.samples,  # type: ignore[arg-type]  # a pass-through JsonlWriter
         supervisor.watch.events,  # type: ignore[arg-type]
         config.telemetry.interval_s,
-        t0,
-        runtime.monotonic,
-        time_scale=runtime.time_scale,
+        timeline,
     )
     sampler.start()
     stopped: str | None = None
@@ -215,7 +213,7 @@ def _run(
         client.close()
         samples.close()
         events.close()
-        manifest["elapsed_s"] = round(runtime.monotonic() - t0, 3)
+        manifest["elapsed_s"] = round(timeline.elapsed(), 3)
         store.write_manifest(manifest)
     return stopped
 

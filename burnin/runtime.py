@@ -14,12 +14,16 @@ import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from burnin.clock import Timeline, WallTimeline
 from burnin.devices import Device
 from burnin.errors import TelemetryError
 from burnin.faults import Fault
 from burnin.telemetry.base import TelemetryClient
+
+if TYPE_CHECKING:
+    from burnin.plan import Plan
 
 log = logging.getLogger("burnin")
 
@@ -49,10 +53,14 @@ class Runtime:
     wall_time: Callable[[], float] = time.time
     # Launcher variables (RANK, SLURM_NODEID, ...) for the node's ramp offset; tests inject theirs.
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    # Simulated fleets (burnin.simulate) only. time_scale: simulated seconds per wall second
-    # (the sampler waits interval / time_scale); worker_clock: the picklable clock workers read
-    # (None = time.monotonic); seam_factories: per device index, a picklable
+    # The run's time (burnin.clock): None = the host's clock (``monotonic``); a simulated fleet
+    # injects its virtual one. seam_factories: per device index, a picklable
     # ``(faults, seed) -> DeviceSeam`` (None/absent = kernels.base.DeviceSeam).
-    time_scale: float = 1.0
-    worker_clock: Callable[[], float] | None = None
+    timeline: Callable[[Plan], Timeline] | None = None
     seam_factories: dict[int, Callable[..., Any]] = field(default_factory=dict)
+
+    def build_timeline(self, plan: Plan) -> Timeline:
+        """The timeline of one node's run of ``plan``."""
+        if self.timeline is not None:
+            return self.timeline(plan)
+        return WallTimeline(self.monotonic)

@@ -113,6 +113,15 @@ class DeviceSeam:
             self._memory_pass, self._memory_hits_now = pass_id, hits
         return self._memory_hits_now
 
+    def clock(self, start_s: float) -> Callable[[], float]:
+        """The device's clock, for a device whose planned start is ``start_s`` on the run clock.
+
+        A real device's time is the host's monotonic clock (``start_s`` is when it was meant to
+        start, not when it did). A simulated device (burnin/sim/seam.py) answers with its own
+        clock, which starts at ``start_s`` and advances by the modelled time of its work.
+        """
+        return time.monotonic
+
     def delay_s(self, elapsed_s: float, kernel: str = "matmul") -> float:
         """Extra time a slow card would have taken for a step that took ``elapsed_s``.
 

@@ -3,25 +3,25 @@
 A simulated GPU computes on the CPU, so its kernels' verifications are real, but the time the
 CPU takes says nothing about the card. :class:`SimulatedSeam` sits where kernels read a step's
 device time (``kernels.base.DeviceSeam.device_time_s``) and answers with what a card of the
-scenario's SKU would take (burnin.telemetry.simmodel), with per-card spread, per-call noise and
+scenario's SKU would take (burnin.sim.model), with per-card spread, per-call noise and
 the ``slow``/``hbm-slow``/``slow-link``/``pcie-degraded``/thermal/power faults, so reports show
-an H100's TFLOP/s and GB/s. :class:`ScaledClock` is the run's simulated clock: the parent, its
-sampler and every worker read it, so a profile's minutes pass in a few wall seconds, and it
-stands still while a worker process starts. Workers unpickle this module, so it imports
-nothing heavy.
+an H100's TFLOP/s and GB/s. The seam also keeps the device's clock (burnin/sim/clock.py):
+each call advances it by the modelled time of the work it stands for, and it is the clock the
+worker stamps records, checks deadlines and beats with. Workers unpickle this module, so it
+imports nothing heavy.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
+import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from burnin.faults import Fault
 from burnin.kernels.base import DeviceSeam
-from burnin.telemetry.simmodel import PCIE_LANE_GBPS, DeviceActivity, SimulatedGpu, load_state
+from burnin.sim.model import PCIE_LANE_GBPS, DeviceActivity, SimulatedGpu, load_state
 
 # Achieved share of the dense datasheet peak for matmul: an H100 SXM reaches 790-800 of 989.4
 # bf16 TFLOP/s on 8192³ (issue 4's target); the same share is assumed for every SKU and dtype.
@@ -34,75 +34,12 @@ PCIE_EFFICIENCY = 0.85
 NVLINK_BUSBW_SHARE = 0.45
 
 
-@dataclasses.dataclass(frozen=True)
-class ScaledClock:
-    """A monotonic clock running ``scale`` times faster than ``time.monotonic`` (picklable).
-
-    With ``shared`` (see :func:`holdable_clock`) the clock can be held: while any holder holds
-    it, simulated time stands still in every process that reads it. The supervisor holds it
-    while it starts a worker, because starting a process is the harness's time, not the
-    card's: unheld, a start that takes 0.1 s of wall time on a busy host is 6 s of simulated
-    time at 60x, and the ramp, the thermal model and the all-reduce rendezvous would shift
-    with the host's load.
-    """
-
-    scale: float
-    origin: float = dataclasses.field(default_factory=time.monotonic)
-    # [sequence, holders, wall time held since, wall seconds held before]; a seqlock: the
-    # parent's threads write (odd sequence while writing), every process reads.
-    shared: Any = None
-
-    def __call__(self) -> float:
-        wall = time.monotonic()
-        if self.shared is not None:
-            wall -= self._held_s(wall)
-        return self.origin + (wall - self.origin) * self.scale
-
-    def _held_s(self, wall: float) -> float:
-        s = self.shared
-        while True:
-            seq = s[0]
-            holders, since, before = s[1], s[2], s[3]
-            if seq == s[0] and not int(seq) % 2:
-                return before + (wall - since if holders else 0.0)
-
-    def hold(self) -> None:
-        """Stop simulated time until the matching :meth:`release` (holds nest)."""
-        self._update(+1)
-
-    def release(self) -> None:
-        self._update(-1)
-
-    def _update(self, delta: int) -> None:
-        if self.shared is None:
-            return
-        with _HOLD_LOCK:
-            s, now = self.shared, time.monotonic()
-            holders = int(s[1])
-            if holders + delta < 0:
-                return  # a release without a hold: nothing to undo
-            s[0] += 1
-            if delta > 0 and holders == 0:
-                s[2] = now
-            elif delta < 0 and holders == 1:
-                s[3] += now - s[2]
-            s[1] = holders + delta
-            s[0] += 1
-
-    def sleep(self, simulated_s: float) -> None:
-        if simulated_s > 0:
-            time.sleep(simulated_s / self.scale)
-
-
-def holdable_clock(scale: float) -> ScaledClock:
-    """A :class:`ScaledClock` that can be held, shared with worker processes as they start."""
-    from burnin.supervisor import mp_context
-
-    return ScaledClock(scale, shared=mp_context().RawArray("d", 4))
-
-
-# Only the parent's threads hold and release the clock; one lock orders their writes.
-_HOLD_LOCK = threading.Lock()
+# Seconds a device waiting for its peers (a heartbeat with no device work since the previous
+# one) lets its clock run, per heartbeat, so a kernel's wait on a peer that never comes ends.
+# The allowance is forgotten at the device's next work: what it records stays the same.
+IDLE_STEP_S = 1.0
+# How often a device looks whether the sampler has caught up with its clock (wall s).
+_SAMPLER_POLL_S = 0.001
 
 
 class SimulatedSeam(DeviceSeam):
@@ -110,10 +47,12 @@ class SimulatedSeam(DeviceSeam):
 
     ``device_time_s`` returns what the card's SKU model takes for ``work`` (flops for matmul,
     bytes for membw, pcie and allreduce) with the card's spread, per-call noise and the
-    ``slow``/``hbm-slow``/``slow-link``/``pcie-degraded`` faults, and paces the caller so each
-    call occupies its share of simulated time. ``corrupt`` is the base seam's, with an ``sdc``
-    rate scaled to the number of device verifications one CPU verification stands for. The
-    base ``check_faults`` realises ``hang``, ``crash`` and ``lost`` on the simulated clock.
+    ``slow``/``hbm-slow``/``slow-link``/``pcie-degraded`` faults, and advances the device's
+    clock by the call's share of the kernel's simulated time (``pace_s``: each call stands for
+    that much of the card's work, whatever the CPU computed for it). ``corrupt`` is the base
+    seam's, with an ``sdc`` rate scaled to the number of device verifications one CPU
+    verification stands for. ``check_faults`` waits for the node's sampler to catch up with
+    the device's clock, then realises ``hang``, ``crash`` and ``lost`` on that clock.
     """
 
     def __init__(
@@ -122,7 +61,6 @@ class SimulatedSeam(DeviceSeam):
         seed: int,
         *,
         gpu: SimulatedGpu,
-        clock: ScaledClock,
         pace_s: Mapping[str, float],
         dtypes: Mapping[str, str],
         device_batches: float = 1.0,
@@ -130,37 +68,77 @@ class SimulatedSeam(DeviceSeam):
     ) -> None:
         super().__init__(scaled_sdc(faults, device_batches), seed)
         self.gpu = gpu
-        self._clock = clock
         self._pace_s = dict(pace_s)
         self._dtypes = dict(dtypes)
-        self._started = self._mark = clock()
-        self._calls = 0
         self._activity = activity
-        if activity is not None:
-            activity.started(gpu.index, self._started)
+        self._started = self._now = 0.0
+        self._calls = 0
+        self._idle_s = 0.0  # the waiting allowance (IDLE_STEP_S)
+        self._worked = True  # device work since the previous heartbeat
+        self._idle_beats = 0
+        self._read_pass: int | None = None
+
+    def clock(self, start_s: float) -> Callable[[], float]:
+        self._started = self._now = start_s
+        if self._activity is not None:
+            self._activity.started(self.gpu.index, start_s)
+        return self.now
+
+    def now(self) -> float:
+        """The device's clock: seconds of modelled device time since the node's start."""
+        return self._now + self._idle_s
+
+    def advance(self, seconds: float) -> None:
+        """The device worked ``seconds`` of its (modelled) time."""
+        self._now = round(self._now + max(0.0, seconds), 9)
+        self._idle_s, self._idle_beats, self._worked = 0.0, 0, True
+        if self._activity is not None:
+            self._activity.busy(self.gpu.index, self._now)
 
     def check_faults(self, elapsed_s: float) -> None:
-        """Record progress for the node's telemetry, then realise hang/crash/lost faults."""
-        if self._activity is not None:
-            self._activity.busy(self.gpu.index, self._clock())
-            hang = self.faults.get("hang")
-            if hang is not None and elapsed_s >= float(hang.params.get("after_s", 5.0)):
-                self._activity.hung(self.gpu.index)  # a stuck kernel keeps the card busy
+        """Let the sampler catch up with this device, then realise hang/crash/lost faults."""
+        if self._worked:
+            self._worked = False
+            self._wait_for_sampler()
+        else:
+            self._idle_beats += 1
+            if self._idle_beats > 1:  # the worker beats once before each kernel by itself
+                self._idle_s += IDLE_STEP_S
+        elapsed_s = self._now - self._started
+        for kind in ("hang", "lost"):
+            fault = self.faults.get(kind)
+            due = fault is not None and elapsed_s >= float(fault.params.get("after_s", 5.0))
+            if due and self._activity is not None:
+                if kind == "hang":
+                    self._activity.hung(self.gpu.index)  # a stuck kernel keeps the card busy
+                else:
+                    self._activity.stalled(self.gpu.index)
         super().check_faults(elapsed_s)
+
+    def _wait_for_sampler(self) -> None:
+        activity = self._activity
+        if activity is None:
+            return
+        while activity.sampled(self.gpu.index) < self._now:
+            time.sleep(_SAMPLER_POLL_S)
 
     def delay_s(self, elapsed_s: float, kernel: str = "matmul") -> float:
         return 0.0  # slowness is in the model's time, not in a sleep of the CPU's
 
     def device_time_s(self, kernel: str, elapsed_s: float, work: float) -> float:
         rate = self.rate(kernel)
-        self._pace(kernel)
-        if self._activity is not None:
-            self._activity.busy(self.gpu.index, self._clock())
+        self.advance(self._pace_s.get(kernel, 0.0))
         if rate is None or work <= 0:
             return elapsed_s  # a kernel the model does not know: the measured time
         self._calls += 1
         wobble = 1.0 + self.gpu.noise * self.gpu.jitter(self._calls, 4)
-        return work / (rate * wobble)
+        return exact_time_s(work, rate * wobble)
+
+    def read_back(self, words: Any, offset_bytes: int, region_bytes: int, pass_id: int) -> Any:
+        if pass_id != self._read_pass:  # one memtest pass: its share of the kernel's time
+            self._read_pass = pass_id
+            self.advance(self._pace_s.get("memtest", 0.0))
+        return super().read_back(words, offset_bytes, region_bytes, pass_id)
 
     def rate(self, kernel: str) -> float | None:
         """Work per second of this card for ``kernel`` right now (None = not modelled)."""
@@ -168,7 +146,7 @@ class SimulatedSeam(DeviceSeam):
         if kernel == "matmul":
             dtype = self._dtypes.get("matmul", "fp32")
             peak = board.peak_tflops.get(dtype) or board.peak_tflops.get("fp32") or 1.0
-            state = load_state(gpu, self._clock() - self._started)
+            state = load_state(gpu, self._now - self._started)
             clocks = state.clock_share / load_state(_healthy(gpu), 0.0).clock_share
             slow = float(gpu.param("slow", "factor", 1.0))
             return peak * 1e12 * MATMUL_EFFICIENCY * gpu.perf_scale * slow * clocks
@@ -182,14 +160,20 @@ class SimulatedSeam(DeviceSeam):
             return busbw * 1e9 * float(gpu.param("slow-link", "factor", 1.0))
         return None
 
-    def _pace(self, kernel: str) -> None:
-        pace = self._pace_s.get(kernel)
-        if not pace:
-            return
-        now = self._clock()
-        target = max(self._mark + pace, now)
-        self._clock.sleep(target - now)
-        self._mark = target
+
+def exact_time_s(work: float, rate: float) -> float:
+    """A time ``t`` for ``work`` at ``rate`` such that ``work / t == rate`` exactly.
+
+    Kernels turn a device time back into a rate (``work / t``); the work of a batch depends on
+    how fast the host computed it, and ``work / (work / rate)`` can miss ``rate`` by an ulp, so
+    the same scenario would report figures a bit apart. The neighbours of ``work / rate`` hold
+    one that divides back exactly.
+    """
+    t = work / rate
+    for candidate in (t, math.nextafter(t, 0.0), math.nextafter(t, math.inf)):
+        if candidate > 0 and work / candidate == rate:
+            return candidate
+    return t
 
 
 def _healthy(gpu: SimulatedGpu) -> SimulatedGpu:

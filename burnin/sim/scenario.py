@@ -307,7 +307,7 @@ def _fault(
 
 def _check_sku_supports(kind: str, sku: Any, key: str, where: str, source: str) -> None:
     """Reject a fault a card of this SKU cannot show through NVML (it would go unseen)."""
-    from burnin.telemetry.simmodel import board_for
+    from burnin.sim.model import board_for
 
     board = board_for(key, sku)
     problem = None
@@ -330,7 +330,7 @@ def _check_sku_supports(kind: str, sku: Any, key: str, where: str, source: str) 
 def _check_changes_something(fault: Fault, sku: Any, key: str, where: str, source: str) -> None:
     """Reject a fault whose parameters describe the genuine card: it would rightly PASS, and
     the scenario's author would read that as a check that missed its fault."""
-    from burnin.telemetry.simmodel import board_for
+    from burnin.sim.model import board_for
 
     board, p = board_for(key, sku), fault.params
     if fault.kind == "pcie-degraded":
