@@ -383,6 +383,7 @@ class _Session:
         # Every rank must make the same number of calls: size batches by the slowest rank.
         wall_s = self._max(self.stress_wall_s, None)
         calls = max(1, int(self.cfg.batch_s / max(wall_s, 1e-6)))
+        calls = self.ctx.seam.batch_steps("allreduce", calls)
         buf = self.torch.zeros(count, dtype=self.torch.float32, device=self.ctx.device)
         batches = 0
         while not self._agree(self.ctx.monotonic() >= deadline or self.ctx.should_stop()):

@@ -122,6 +122,15 @@ class DeviceSeam:
         """
         return time.monotonic
 
+    def batch_steps(self, kernel: str, measured: int) -> int:
+        """Steps per timed batch of ``kernel``; ``measured`` fills ``batch_s`` on this host.
+
+        A real device runs what fills its batch time. A simulated device's batch stands for a
+        slice of its modelled time whatever the CPU computes, so it answers a fixed count and
+        the records stay the same on a fast or a loaded host.
+        """
+        return measured
+
     def delay_s(self, elapsed_s: float, kernel: str = "matmul") -> float:
         """Extra time a slow card would have taken for a step that took ``elapsed_s``.
 
@@ -264,7 +273,8 @@ def calibrate_batches(
             op()
         timer.start()
         op()
-        batch[name] = max(1, int(batch_s / len(ops) / max(timer.stop_s(), 1e-6)))
+        measured = max(1, int(batch_s / len(ops) / max(timer.stop_s(), 1e-6)))
+        batch[name] = ctx.seam.batch_steps(name, measured)
     return timer, batch
 
 

@@ -172,14 +172,14 @@ class _DtypeRun:
             self.mm(self.a, self.b, outs[0])
         timer.start()
         self.mm(self.a, self.b, outs[0])
-        batch = max(1, int(cfg.batch_s / max(timer.stop_s(), 1e-6)))
+        batch = ctx.seam.batch_steps("matmul", max(1, int(cfg.batch_s / max(timer.stop_s(), 1e-6))))
 
         tflops: list[float] = []
         timed_s = verify_s = 0.0
         window_work = window_s = 0.0
-        loop_t0 = time.perf_counter()
-        # Progress windows follow the device's clock (a simulated card's is its modelled time).
-        last_progress = ctx.monotonic()
+        # Loop, verification and progress times follow the device's clock (a simulated card's
+        # is its modelled time, in which a host-side verification takes none).
+        last_progress = loop_t0 = ctx.monotonic()
         batches = 0
         while True:
             timer.start()
@@ -198,11 +198,11 @@ class _DtypeRun:
             ctx.heartbeat()
             done = ctx.monotonic() >= deadline or ctx.should_stop()
             if batches % cfg.verify_every == 0 or (done and not self.counts["verifications"]):
-                t0 = time.perf_counter()
+                t0 = ctx.monotonic()
                 newest = outs[(k - 1) % len(outs)]
                 older = outs[self.counts["verifications"] % len(outs)]
                 self.verify([newest] if older is newest else [newest, older], last=done)
-                verify_s += time.perf_counter() - t0
+                verify_s += ctx.monotonic() - t0
             now = ctx.monotonic()
             if now - last_progress >= 1.0 or done:
                 last_progress = now
@@ -218,7 +218,7 @@ class _DtypeRun:
                 window_work = window_s = 0.0
             if done:
                 break
-        loop_s = time.perf_counter() - loop_t0
+        loop_s = ctx.monotonic() - loop_t0
         if ctx.is_cuda:
             torch.cuda.synchronize(ctx.device)
         return {

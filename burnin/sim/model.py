@@ -426,6 +426,8 @@ class DeviceActivity:
     def read(self, slot: int) -> tuple[float | None, float, bool]:
         """(start or None if never started, last progress, hung) on the node's clock."""
         start = self._get(slot, self._STARTED)
-        return (start if start >= 0 else None), self._get(slot, self._BUSY), bool(
-            self._get(slot, self._HUNG)
+        return (
+            (start if start >= 0 else None),
+            self._get(slot, self._BUSY),
+            bool(self._get(slot, self._HUNG)),
         )

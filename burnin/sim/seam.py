@@ -38,6 +38,10 @@ NVLINK_BUSBW_SHARE = 0.45
 # one) lets its clock run, per heartbeat, so a kernel's wait on a peer that never comes ends.
 # The allowance is forgotten at the device's next work: what it records stays the same.
 IDLE_STEP_S = 1.0
+# CPU steps (products, copies, calls) per timed batch of a simulated device: a batch stands for
+# its share of the kernel's modelled time however many the CPU runs, and a fixed count keeps
+# the records (step numbers, sizes) the same on any host.
+BATCH_STEPS = 4
 # How often a device looks whether the sampler has caught up with its clock (wall s).
 _SAMPLER_POLL_S = 0.001
 
@@ -121,6 +125,9 @@ class SimulatedSeam(DeviceSeam):
             return
         while activity.sampled(self.gpu.index) < self._now:
             time.sleep(_SAMPLER_POLL_S)
+
+    def batch_steps(self, kernel: str, measured: int) -> int:
+        return BATCH_STEPS
 
     def delay_s(self, elapsed_s: float, kernel: str = "matmul") -> float:
         return 0.0  # slowness is in the model's time, not in a sleep of the CPU's
