@@ -6,7 +6,7 @@
 Target (issue 5): sampling at 1 Hz on 8 GPUs costs < 1 % of kernel throughput. Both sides run
 the same plain ``torch.matmul`` loop (batches of ~0.1 s, one synchronisation each); the harness
 side also runs the real :class:`~burnin.telemetry.sampler.Sampler` thread polling 8 simulated
-GPUs (:class:`~burnin.telemetry.simulated.SimulatedTelemetry`, the same protocol and record path
+GPUs (:class:`~burnin.sim.telemetry.SimulatedTelemetry`, the same protocol and record path
 as NVML: read, ``to_dict``, JSON line appended to ``samples.jsonl``) every ``--interval``
 seconds. Rounds alternate which side goes first (ABBA). Throughput is each side's total work
 over its whole time (a mean, so the sampler's brief bursts count), in TFLOP per second of this
@@ -66,10 +66,10 @@ class SimulatedSampling:
     """The run's Sampler thread on ``gpus`` simulated H100s, writing a real samples.jsonl."""
 
     def __init__(self, gpus: int, interval_s: float) -> None:
+        from burnin.sim.model import board_for, build_gpu
+        from burnin.sim.telemetry import SimulatedTelemetry
         from burnin.store import JsonlWriter
         from burnin.telemetry.sampler import Sampler
-        from burnin.telemetry.simmodel import board_for, build_gpu
-        from burnin.telemetry.simulated import SimulatedTelemetry
 
         board = board_for("H100-SXM5-80GB")
         cards = [build_gpu(board, seed=1, node=0, index=i, noise=0.01) for i in range(gpus)]

@@ -1,4 +1,4 @@
-"""burnin.scenario: the simulated-fleet format (DESIGN.md "Simulated fleets") and its errors."""
+"""burnin.sim.scenario: the simulated-fleet format (DESIGN.md "Simulated fleets") and its errors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from burnin.cli import cli
 from burnin.errors import ConfigError
 from burnin.faults import FAULT_KINDS
-from burnin.scenario import EXPECTED_CHECKS, load_scenario, parse_scenario, scenario_names
+from burnin.sim.scenario import EXPECTED_CHECKS, load_scenario, parse_scenario, scenario_names
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "configs" / "scenarios"
 FLEET = {"nodes": 2, "gpus_per_node": 4, "sku": "H100-SXM5-80GB", "seed": 3}

@@ -40,8 +40,9 @@ NVLINK_BUSBW_SHARE = 0.45
 IDLE_STEP_S = 1.0
 # CPU steps (products, copies, calls) per timed batch of a simulated device: a batch stands for
 # its share of the kernel's modelled time however many the CPU runs, and a fixed count keeps
-# the records (step numbers, sizes) the same on any host.
-BATCH_STEPS = 4
+# the records (step numbers, sizes) the same on any host. An all-reduce call is a collective
+# of the node's worker processes, so one per batch.
+BATCH_STEPS = {"matmul": 4, "allreduce": 1}
 # How often a device looks whether the sampler has caught up with its clock (wall s).
 _SAMPLER_POLL_S = 0.001
 
@@ -127,7 +128,7 @@ class SimulatedSeam(DeviceSeam):
             time.sleep(_SAMPLER_POLL_S)
 
     def batch_steps(self, kernel: str, measured: int) -> int:
-        return BATCH_STEPS
+        return BATCH_STEPS.get(kernel, BATCH_STEPS["matmul"])
 
     def delay_s(self, elapsed_s: float, kernel: str = "matmul") -> float:
         return 0.0  # slowness is in the model's time, not in a sleep of the CPU's
