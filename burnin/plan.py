@@ -25,7 +25,7 @@ from typing import Any
 from burnin.config import RampSection, RunConfig
 from burnin.devices import Device
 from burnin.errors import InputError
-from burnin.faults import Fault
+from burnin.kernels.base import Fault
 from burnin.reports.terminal import printable
 
 # Launcher variables holding this node's rank, in order of preference: torchrun's node rank,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from burnin.clock import Timeline, WallTimeline
 from burnin.devices import Device
 from burnin.errors import TelemetryError
-from burnin.faults import Fault
+from burnin.kernels.base import Fault
 from burnin.telemetry.base import TelemetryClient
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from typing import Any
 
 from burnin.config import RunConfig
 from burnin.errors import TelemetryError
-from burnin.faults import Fault
+from burnin.kernels.base import Fault
 from burnin.store import JsonlWriter
 from burnin.telemetry.base import Event, Sample, TelemetryClient
 

@@ -18,7 +18,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from burnin.faults import Fault
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault to inject at the device seam (plain picklable data): its kind and parameters.
+
+    The kinds, their parameters and defaults are the simulator's fault registry
+    (burnin/sim/faults.py); tests attach faults to the CPU fallback's devices the same way.
+    """
+
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 class DeviceSeam:

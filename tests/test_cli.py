@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from fakes import write_run
 
 from burnin.cli import cli
-from burnin.faults import make_fault
 from burnin.runtime import Runtime
+from burnin.sim.faults import make_fault
 
 FAST = [
     "--device",

@@ -190,7 +190,7 @@ def _rank(
 ) -> None:
     import torch
 
-    from burnin.faults import make_fault
+    from burnin.sim.faults import make_fault
 
     torch.set_num_threads(1)
     device = torch.device(f"cuda:{dev}" if cfg.pop("_cuda", False) else "cpu")

@@ -15,11 +15,11 @@ import torch
 from click.testing import CliRunner
 
 from burnin.cli import cli
-from burnin.faults import make_fault
 from burnin.kernels import bitcheck
 from burnin.kernels.base import DeviceSeam, KernelContext
 from burnin.kernels.matmul import Matmul, _freivalds_bad_rows
 from burnin.runtime import Runtime
+from burnin.sim.faults import make_fault
 
 
 def run_matmul(

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 import torch
 
-from burnin.faults import make_fault
 from burnin.kernels.base import DeviceSeam, KernelContext
 from burnin.kernels.membw import Membw
 from burnin.kernels.memtest import Memtest, _passes
+from burnin.sim.faults import make_fault
 
 
 def run(

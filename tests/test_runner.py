@@ -20,11 +20,11 @@ from click.testing import CliRunner
 from fakes import RecordingWriter, process_alive
 
 from burnin.cli import cli
-from burnin.faults import make_fault
 from burnin.kernels.base import CRASH_EXIT_CODE
 from burnin.plan import build_plan
 from burnin.runtime import Runtime
 from burnin.signals import StopSignals
+from burnin.sim.faults import make_fault
 from burnin.store import RunStore
 from burnin.supervisor import Supervisor, _Running, describe_exit, kill_group, mp_context
 from burnin.telemetry.base import DriverInfo, Event, Inventory, Sample

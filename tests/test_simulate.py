@@ -22,8 +22,8 @@ from click.testing import CliRunner
 
 from burnin.cli import cli
 from burnin.config import load_config
-from burnin.faults import make_fault
 from burnin.kernels import registry
+from burnin.sim.faults import EXPECTED_CHECKS, make_fault
 from burnin.sim.model import PCIE_LANE_GBPS, DeviceActivity, board_for, build_gpu
 from burnin.sim.run import (
     BATCHES_PER_KERNEL,
@@ -32,7 +32,7 @@ from burnin.sim.run import (
     node_slots,
     prepare_simulation,
 )
-from burnin.sim.scenario import EXPECTED_CHECKS, load_scenario
+from burnin.sim.scenario import load_scenario
 from burnin.sim.seam import BATCH_STEPS, IDLE_STEP_S, SimulatedSeam, exact_time_s, scaled_sdc
 
 H100 = "H100-SXM5-80GB"

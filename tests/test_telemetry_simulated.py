@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from burnin.errors import TelemetryError
-from burnin.faults import make_fault
+from burnin.sim.faults import make_fault
 from burnin.sim.model import DeviceActivity, SimulatedGpu, board_for, build_gpu
 from burnin.sim.telemetry import SimulatedTelemetry, simulated_inventory
 from burnin.skus import identify, load_skus

@@ -10,7 +10,7 @@ from fakes import FakeTelemetry, RecordingWriter
 
 from burnin.config import load_config
 from burnin.errors import TelemetryError
-from burnin.faults import make_fault
+from burnin.sim.faults import make_fault
 from burnin.watch import FaultTelemetry, TelemetryWatch, guard_limit, is_lost
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from burnin.config import load_config
 from burnin.devices import cpu_devices
-from burnin.faults import make_fault
 from burnin.kernels.base import CRASH_EXIT_CODE, DeviceSeam
 from burnin.plan import KernelStep, build_plan
+from burnin.sim.faults import make_fault
 from burnin.store import read_jsonl
 from burnin.supervisor import kill_group, mp_context
 from burnin.worker import (

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from burnin.faults import Fault
+from burnin.sim.faults import Fault
 
 
 @dataclass(frozen=True)

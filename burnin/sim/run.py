@@ -35,10 +35,10 @@ from typing import Any
 
 from burnin.config import RunConfig
 from burnin.devices import Device
-from burnin.faults import Fault
 from burnin.plan import Plan, kernel_durations
 from burnin.runtime import Runtime
 from burnin.sim.clock import VirtualTimeline
+from burnin.sim.faults import FAULT_KERNELS, Fault
 from burnin.sim.model import DeviceActivity, board_for, build_gpu, identity
 from burnin.sim.scenario import NodeSpec, Scenario, load_scenario
 from burnin.sim.seam import SimulatedSeam
@@ -68,13 +68,6 @@ WORKERS_PER_CPU = 8
 # Telemetry costs the node's process ~0.2 ms per sample (model, record, store): at most this
 # many samples per GPU (the interval widens beyond), so a long profile samples no more.
 MAX_SAMPLES_PER_GPU = 150
-# Kernels that realise a fault kind's expected check (DESIGN.md table), added when present.
-FAULT_KERNELS = {
-    "hbm-slow": "membw",
-    "slow-link": "allreduce",
-    "stuck-bit": "memtest",
-    "bitflip": "memtest",
-}
 # CPU-side sizes and repeat counts of a simulated GPU: tiny, because a node's GPUs share two
 # cores and memory, and the seam supplies the device's timing anyway (CPU timings are unused).
 _CPU_SIZES = {"cpu_size": 64, "cpu_size_mib": 4, "cpu_mib": 2, "iterations": 2, "warmup": 1}
@@ -221,7 +214,7 @@ def node_runtime(sim: SimulatedRun, node: NodeSpec, config: RunConfig) -> Runtim
             gpus, activity=activity, idle_after_s=0.0
         ),
         cuda_devices=lambda: list(devices),
-        faults={i: tuple(f) for i, f in faults.items()},
+        # Faults enter through the device model only (each seam's and the telemetry's card).
         env={},
         timeline=timeline,
         seam_factories=seams,

@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from burnin.faults import Fault
 from burnin.kernels.base import DeviceSeam
+from burnin.sim.faults import Fault
 from burnin.sim.model import PCIE_LANE_GBPS, DeviceActivity, SimulatedGpu, load_state
 
 # Achieved share of the dense datasheet peak for matmul: an H100 SXM reaches 790-800 of 989.4
@@ -71,7 +71,9 @@ class SimulatedSeam(DeviceSeam):
         device_batches: float = 1.0,
         activity: DeviceActivity | None = None,
     ) -> None:
-        super().__init__(scaled_sdc(faults, device_batches), seed)
+        # The card's own faults (the scenario's), whatever the plan passes: a simulated
+        # device is faulty by its model, not by an injection.
+        super().__init__(scaled_sdc(gpu.faults, device_batches), seed)
         self.gpu = gpu
         self._pace_s = dict(pace_s)
         self._dtypes = dict(dtypes)
