@@ -57,6 +57,9 @@ class Runtime:
     # injects its virtual one. seam_factories: per device index, a picklable
     # ``(faults, seed) -> DeviceSeam`` (None/absent = kernels.base.DeviceSeam).
     timeline: Callable[[Plan], Timeline] | None = None
+    # Whether the node's run writes its own reports (False where a caller merges several
+    # nodes' stores and reports once, as a simulated fleet does).
+    node_reports: bool = True
     seam_factories: dict[int, Callable[..., Any]] = field(default_factory=dict)
 
     def build_timeline(self, plan: Plan) -> Timeline:

@@ -14,8 +14,11 @@ starting one costs milliseconds instead of a fresh interpreter and torch import 
   their whole process group and the rest of the node goes on. Each such event carries the last
   telemetry sample and the recent events of that device.
 
-So a run ends within its planned duration plus the watchdog timeout plus process start-up,
-whatever the devices do. A stop request (Ctrl-C, SIGTERM) sets every device's stop flag, gives
+Every "when" comes from the injected :class:`~burnin.clock.Timeline`: the host's clock on
+hardware; in a simulated fleet each device's modelled time, where a device starts exactly at
+its planned offset and counts as hung ``watchdog.timeout_s`` of its own time after it stopped
+answering. So a run ends within its planned duration plus the watchdog timeout plus process
+start-up, whatever the devices do. A stop request (Ctrl-C, SIGTERM) sets every device's stop flag, gives
 the workers ``watchdog.grace_s`` to write their results and kills what is left.
 """
 
@@ -267,7 +270,7 @@ class Supervisor:
             kind = "lost" if lost else "crash"
             why = describe_exit(code)
             message = f"the GPU disappeared, then the worker {why}" if lost else f"worker {why}"
-            evidence = self._evidence(run, at_s)
+            evidence = self._evidence(run)
             self._record(kind, dev, at_s, message=message, exitcode=code, **evidence)
             return
         if not timeline.settled(dev):

@@ -215,7 +215,7 @@ def test_each_kernels_calls_share_its_simulated_duration() -> None:
 
 @pytest.mark.parametrize(
     ("nodes", "gpus", "cpus", "slots"),
-    [(32, 8, 2, 2), (32, 8, 16, 16), (1, 8, 2, 1), (6, 4, 2, 4), (3, 64, 2, 1)],
+    [(32, 8, 2, 4), (32, 8, 16, 32), (1, 8, 2, 1), (6, 4, 2, 6), (3, 64, 2, 1)],
 )
 def test_worker_processes_at_once_are_bounded_by_the_cpus(
     tmp_path: Path, nodes: int, gpus: int, cpus: int, slots: int
