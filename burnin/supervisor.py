@@ -18,8 +18,8 @@ Every "when" comes from the injected :class:`~burnin.clock.Timeline`: the host's
 hardware; in a simulated fleet each device's modelled time, where a device starts exactly at
 its planned offset and counts as hung ``watchdog.timeout_s`` of its own time after it stopped
 answering. So a run ends within its planned duration plus the watchdog timeout plus process
-start-up, whatever the devices do. A stop request (Ctrl-C, SIGTERM) sets every device's stop flag, gives
-the workers ``watchdog.grace_s`` to write their results and kills what is left.
+start-up, whatever the devices do. A stop request (Ctrl-C, SIGTERM) sets every device's stop
+flag, gives the workers ``watchdog.grace_s`` to write their results and kills what is left.
 """
 
 from __future__ import annotations
