@@ -198,6 +198,12 @@ def test_simulation_adapts_the_config_but_keeps_what_the_user_set(tmp_path: Path
     assert cfg.kernels["matmul"].cpu_dtype == cfg.kernels["matmul"].dtype
     assert cfg.kernels["matmul"].batch_s < config.kernels["matmul"].batch_s
     assert cfg.telemetry.interval_s >= config.telemetry.interval_s
+    # The modelled TFLOP/s are judged against the datasheet whatever size the CPU computed,
+    # unless the user set the limit.
+    assert cfg.thresholds.throughput_min_size_for_peak == 1
+    mine = load_config("quick", ["thresholds.throughput_min_size_for_peak=64"])
+    kept = prepare_simulation("one-of-each-fault", mine).config
+    assert kept.thresholds.throughput_min_size_for_peak == 64
 
 
 def test_each_kernels_calls_share_its_simulated_duration() -> None:

@@ -109,6 +109,12 @@ def prepare_simulation(scenario_path: str | Path, config: RunConfig) -> Simulate
     per_node_s = run.duration_s + _ramp_span_s(config, max(n.gpus for n in scenario.nodes))
     interval = max(config.telemetry.interval_s, per_node_s / MAX_SAMPLES_PER_GPU)
     watchdog = dataclasses.replace(config.watchdog, timeout_s=WATCHDOG_S)
+    thresholds = config.thresholds
+    if thresholds.throughput_min_size_for_peak == _default(
+        thresholds, "throughput_min_size_for_peak"
+    ):
+        # A simulated card's TFLOP/s comes from its SKU model, whatever size the CPU computed.
+        thresholds = dataclasses.replace(thresholds, throughput_min_size_for_peak=1)
     kernel_configs = {name: _cpu_sized(cfg) for name, cfg in config.kernels.items()}
     matmul = config.kernels.get("matmul")
     verify_s = float(matmul.batch_s * matmul.verify_every) if matmul is not None else 0.1
@@ -117,9 +123,14 @@ def prepare_simulation(scenario_path: str | Path, config: RunConfig) -> Simulate
         run=run,
         kernels=kernel_configs,
         watchdog=watchdog,
+        thresholds=thresholds,
         telemetry=dataclasses.replace(config.telemetry, interval_s=interval),
     )
     return SimulatedRun(scenario, config, tuple(added), verify_s)
+
+
+def _default(section: Any, name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(section) if f.name == name)
 
 
 def _ramp_span_s(config: RunConfig, devices: int) -> float:
