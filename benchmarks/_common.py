@@ -60,7 +60,7 @@ def context(device: Any, config: Any, duration_s: float, seed: int = 1234) -> An
         config=config,
         duration_s=duration_s,
         seed=seed,
-        seam=DeviceSeam((), seed=seed),
+        seam=DeviceSeam(seed=seed),
         emit=records.append,
     )
 

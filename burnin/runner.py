@@ -35,7 +35,7 @@ from burnin.store import RunStore, safe_name
 from burnin.supervisor import Supervisor, warm_up
 from burnin.telemetry.base import Inventory, TelemetryClient, from_dict
 from burnin.telemetry.sampler import Sampler
-from burnin.watch import FaultTelemetry, guard_limit
+from burnin.watch import guard_limit
 
 log = logging.getLogger("burnin")
 
@@ -62,8 +62,7 @@ def prepare(config: RunConfig, runtime: Runtime) -> tuple[Plan, TelemetryClient]
             # plan, the records and the path, whatever the host calls itself.
             safe_name(runtime.hostname),
             note,
-            runtime.faults,
-            runtime.cpu_count,
+            cpu_count=runtime.cpu_count,
             env=runtime.env,
             tdp_w={dev: _tdp_w(record) for dev, record in inventory.items()},
             seam_factories=runtime.seam_factories,
@@ -137,9 +136,6 @@ def execute(config: RunConfig, runtime: Runtime, argv: list[str]) -> RunOutcome:
         except BaseException:
             client.close()
             raise
-        client = FaultTelemetry.wrap(
-            client, runtime.faults, {i.device.index: i.device.telemetry_index for i in plan.items}
-        )
         manifest = _manifest(store, plan, client, argv, runtime, preflight)
         store.write_manifest(manifest)
         log.info("run %s: %s", store.path.name, plan.device_note)
@@ -185,7 +181,6 @@ def _run(
         t0,
         signals,
         limits=limits,
-        fault_telemetry=client if isinstance(client, FaultTelemetry) else None,
         timeline=timeline,
     )
     sampler = Sampler(
@@ -281,7 +276,6 @@ def _manifest(
                 "start_offset_s": i.start_offset_s,
                 "tdp_w": i.tdp_w,
                 "kernels": [k.name for k in i.kernels],
-                "faults": [f.kind for f in i.faults],
             }
             for i in plan.items
         ],

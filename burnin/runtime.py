@@ -1,9 +1,8 @@
 """The world a command runs in, injected through ``ctx.obj``: host, clock, devices, telemetry.
 
 Production code gets :class:`Runtime` with real defaults; tests pass their own (fake telemetry,
-injected faults, a fixed host name) to ``CliRunner.invoke(..., obj=...)``. ``faults`` is the
-test-only switch of the foundation: faults attached to device indices reach the device seam of
-the real code path, exactly as a simulated scenario's faults do.
+device seams that carry faults, a fixed host name) to ``CliRunner.invoke(..., obj=...)``, and a
+simulated fleet builds one per node (burnin/sim/run.py).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from burnin.clock import Timeline, WallTimeline
 from burnin.devices import Device
 from burnin.errors import TelemetryError
-from burnin.kernels.base import Fault
 from burnin.telemetry.base import TelemetryClient
 
 if TYPE_CHECKING:
@@ -47,7 +45,6 @@ class Runtime:
     hostname: str = field(default_factory=socket.gethostname)
     telemetry_factory: Callable[[Sequence[Device]], TelemetryClient] = default_telemetry
     cuda_devices: Callable[[], list[Device]] | None = None  # None = ask torch
-    faults: dict[int, tuple[Fault, ...]] = field(default_factory=dict)
     cpu_count: int = field(default_factory=lambda: os.cpu_count() or 1)
     monotonic: Callable[[], float] = time.monotonic
     wall_time: Callable[[], float] = time.time
@@ -55,7 +52,7 @@ class Runtime:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     # The run's time (burnin.clock): None = the host's clock (``monotonic``); a simulated fleet
     # injects its virtual one. seam_factories: per device index, a picklable
-    # ``(faults, seed) -> DeviceSeam`` (None/absent = kernels.base.DeviceSeam).
+    # ``(seed=...) -> DeviceSeam`` (absent = kernels.base.DeviceSeam, a real device).
     timeline: Callable[[Plan], Timeline] | None = None
     # Whether the node's run writes its own reports (False where a caller merges several
     # nodes' stores and reports once, as a simulated fleet does).

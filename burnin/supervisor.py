@@ -37,7 +37,7 @@ from burnin.clock import Timeline, WallTimeline
 from burnin.plan import Plan, WorkItem
 from burnin.signals import StopSignals
 from burnin.store import JsonlWriter
-from burnin.watch import FaultTelemetry, TelemetryWatch
+from burnin.watch import TelemetryWatch
 from burnin.worker import STOP_INTERRUPTED, STOP_THERMAL, WorkerArgs, worker_entry
 
 log = logging.getLogger("burnin")
@@ -107,7 +107,6 @@ class Supervisor:
         t0: the run's start on the devices' clock (what :meth:`Timeline.start` returned).
         signals: the active stop-signal handler.
         limits: thermal guard limits per device index (C, source).
-        fault_telemetry: the CPU path's lost-fault hook, told when each device starts.
         timeline: when devices start and when they count as hung (default: wall time).
     """
 
@@ -120,7 +119,6 @@ class Supervisor:
         t0: float,
         signals: StopSignals,
         limits: dict[int, tuple[float, str]] | None = None,
-        fault_telemetry: FaultTelemetry | None = None,
         timeline: Timeline | None = None,
     ) -> None:
         cfg = plan.config
@@ -129,7 +127,6 @@ class Supervisor:
         self._events = events
         self._t0 = t0
         self._signals = signals
-        self._faults = fault_telemetry
         self._timeline = timeline if timeline is not None else WallTimeline()
         self._timeout_s = cfg.watchdog.timeout_s
         self._grace_s = cfg.watchdog.grace_s
@@ -227,8 +224,6 @@ class Supervisor:
         self._beats[slot] = beat
         self._starts.append(elapsed)
         self._running[slot] = _Running(proc, item, slot, beat)
-        if self._faults is not None and item.device.telemetry_index is not None:
-            self._faults.mark_started(item.device.telemetry_index)
         self._events.write(
             {
                 "device": dev,

@@ -68,7 +68,7 @@ def worker_main(args: WorkerArgs, beats: Any, stops: Any, alive: Any = None) -> 
     dev = item.device.index
     from burnin.kernels.base import DeviceSeam
 
-    seam = (item.seam_factory or DeviceSeam)(item.faults, seed=item.seed * 1000 + dev)
+    seam = (item.seam_factory or DeviceSeam)(seed=item.seed * 1000 + dev)
     # Record times, kernel deadlines and heartbeats are the device's time: the host's
     # monotonic clock on a real card, the modelled device time on a simulated one.
     clock = seam.clock(args.t0 + item.start_offset_s)

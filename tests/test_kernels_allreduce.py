@@ -27,6 +27,7 @@ from burnin.kernels.collectives import (
     typical_pair_gbps,
 )
 from burnin.runtime import Runtime
+from burnin.sim.seam import FaultySeam
 from burnin.supervisor import mp_context
 from burnin.verdicts.network import isolate
 
@@ -138,7 +139,7 @@ def _ctx(index: int = 0, peers: dict[str, Any] | None = None, **kw: Any) -> Kern
         config=Allreduce.Config(**kw),
         duration_s=0.5,
         seed=3,
-        seam=DeviceSeam([], seed=0),
+        seam=DeviceSeam(seed=0),
         emit=lambda record: None,
         peers=peers or {},
     )
@@ -170,7 +171,7 @@ def test_a_lone_device_skips_with_the_reason(peers: dict[str, Any]) -> None:
 # -- real gloo groups of CPU ranks -------------------------------------------------------------
 
 
-class CrashingSeam(DeviceSeam):
+class CrashingSeam(FaultySeam):
     """A card that dies on its first timed all-reduce, after the group has formed."""
 
     def device_time_s(self, kernel: str, elapsed_s: float, work: float) -> float:
@@ -196,7 +197,7 @@ def _rank(
     device = torch.device(f"cuda:{dev}" if cfg.pop("_cuda", False) else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    seam = (CrashingSeam if crash else DeviceSeam)([make_fault(k, p) for k, p in faults], dev)
+    seam = (CrashingSeam if crash else FaultySeam)([make_fault(k, p) for k, p in faults], dev)
     ctx = KernelContext(
         device=device,
         device_index=dev,

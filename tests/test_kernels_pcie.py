@@ -19,7 +19,7 @@ def run(device: str, config: Pcie.Config, duration_s: float) -> dict[str, Any]:
         config=config,
         duration_s=duration_s,
         seed=1234,
-        seam=DeviceSeam((), seed=1),
+        seam=DeviceSeam(seed=1),
         emit=lambda record: None,
     )
     return Pcie().run(ctx)
@@ -46,7 +46,7 @@ def test_bandwidth_is_bytes_over_device_time() -> None:
         config=Pcie.Config(cpu_size_mib=1, batch_s=0.005),
         duration_s=0.02,
         seed=1,
-        seam=LinkModel((), seed=1),
+        seam=LinkModel(seed=1),
         emit=lambda record: None,
     )
     result = Pcie().run(ctx)

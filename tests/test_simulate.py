@@ -49,7 +49,6 @@ def seam(
     made = [make_fault(kind, params) for kind, params in faults]
     gpu = build_gpu(board_for(sku), seed=1, node=0, index=0, noise=0.0, faults=made)
     dev = SimulatedSeam(
-        made,
         seed=3,
         gpu=gpu,
         pace_s=pace_s or {},

@@ -11,7 +11,7 @@ import pytest
 from burnin.errors import TelemetryError
 from burnin.sim.faults import make_fault
 from burnin.sim.model import DeviceActivity, SimulatedGpu, board_for, build_gpu
-from burnin.sim.telemetry import SimulatedTelemetry, simulated_inventory
+from burnin.sim.telemetry import FaultTelemetry, SimulatedTelemetry, simulated_inventory
 from burnin.skus import identify, load_skus
 from burnin.telemetry.base import Sample, TelemetryClient
 
@@ -294,3 +294,27 @@ def test_actual_worker_activity_drives_the_load() -> None:
     assert first.util_pct == stuck.util_pct == 100 and first.temp_c > 50
     first, stuck = at(150.0)  # card 0's worker went quiet 50 s ago; card 1 hangs busy
     assert first.util_pct == 0 and first.temp_c < 50 and stuck.util_pct == 100
+
+
+@pytest.mark.parametrize(
+    ("started_s", "elapsed_s", "lost"),
+    [(None, 4.9, False), (None, 5.0, True), (10.0, 14.9, False), (10.0, 15.0, True)],
+)
+def test_an_injected_lost_fault_looks_like_nvml_after_its_time(
+    started_s: float | None, elapsed_s: float, lost: bool
+) -> None:
+    from fakes import FakeTelemetry
+
+    faults = {0: (make_fault("lost", {"after_s": 5.0}),), 1: (make_fault("slow"),)}
+    client = FakeTelemetry(2)
+    assert FaultTelemetry.wrap(client, {1: faults[1]}) is client  # nothing to look lost
+    starts = None if started_s is None else {0: started_s}
+    wrapped = FaultTelemetry.wrap(client, faults, starts)
+    assert isinstance(wrapped, FaultTelemetry)
+    if lost:
+        with pytest.raises(TelemetryError, match="GPU is lost"):
+            wrapped.sample(0, elapsed_s)
+    else:
+        assert wrapped.sample(0, elapsed_s) is not None
+    assert wrapped.sample(1, elapsed_s) is not None  # the other card reads on
+    assert wrapped.inventory(1).serial == client.inventory(1).serial

@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from burnin.errors import InputError
-from burnin.kernels.base import Fault
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault a device carries (plain picklable data): its kind and parameters."""
+
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,10 @@ imports nothing heavy.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import os
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -22,6 +25,185 @@ from typing import Any
 from burnin.kernels.base import DeviceSeam
 from burnin.sim.faults import Fault
 from burnin.sim.model import PCIE_LANE_GBPS, DeviceActivity, SimulatedGpu, load_state
+
+
+class FaultySeam(DeviceSeam):
+    """A device carrying faults: injects them where results and time leave the device.
+
+    Tests attach it to the CPU fallback's devices (``Runtime.seam_factories``, built with
+    :func:`fault_seams`); :class:`SimulatedSeam` builds on it for a simulated card.
+    """
+
+    def __init__(self, faults: Sequence[Fault], seed: int = 0) -> None:
+        super().__init__(seed)
+        self.faults = {f.kind: f for f in faults}
+        self._rng = random.Random(seed)
+        self._sdc_step: int | None = None
+        self._sdc_decision = False
+        self._memory_pass: int | None = None
+        self._memory_hits_now: list[tuple[int, int, str]] = []
+
+    def corrupt(self, result: Any, step: int) -> Any:
+        """Return ``result`` (a torch tensor) as a faulty card would deliver it.
+
+        Corruption flips one raw bit (adding 1 would round away in bf16 at large magnitudes).
+        Every result verified at the same ``step`` shares one decision, so an ``sdc`` rate is
+        the share of verifications that find corruption, however many products each checks.
+        """
+        constant = self.faults.get("sdc-constant")
+        if constant is not None:
+            result = result.clone()
+            flat = result.view(-1)
+            # Always the same element, always the same wrong value: a self-compare passes.
+            _flip_bit(flat, flat.numel() // 3, _mantissa_bits(result) - 1)
+            return result
+        sdc = self.faults.get("sdc")
+        if sdc is not None and self._sdc_hit(step, float(sdc.params.get("rate", 0.05))):
+            result = result.clone()
+            flat = result.view(-1)
+            pos = self._rng.randrange(flat.numel())
+            _flip_bit(flat, pos, self._rng.randrange(_mantissa_bits(result)))
+            return result
+        return result
+
+    def _sdc_hit(self, step: int, rate: float) -> bool:
+        if self._sdc_step != step:
+            self._sdc_step, self._sdc_decision = step, self._rng.random() < rate
+        return self._sdc_decision
+
+    def read_back(self, words: Any, offset_bytes: int, region_bytes: int, pass_id: int) -> Any:
+        """Return ``words`` (an integer tensor read back from a tested region) as a faulty card
+        would deliver it: ``stuck-bit`` pins one bit at ``offset_bytes`` of the region on every
+        read, ``bitflip`` flips one random bit of the region in a ``rate`` share of passes.
+
+        Args:
+            words: the chunk read back (int32 or int64 view of device memory).
+            offset_bytes: where ``words[0]`` sits in the tested region.
+            region_bytes: the size of the whole tested region.
+            pass_id: the write/verify pass; every chunk of one pass shares one decision.
+        """
+        hits = self._memory_hits(region_bytes, pass_id)
+        if not hits:
+            return words
+        size = words.element_size()
+        end = offset_bytes + words.numel() * size
+        faulty = words
+        for at_byte, bit, mode in hits:
+            if not offset_bytes <= at_byte < end:
+                continue
+            if faulty is words:
+                faulty = words.clone()
+            index = (at_byte - offset_bytes) // size
+            bit_in_word = (at_byte % size) * 8 + bit  # little-endian byte order
+            mask = _signed(1 << bit_in_word, size * 8)
+            word = int(faulty[index])
+            if mode == "set":
+                word |= mask
+            elif mode == "clear":
+                word &= ~mask
+            else:
+                word ^= mask
+            faulty[index] = _signed(word, size * 8)
+        return faulty
+
+    def _memory_hits(self, region_bytes: int, pass_id: int) -> list[tuple[int, int, str]]:
+        if self._memory_pass != pass_id:
+            hits: list[tuple[int, int, str]] = []
+            stuck = self.faults.get("stuck-bit")
+            if stuck is not None:
+                mode = "set" if int(stuck.params.get("value", 1)) else "clear"
+                # The offset is defined within the tested region, whatever its size on this
+                # device: wrap it, or a stuck bit past a small (CPU) region would go unseen.
+                at_byte = int(stuck.params.get("offset_bytes", 4096))
+                at_byte = at_byte % region_bytes if region_bytes > 0 else at_byte
+                hits.append((at_byte, int(stuck.params.get("bit", 0)), mode))
+            flip = self.faults.get("bitflip")
+            rate = float(flip.params.get("rate", 0.05)) if flip is not None else 0.0
+            if region_bytes > 0 and self._rng.random() < rate:
+                hits.append((self._rng.randrange(region_bytes), self._rng.randrange(8), "flip"))
+            self._memory_pass, self._memory_hits_now = pass_id, hits
+        return self._memory_hits_now
+
+    def delay_s(self, elapsed_s: float, kernel: str = "matmul") -> float:
+        """Extra time a slow card would have taken for a step that took ``elapsed_s``.
+
+        ``slow`` slows compute (matmul), ``hbm-slow`` slows device memory (membw).
+        """
+        slow = self.faults.get(_SLOW_FAULT.get(kernel, "slow"))
+        if slow is None:
+            return 0.0
+        factor = float(slow.params.get("factor", 0.85))
+        return elapsed_s * (1.0 / factor - 1.0) if 0 < factor < 1 else 0.0
+
+    def device_time_s(self, kernel: str, elapsed_s: float, work: float) -> float:
+        """The time the device took for ``work`` (flops or bytes) measured as ``elapsed_s``.
+
+        A real device's time is what was measured (a slow fault has already slept its extra
+        share). The simulator overrides this to return its SKU model's time, so a simulated
+        H100 reports an H100's throughput while the CPU still computes every verified result.
+        A ``slow-link`` fault stretches this device's all-reduce time by ``1/factor`` (the
+        kernel takes the slowest rank's time, so every group with this device slows down).
+        """
+        link = self.faults.get("slow-link") if kernel == "allreduce" else None
+        factor = float(link.params.get("factor", 0.5)) if link is not None else 1.0
+        return elapsed_s / factor if 0 < factor < 1 else elapsed_s
+
+    def check_faults(self, elapsed_s: float) -> None:
+        """Realise the lifecycle faults once the device has run ``after_s`` seconds.
+
+        The worker calls this on every heartbeat with the time since the device started.
+        ``crash`` ends the process at once with :data:`CRASH_EXIT_CODE`, as a driver fault
+        would; ``hang`` and ``lost`` stop the device answering (this call never returns), so
+        the heartbeat stops and the parent's watchdog must notice. For ``lost`` the telemetry
+        side reports the card gone as well (the simulated backend, or the runner's fault hook
+        on the CPU), which is what tells a lost card from a hung one.
+        """
+        crash = self.faults.get("crash")
+        if crash is not None and elapsed_s >= float(crash.params.get("after_s", 5.0)):
+            os._exit(CRASH_EXIT_CODE)
+        for kind in ("hang", "lost"):
+            fault = self.faults.get(kind)
+            if fault is not None and elapsed_s >= float(fault.params.get("after_s", 5.0)):
+                while True:  # a stalled card never answers again; only a kill ends this
+                    time.sleep(3600)
+
+
+# Exit status of a worker whose device "crashed" (EX_SOFTWARE from sysexits.h): any non-zero
+# status is a crash to the runner; a fixed one lets tests tell an injected crash from a bug.
+CRASH_EXIT_CODE = 70
+
+# Which slow-down fault a kernel's timing feels: compute or device memory.
+_SLOW_FAULT = {"matmul": "slow", "membw": "hbm-slow"}
+
+
+def _mantissa_bits(tensor: Any) -> int:
+    """Explicit mantissa bits of a float tensor's dtype (flip targets that change the value)."""
+    import torch
+
+    if not tensor.is_floating_point():
+        return tensor.element_size() * 8 - 1
+    return int(torch.finfo(tensor.dtype).eps ** -1).bit_length() - 1
+
+
+def _signed(value: int, bits: int) -> int:
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+def _flip_bit(flat: Any, pos: int, bit: int) -> None:
+    """XOR one bit of element ``pos`` of a 1-D tensor, in its raw representation."""
+    import torch
+
+    size = flat.element_size()
+    raw = flat.view({1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[size])
+    flipped = int(raw[pos]) ^ (1 << bit)
+    raw[pos] = flipped if size == 1 else _signed(flipped, size * 8)
+
+
+def fault_seams(faults: Mapping[int, Sequence[Fault]]) -> dict[int, Callable[..., DeviceSeam]]:
+    """Picklable seam factories (``Runtime.seam_factories``) for devices carrying ``faults``."""
+    return {dev: functools.partial(FaultySeam, tuple(found)) for dev, found in faults.items()}
+
 
 # Achieved share of the dense datasheet peak for matmul: an H100 SXM reaches 790-800 of 989.4
 # bf16 TFLOP/s on 8192³ (issue 4's target); the same share is assumed for every SKU and dtype.
@@ -47,7 +229,7 @@ BATCH_STEPS = {"matmul": 4, "allreduce": 1}
 _SAMPLER_POLL_S = 0.001
 
 
-class SimulatedSeam(DeviceSeam):
+class SimulatedSeam(FaultySeam):
     """The device seam of one simulated GPU (built in its worker by a picklable partial).
 
     ``device_time_s`` returns what the card's SKU model takes for ``work`` (flops for matmul,
@@ -62,8 +244,7 @@ class SimulatedSeam(DeviceSeam):
 
     def __init__(
         self,
-        faults: Sequence[Fault],
-        seed: int,
+        seed: int = 0,
         *,
         gpu: SimulatedGpu,
         pace_s: Mapping[str, float],
@@ -71,8 +252,6 @@ class SimulatedSeam(DeviceSeam):
         device_batches: float = 1.0,
         activity: DeviceActivity | None = None,
     ) -> None:
-        # The card's own faults (the scenario's), whatever the plan passes: a simulated
-        # device is faulty by its model, not by an injection.
         super().__init__(scaled_sdc(gpu.faults, device_batches), seed)
         self.gpu = gpu
         self._pace_s = dict(pace_s)

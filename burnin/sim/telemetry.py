@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from burnin.errors import TelemetryError
+from burnin.sim.faults import Fault
 from burnin.sim.model import (
     GEFORCE_MAX_LIMIT_SHARE,
     IDLE_GDDR_CLOCK_MHZ,
@@ -37,7 +38,7 @@ from burnin.sim.model import (
     SimulatedGpu,
     load_state,
 )
-from burnin.telemetry.base import DriverInfo, Event, Inventory, Sample
+from burnin.telemetry.base import DriverInfo, Event, Inventory, Sample, TelemetryClient
 
 # A device whose worker made no progress for this long (simulated seconds) is idle.
 IDLE_AFTER_S = 30.0
@@ -390,3 +391,88 @@ def simulated_inventory(gpu: SimulatedGpu, driver: DriverInfo = _DRIVER) -> Inve
         unsupported=tuple(dict.fromkeys(missing)),
         **vals,
     )
+
+
+class FaultTelemetry:
+    """Wraps a telemetry client so an injected ``lost`` fault looks like NVML's ``GPU is lost``.
+
+    The simulated backend models lost cards itself; a test's CPU devices report through the
+    null backend, which knows nothing of faults, so the test wraps it: from ``after_s`` seconds
+    after the device's planned start, reading that device raises ``TelemetryError("... GPU is
+    lost ...")`` while its seam (:class:`~burnin.sim.seam.FaultySeam`) stalls the worker, the
+    same pair of symptoms a real lost card shows.
+    """
+
+    def __init__(
+        self,
+        client: TelemetryClient,
+        lost_after_s: Mapping[int, float],
+        started_s: Mapping[int, float] | None = None,
+    ) -> None:
+        self._client = client
+        self._lost_at_s = {
+            index: (started_s or {}).get(index, 0.0) + after_s
+            for index, after_s in lost_after_s.items()
+        }  # telemetry index -> elapsed_s from which it is lost
+
+    @classmethod
+    def wrap(
+        cls,
+        client: TelemetryClient,
+        faults: Mapping[int, Sequence[Fault]],
+        started_s: Mapping[int, float] | None = None,
+    ) -> TelemetryClient:
+        """``client`` itself when no device has a ``lost`` fault, else the wrapper.
+
+        ``faults`` and ``started_s`` are keyed by telemetry index (the CPU fallback's device
+        index); a device without a planned start starts at 0.
+        """
+        lost = {
+            index: float(f.params.get("after_s", 5.0))
+            for index, found in faults.items()
+            for f in found
+            if f.kind == "lost"
+        }
+        return cls(client, lost, started_s) if lost else client
+
+    def _check(self, index: int, elapsed_s: float) -> None:
+        lost_at_s = self._lost_at_s.get(index)
+        if lost_at_s is not None and elapsed_s >= lost_at_s:
+            raise TelemetryError(f"device {index}: GPU is lost (injected lost fault)")
+
+    def sample(self, index: int, elapsed_s: float) -> Sample:
+        self._check(index, elapsed_s)
+        return self._client.sample(index, elapsed_s)
+
+    def device_count(self) -> int:
+        return self._client.device_count()
+
+    def driver_info(self) -> Any:
+        return self._client.driver_info()
+
+    def inventory(self, index: int) -> Any:
+        return self._client.inventory(index)
+
+    def events(self, elapsed_s: float) -> list[Event]:
+        return self._client.events(elapsed_s)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # Optional backend methods (e.g. ``processes``) pass through unchanged.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._client, name)
+
+
+def with_faults(faults: Mapping[int, Sequence[Fault]]) -> dict[str, Any]:
+    """``Runtime`` arguments that give this node's devices ``faults`` (device index -> faults):
+    faulty seams, and the default telemetry wrapped so a ``lost`` card reads as gone."""
+    from burnin.runtime import default_telemetry
+    from burnin.sim.seam import fault_seams
+
+    def telemetry(devices: Sequence[Any]) -> TelemetryClient:
+        return FaultTelemetry.wrap(default_telemetry(devices), faults)
+
+    return {"seam_factories": fault_seams(faults), "telemetry_factory": telemetry}
