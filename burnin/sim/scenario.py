@@ -28,7 +28,7 @@ from burnin.sim.faults import EXPECTED_CHECKS, FAULTS, Fault, Param, make_fault,
 # (HGX/DGX boards carry 8, PCIe servers up to 10-16) and no simulated fleet needs more nodes.
 MAX_NODES = 512
 MAX_GPUS_PER_NODE = 64
-# Noise also spreads temperature, power and per-batch speed (telemetry/simmodel.py): its
+# Noise also spreads temperature, power and per-batch speed (burnin/sim/model.py): its
 # per-batch cv is noise/sqrt(3), and the stability check warns at cv 0.05, so above about 0.05
 # healthy simulated cards would start to WARN (0.08 gave stability and slow-link WARNs).
 MAX_NOISE = 0.05
