@@ -51,13 +51,14 @@ class Runtime:
     # Launcher variables (RANK, SLURM_NODEID, ...) for the node's ramp offset; tests inject theirs.
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     # The run's time (burnin.clock): None = the host's clock (``monotonic``); a simulated fleet
-    # injects its virtual one. seam_factories: per device index, a picklable
-    # ``(seed=...) -> DeviceSeam`` (absent = kernels.base.DeviceSeam, a real device).
+    # injects its virtual one.
     timeline: Callable[[Plan], Timeline] | None = None
+    # Per device index, a picklable ``(seed=...) -> DeviceSeam`` (absent: kernels.base.DeviceSeam,
+    # a real device); a simulated fleet's devices and a test's faulty ones come in here.
+    seam_factories: dict[int, Callable[..., Any]] = field(default_factory=dict)
     # Whether the node's run writes its own reports (False where a caller merges several
     # nodes' stores and reports once, as a simulated fleet does).
     node_reports: bool = True
-    seam_factories: dict[int, Callable[..., Any]] = field(default_factory=dict)
 
     def build_timeline(self, plan: Plan) -> Timeline:
         """The timeline of one node's run of ``plan``."""
