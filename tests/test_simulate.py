@@ -196,6 +196,10 @@ def test_simulation_adapts_the_config_but_keeps_what_the_user_set(tmp_path: Path
     assert cfg.kernels["matmul"].cpu_size == 48  # the user's value wins
     assert cfg.kernels["matmul"].cpu_dtype == cfg.kernels["matmul"].dtype
     assert cfg.kernels["matmul"].batch_s < config.kernels["matmul"].batch_s
+    # All-reduce sizes shrink as well: the model gives the bandwidth, the CPU the exact sums.
+    assert max(cfg.kernels["allreduce"].cpu_sizes_bytes) < max(
+        config.kernels["allreduce"].cpu_sizes_bytes
+    )
     assert cfg.telemetry.interval_s >= config.telemetry.interval_s
     # The modelled TFLOP/s are judged against the datasheet whatever size the CPU computed,
     # unless the user set the limit.

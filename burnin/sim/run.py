@@ -70,7 +70,16 @@ WORKERS_PER_CPU = 16
 MAX_SAMPLES_PER_GPU = 150
 # CPU-side sizes and repeat counts of a simulated GPU: tiny, because a node's GPUs share two
 # cores and memory, and the seam supplies the device's timing anyway (CPU timings are unused).
-_CPU_SIZES = {"cpu_size": 64, "cpu_size_mib": 4, "cpu_mib": 2, "iterations": 2, "warmup": 1}
+# All-reduce calls cost the CPU per call more than per byte, so its sizes shrink too.
+_CPU_SIZES: dict[str, Any] = {
+    "cpu_size": 64,
+    "cpu_size_mib": 4,
+    "cpu_mib": 2,
+    "iterations": 2,
+    "warmup": 1,
+    "cpu_sizes_bytes": (1 << 12, 1 << 14, 1 << 16),
+    "cpu_pair_size_bytes": 1 << 14,
+}
 _CPU_BATCH_S = 0.002
 KIND = "simulated"  # Device.kind of a simulated GPU (it computes on the CPU)
 
@@ -146,7 +155,7 @@ def _cpu_sized(cfg: Any) -> Any:
     changes: dict[str, Any] = {}
     for name, size in _CPU_SIZES.items():
         if name in fields and getattr(cfg, name) == fields[name].default:
-            changes[name] = min(size, getattr(cfg, name))
+            changes[name] = size if isinstance(size, tuple) else min(size, getattr(cfg, name))
     if "batch_s" in fields and cfg.batch_s == fields["batch_s"].default:
         changes["batch_s"] = max(_CPU_BATCH_S, fields["batch_s"].metadata.get("min", 0.0))
     if "cpu_dtype" in fields and "dtype" in fields:
