@@ -81,9 +81,7 @@ class Telemetry:
         self._samples = JsonlWriter(root / "samples.jsonl")
         self._events = JsonlWriter(root / "events.jsonl")
         self.client = default_telemetry([dev])
-        self.sampler = Sampler(
-            self.client, [(0, 0)], self._samples, self._events, interval_s, time.monotonic()
-        )
+        self.sampler = Sampler(self.client, [(0, 0)], self._samples, self._events, interval_s)
 
     def __enter__(self) -> Telemetry:
         self.sampler.start()

@@ -79,9 +79,7 @@ class SimulatedSampling:
         self._samples = JsonlWriter(root / "samples.jsonl")
         self._events = JsonlWriter(root / "events.jsonl")
         devices = [(i, i) for i in range(gpus)]
-        self.sampler = Sampler(
-            self.client, devices, self._samples, self._events, interval_s, time.monotonic()
-        )
+        self.sampler = Sampler(self.client, devices, self._samples, self._events, interval_s)
 
     def __enter__(self) -> SimulatedSampling:
         self.sampler.start()
@@ -99,8 +97,8 @@ def poll_cost_s(gpus: int, polls: int = 300) -> float:
     CPU time, so other processes on a shared machine do not inflate it)."""
     with SimulatedSampling(gpus, 3600.0) as sampling:
         start = time.thread_time()
-        for _ in range(polls):
-            sampling.sampler.sample_once()
+        for k in range(polls):
+            sampling.sampler.sample_once(float(k))  # one instant per poll, as the thread's
         return (time.thread_time() - start) / polls
 
 

@@ -36,6 +36,7 @@ class Sampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="burnin-sampler", daemon=True)
         self._failed: set[int] = set()
+        self._events_s = float("-inf")  # the latest instant the node's events were read at
         self.count = 0
 
     def start(self) -> None:
@@ -69,6 +70,9 @@ class Sampler:
             record["device"] = run_index
             self._samples.write(record)
             self.count += 1
+        if elapsed_s <= self._events_s:
+            return  # the node's events up to here were read already (devices sampled apart)
+        self._events_s = elapsed_s
         try:
             events = self._client.events(elapsed_s)
         except TelemetryError as exc:
