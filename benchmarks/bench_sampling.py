@@ -3,7 +3,7 @@
     python benchmarks/bench_sampling.py --device cpu
     python benchmarks/bench_sampling.py --device cuda --size 8192 --dtype bf16
 
-Target (issue 5): sampling at 1 Hz on 8 GPUs costs < 1 % of kernel throughput. Both sides run
+Target: sampling at 1 Hz on 8 GPUs costs < 1 % of kernel throughput. Both sides run
 the same plain ``torch.matmul`` loop (batches of ~0.1 s, one synchronisation each); the harness
 side also runs the real :class:`~burnin.telemetry.sampler.Sampler` thread polling 8 simulated
 GPUs (:class:`~burnin.sim.telemetry.SimulatedTelemetry`, the same protocol and record path
@@ -13,7 +13,9 @@ over its whole time (a mean, so the sampler's brief bursts count), in TFLOP per 
 process's CPU time on the CPU (neighbours' load on a shared machine cancels out; the sampler
 thread's CPU counts) and per wall second on a GPU; both are printed. ``ratio`` = with sampler
 / without, median over rounds, printed last as ``ratio=<...>``. The cost of one poll measured
-on its own is printed first, as a check on the ratio.
+on its own is printed first, as a check on the ratio. The sampler shares the timing process
+here on purpose (its GIL and CPU time are what is measured, a worst case: a real run samples
+in the parent, apart from the workers); the other benchmarks sample in a separate process.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import click
 
 import burnin
 from burnin.errors import EXIT_HARNESS, BurninError
+from burnin.launch import launch
 
 log = logging.getLogger("burnin")
 
@@ -82,6 +83,13 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--gpus", default=None, help="Only these GPU indices, e.g. 0,1."),
         click.option(
+            "--expect-gpus",
+            type=click.IntRange(min=1),
+            default=None,
+            metavar="N",
+            help="GPUs this node must show; fewer is a gpu-count FAIL (run.expect_gpus).",
+        ),
+        click.option(
             "--duration",
             default=None,
             help="Stress time per device: 90, 90s, 10m, 2h (overrides the profile).",
@@ -116,12 +124,14 @@ def _load(
     overrides: tuple[str, ...],
     strict: bool = False,
     force: bool = False,
+    expect_gpus: int | None = None,
 ) -> Any:
     from burnin.config import load_config, parse_duration
 
     flags: dict[str, Any] = {
         "run.device": device,
         "run.gpus": list(_gpus(gpus) or []) or None,
+        "run.expect_gpus": expect_gpus,
         "run.duration_s": parse_duration(duration, "--duration") if duration else None,
         "run.out_dir": out,
         "run.strict": strict or None,
@@ -159,6 +169,7 @@ def run(
     profile: str,
     device: str | None,
     gpus: str | None,
+    expect_gpus: int | None,
     duration: str | None,
     out: str | None,
     overrides: tuple[str, ...],
@@ -176,7 +187,7 @@ def run(
     from burnin.runner import execute
 
     init_logging(quiet)
-    config = _load(profile, device, gpus, duration, out, overrides, strict, force)
+    config = _load(profile, device, gpus, duration, out, overrides, strict, force, expect_gpus)
     if simulate:
         from burnin.sim.run import execute_simulated
 
@@ -197,6 +208,7 @@ def plan(
     profile: str,
     device: str | None,
     gpus: str | None,
+    expect_gpus: int | None,
     duration: str | None,
     out: str | None,
     overrides: tuple[str, ...],
@@ -206,7 +218,7 @@ def plan(
     from burnin.plan import format_plan
     from burnin.runner import prepare
 
-    config = _load(profile, device, gpus, duration, out, overrides)
+    config = _load(profile, device, gpus, duration, out, overrides, expect_gpus=expect_gpus)
     if simulate:
         from burnin.sim.run import format_simulated_plan
 
@@ -223,10 +235,12 @@ def plan(
 @click.option("--quiet", is_flag=True, help="Do not print the summary.")
 @handle_errors
 def report(run_dir: Path, strict: bool, quiet: bool) -> None:
-    """Re-render the reports of RUN_DIR from its store (no torch, GPU or NVML needed)."""
+    """Judge RUN_DIR again and re-render its reports (no torch, GPU or NVML needed)."""
     from burnin.reports import write_reports
     from burnin.reports.terminal import summary
+    from burnin.verdicts import evaluate
 
+    evaluate(run_dir)
     context = write_reports(run_dir, strict=strict)
     if not quiet:
         click.echo(summary(context))
@@ -260,6 +274,13 @@ def report(run_dir: Path, strict: bool, quiet: bool) -> None:
     help="Override one config value, e.g. inspect.claimed_sku=H100-SXM5-80GB (repeatable).",
 )
 @click.option("--strict", is_flag=True, help="Treat WARN as failure (exit 3).")
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="With --from: write the lot's report.html and report.json into this directory.",
+)
 @click.pass_context
 @handle_errors
 def inspect(
@@ -270,24 +291,36 @@ def inspect(
     profile: str | None,
     overrides: tuple[str, ...],
     strict: bool,
+    out_dir: Path | None,
 ) -> None:
     """Screen cards without stress: identity, firmware, wear, ECC, limits; exit = worst verdict.
 
     Reads this node's GPUs through NVML, or with --from a seller's nvidia-smi dumps (no GPU,
-    torch or NVML needed), judged against [inspect] claimed_sku and against each other.
+    torch or NVML needed; the procurement profile unless --profile says otherwise), judged
+    against [inspect] claimed_sku and against each other. Every file is judged: one that cannot
+    be read is an ERROR entry (exit 4 unless a card FAILs).
     """
     import json
 
     from burnin import inspect as screen
     from burnin.config import load_config
 
-    config = load_config(profile, overrides)
-    thresholds, claim = config.to_dict()["thresholds"], config.inspect.claimed_sku or None
     files = [*dumps, *more]
+    if out_dir is not None and not files:
+        raise click.UsageError("--out needs --from: it writes the report of a lot's dumps")
+    if out_dir is not None and any((out_dir / n).exists() for n in ("report.html", "report.json")):
+        raise click.UsageError(f"--out {out_dir} already holds a report; name a new directory")
+    config = load_config(profile or ("procurement" if files else None), overrides)
+    thresholds, claim = config.to_dict()["thresholds"], config.inspect.claimed_sku or None
     if files:
         result = screen.inspect_dumps(files, thresholds, claim, strict)
     else:
         result = screen.inspect_local(_runtime(ctx), thresholds, claim, strict)
+    if out_dir is not None:
+        from burnin.reports.lot import write_lot_report
+
+        for path in write_lot_report(result.to_json(), out_dir):
+            click.echo(f"# wrote {path}", err=True)
     out = json.dumps(result.to_json(), indent=2, default=str) if as_json else None
     click.echo(out or screen.format_table(result))
     sys.exit(result.exit_code)
@@ -308,6 +341,25 @@ def kernels() -> None:
         for f in dataclasses.fields(cls.Config):
             type_name = getattr(hints[f.name], "__name__", str(hints[f.name]))
             click.echo(f"    kernels.{name}.{f.name} = {f.default!r}  ({type_name})")
+
+
+@cli.command()
+def checks() -> None:
+    """List the registered checks, what they judge and their thresholds (units, sources)."""
+    from burnin.verdicts.registry import checks as registered_checks
+    from burnin.verdicts.registry import describe
+
+    for check in registered_checks().values():
+        info = describe(check)
+        click.echo(f"{info['id']}: {info['judges'] or '(no description)'}")
+        cpu = "yes" if info["cpu"] else "no (cards only)"
+        click.echo(f"    needs: {', '.join(info['needs'])}; CPU fallback: {cpu}")
+        for t in info["thresholds"]:
+            click.echo(f"    thresholds.{t['name']} = {t['default']!r} {t['unit']}  ({t['type']})")
+            click.echo(f"        source: {t['source']}")
+
+
+cli.add_command(launch)
 
 
 def main() -> None:

@@ -61,11 +61,23 @@ class Timeline(Protocol):
 
 
 class WallTimeline:
-    """Real hardware: the host's monotonic clock (injectable for tests)."""
+    """Real hardware: the host's monotonic clock (injectable for tests).
 
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+    Args:
+        monotonic: the node's clock (starts, ramp, sampling, records).
+        beat_clock: the clock the workers' devices beat with (``DeviceSeam.clock``): the host's
+            on hardware; a test whose devices run on a faster clock passes that one.
+    """
+
+    def __init__(
+        self,
+        monotonic: Callable[[], float] = time.monotonic,
+        beat_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._monotonic = monotonic
+        self._beat_clock = beat_clock
         self._t0 = monotonic()
+        self._launched_wall: dict[int, float] = {}
 
     def start(self) -> float:
         self._t0 = self._monotonic()
@@ -83,20 +95,22 @@ class WallTimeline:
     def launch(self, dev: int, planned_s: float) -> tuple[float, float]:
         # The start counts from the moment the process exists (the first start may wait for the
         # forkserver's torch import), not from the request.
-        return self.elapsed(), time.monotonic()
+        self._launched_wall[dev] = time.monotonic()
+        return self.elapsed(), self._beat_clock()
 
     def device_elapsed(self, dev: int) -> float:
         return self.elapsed()
 
     def no_progress(self, dev: int, beat: float, timeout_s: float) -> tuple[float, float] | None:
-        age_s = time.monotonic() - beat  # workers beat with the host's monotonic clock
+        age_s = self._beat_clock() - beat  # workers beat with their devices' clock
         if age_s <= timeout_s:
             return None
         now = self.elapsed()
         return now, round(now - age_s, 3)
 
     def overrun_s(self, dev: int, launched: float, planned_s: float) -> float:
-        return time.monotonic() - launched - planned_s
+        # A safety net in the host's seconds, whatever clock the devices beat with.
+        return time.monotonic() - self._launched_wall.get(dev, launched) - planned_s
 
     def settled(self, dev: int) -> bool:
         return True

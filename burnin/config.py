@@ -60,6 +60,8 @@ class RunSection:
     out_dir: str = "runs"
     strict: bool = False
     seed: int = field(default=1234, metadata=_range(0, 2**63 - 1))
+    # GPUs this node must show (--expect-gpus); fewer is a gpu-count FAIL. 0 = no expectation.
+    expect_gpus: int = field(default=0, metadata=_range(0, 4096))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +73,9 @@ class CpuSection:
 @dataclass(frozen=True, kw_only=True)
 class TelemetrySection:
     interval_s: float = field(default=1.0, metadata=_range(0.01, 3600))
+    # A GPU whose temperature, power, ECC and XIDs were not watched (NVML unavailable) is an
+    # ERROR (not certified); false records it as a WARN instead.
+    required: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,9 +94,11 @@ class RampSection:
     # (0 = 1 when step_s > 0). step_s = 0 starts every device at once. See burnin/plan.py.
     step_s: float = field(default=0.0, metadata=_range(0, 3600))
     max_concurrent: int = field(default=0, metadata=_range(0, 4096))
-    # This node's rank in a multi-node run; -1 = from GROUP_RANK, SLURM_NODEID or RANK, else 0.
+    # This node's rank in a multi-node run; -1 = from the launcher (burnin.plan.RANK_VARIABLES),
+    # else 0.
     node_rank: int = field(default=-1, metadata=_range(-1, 1_000_000))
-    # Nodes in the run; 0 = from SLURM_NNODES or WORLD_SIZE / LOCAL_WORLD_SIZE, else 1.
+    # Nodes in the run; 0 = from the launcher (burnin.plan.NODE_COUNT_VARIABLES, then
+    # WORLD_SIZE / LOCAL_WORLD_SIZE), else 1.
     nodes: int = field(default=0, metadata=_range(0, 1_000_000))
     # Delay between consecutive nodes' first starts; unset = one whole node's ramp, so a hall
     # never has more than max_concurrent devices ramping at once.
@@ -130,123 +137,16 @@ class PreflightSection:
     required_checks: tuple[PreflightCheck, ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True)
-class ThresholdsSection:
-    # GCM's gpu_temperature check uses 85 C as its example limit (reference/nvml.md §3.6).
-    warn_temp_c: float = field(default=85.0, metadata=_range(0, 150))
-    # 0 = use the card's own HW-slowdown threshold from NVML (nvmlDeviceGetTemperatureThreshold).
-    fail_temp_c: float = field(default=0.0, metadata=_range(0, 150))
-    # Absolute floor for matmul TFLOP/s; 0 disables it (SKU-relative checks need no floor).
-    min_matmul_tflops: float = field(default=0.0, metadata=_range(0, 1e6))
-    # -- screening and health checks (issue 5); sources in reference/nvml.md §3 --
-    # Memory total within ±2 % of the SKU's: totals vary with driver, ECC state and vGPU
-    # (nvml.md §3.5, §4 notes). Fraction.
-    identity_memory_tolerance: float = field(default=0.02, metadata=_range(0, 1))
-    # Volatile uncorrectable ECC errors above this fail: DCGM health fails on any volatile DBE
-    # (DcgmHealthWatch.cpp, nvml.md §3.1). Errors.
-    ecc_dbe_max: int = field(default=0, metadata=_range(0, 1e12))
-    # Corrected DRAM errors (volatile or lifetime) above this fail: Azure NHC check_gpu_ecc
-    # 20000000 (nd96asr_v4.conf, nd96isr_h100_v5.conf; nvml.md §3.1). Errors.
-    ecc_sbe_fail: int = field(default=20_000_000, metadata=_range(0, 1e15))
-    # Corrected-error growth during stress that warns: NVIDIA publishes no rate (XID 92 "high
-    # single-bit ECC rate" has no number, nvml.md §2.12); burnin warns at 1 per minute. Errors/min.
-    ecc_sbe_warn_per_min: float = field(default=1.0, metadata=_range(0, 1e12))
-    # Lifetime corrected errors that mark a card as worn: no NVIDIA number exists (nvml.md
-    # §3.1); burnin warns 4 orders of magnitude below Azure's 20,000,000 failure line. Errors.
-    wear_aggregate_sbe_warn: int = field(default=1000, metadata=_range(0, 1e15))
-    # SBE + DBE retired pages at or above this fail: DCGM_LIMIT_MAX_RETIRED_PAGES 63
-    # (DcgmGPUHardwareLimits.h; Azure: 62 with pending = table full). Pages.
-    retired_pages_fail: int = field(default=63, metadata=_range(0, 1e6))
-    # DBE-retired pages above this warn: DCGM's soft limit 15 (it fails when the last week also
-    # grew; a snapshot has no dates, so burnin warns). Pages.
-    retired_pages_dbe_warn: int = field(default=15, metadata=_range(0, 1e6))
-    # Retired pages above this warn: Meta GCM's gpu_retired_pages default alert (> 10). Pages.
-    retired_pages_warn: int = field(default=10, metadata=_range(0, 1e6))
-    # Uncorrectable row remaps at or above this fail: DCGM_LIMIT_MAX_ROW_REMAP_UNCORRECTABLE and
-    # Azure NHC, 512 = the remapper's capacity (nvml.md §3.1). Rows.
-    remap_uncorrectable_fail: int = field(default=512, metadata=_range(0, 1e6))
-    # PCIe replays per minute limit = ceil(BER × lane rate × 60 s × lanes), BER 1e-12: DCGM
-    # GetExpectedPcieReplayRate (x16: 8 Gen3, 16 Gen4, 31 Gen5; nvml.md §3.2). Errors per bit.
-    pcie_replay_ber: float = field(default=1e-12, metadata=_range(0, 1))
-    # HW slowdown reasons (clocks ÷2 or more, nvml.h) in this many samples under load fail; one
-    # alone may be a P-state change, which nvml.h says can show the bit. Samples.
-    throttle_hw_fail_samples: int = field(default=2, metadata=_range(1, 1e9))
-    # Enforced power limit below the default by more than this warns (limits are set in whole
-    # watts; 2 % absorbs rounding on a 72 W L4). Fraction.
-    power_limit_tolerance: float = field(default=0.02, metadata=_range(0, 1))
-    # Enforced limit below this × default, or default below this × SKU TDP, fails: just under
-    # the lowest stock setting in nvml.md §4 (H100 PCIe 300 of 350 W = 0.857). Fraction.
-    power_limit_fail_ratio: float = field(default=0.85, metadata=_range(0, 1))
-    # A card this hot must have its fans turning: zero-RPM fan modes only stop fans on a cool
-    # card; NVIDIA publishes no fan threshold (nvml.md §3.4), so this is burnin's line. C.
-    fan_hot_temp_c: float = field(default=60.0, metadata=_range(0, 150))
-    # Fan speed below this while hot counts as stopped (NVML's % is the intended speed, RPM the
-    # measured one; nvml.md §2.5). Percent.
-    fan_min_pct: float = field(default=10.0, metadata=_range(0, 100))
-    # A card this much hotter under load than the median of its same-SKU peers drawing the same
-    # power (thermal_peer_power_band), and a robust-z outlier among them (peer_z), warns: NVIDIA
-    # publishes no thermal-resistance limit (nvml.md §3.4, UNVERIFIED), which suggests exactly
-    # this peer comparison; 10 C is burnin's line, above the few degrees chassis slots differ. C.
-    thermal_peer_warn_c: float = field(default=10.0, metadata=_range(0, 150))
-    # "The same power": median power under load within this share of the card's. Fraction.
-    thermal_peer_power_band: float = field(default=0.10, metadata=_range(0, 1))
-    # Median power under load below this × the peers' median (same SKU, same kernels), and a
-    # robust-z outlier, warns: DCGM's targeted_power fails a card whose power "did not reach
-    # desired power minimum" (dcgm_errors.h, nvml.md §3.4); burnin's desired power is its
-    # peers'. 0.8 leaves room for the ±5 % DCGM tolerates around its target. Fraction.
-    power_reach_warn_ratio: float = field(default=0.80, metadata=_range(0, 1))
-    # Peers (same SKU, same kernel shape): robust z = 0.6745·(x − median)/MAD (DESIGN.md); 3.5
-    # is Iglewicz & Hoaglin's (1993) outlier cutoff for this modified z-score. Unitless.
-    peer_z: float = field(default=3.5, metadata=_range(0, 1e6))
-    # An outlier must also sit this share below the peer median to WARN: DCGM targeted_power
-    # holds its moving average within ±5 % (reference/anchors.md, DCGM diag). Fraction.
-    peer_warn_drop: float = field(default=0.05, metadata=_range(0, 1))
-    # FAIL below this × the peer median: DCGM diag's "0.75 × measured" minimum convention
-    # (nvml.md §4, diag-skus.yaml.in), with the peers' median as the measured value. Fraction.
-    peer_fail_ratio: float = field(default=0.75, metadata=_range(0, 1))
-    # MAD floor as a share of the median: identical cards have MAD ≈ 0, so a z-score alone
-    # would flag noise; the floor asks for a real gap. Fraction.
-    peer_mad_floor: float = field(default=0.01, metadata=_range(0, 1))
-    # Matmul TFLOP/s / the SKU's dense datasheet peak of the same dtype (nvml.md §4). WARN below
-    # 0.5: DCGM's 0.75 × measured on the ≈0.8 an H100 SXM reaches on bf16 8192³ (issue 4:
-    # 790-800 of 989) gives 0.6, lowered to 0.5 for power-capped PCIe cards (A10, L4) whose
-    # achievable share the reference does not give. Fraction.
-    throughput_warn_peak_fraction: float = field(default=0.5, metadata=_range(0, 1))
-    # FAIL below 0.75 × the WARN line (DCGM's 0.75 × measured rule again). Fraction.
-    throughput_fail_peak_fraction: float = field(default=0.375, metadata=_range(0, 1))
-    # Smaller GEMMs cannot fill a datacenter GPU, so below this m=n=k the datasheet comparison
-    # SKIPs (DCGM and gpu-burn both use 8192). Elements.
-    throughput_min_size_for_peak: int = field(default=4096, metadata=_range(1, 1 << 20))
-    # Per-batch matmul TFLOP/s coefficient of variation: WARN above DCGM targeted_power's ±5 %
-    # moving-average band (anchors.md). Fraction.
-    stability_max_cv: float = field(default=0.05, metadata=_range(0, 10))
-    # A dip: a ~1 s window below (1 − this) × the run's median window; WARN on any (twice the
-    # ±5 % band, so one noisy window is not a dip). Fraction.
-    stability_max_dip: float = field(default=0.10, metadata=_range(0, 1))
-    # Device memory GB/s / the SKU's datasheet peak. FAIL below 0.57: DCGM diag's H100 SXM
-    # minimum (1,905,000 MB/s = 0.75 × measured) / its 3,350 GB/s peak; the same 0.75 rule on
-    # the lowest typical achieved share in nvml.md §4 (0.76, H100 SXM) also gives 0.57. Fraction.
-    membw_fail_peak_fraction: float = field(default=0.57, metadata=_range(0, 1))
-    # WARN below 0.65 ≈ 0.85 × that lowest typical share 0.76 (nvml.md §4 notes). Fraction.
-    membw_warn_peak_fraction: float = field(default=0.65, metadata=_range(0, 1))
-    # min(H2D, D2H) pinned GB/s / the link's theoretical rate (generation × width). WARN below
-    # 0.75: Azure NHC fails under 24 GB/s on Gen4 x16 (31.5) and 48 GB/s on Gen5 x16 (63), both
-    # ≈ 0.76 (nvml.md §3.2, anchors.md check_gpu_bw). Fraction.
-    pcie_warn_link_fraction: float = field(default=0.75, metadata=_range(0, 1))
-    # FAIL below 0.5: what a link trained one generation down or at half width delivers. Fraction.
-    pcie_fail_link_fraction: float = field(default=0.5, metadata=_range(0, 1))
-    # -- all-reduce (kernels/allreduce.py, burnin/verdicts/network.py) --
-    # Node all-reduce busbw at the largest size, judged on cards of a known SKU only; 0 = off.
-    # WARN below it, FAIL below 0.9 × it (nccl-tests FAILs "Avg bus bandwidth" below 0.9 ×
-    # NCCL_TESTS_MIN_BW). Azure NHC check_nccl_allreduce: 460 for 8× H100 SXM at 16 GiB
-    # (nd96isr_h100_v5.conf), 431 for H200 (nd96isr_h200_v5.conf); anchors.md. GB/s.
-    min_allreduce_busbw_gbps: float = field(default=0.0, metadata=_range(0, 1e6))
-    # slow-link: a GPU whose best pair, or a pair, is below this × the typical pair WARNs
-    # (nccl-tests' 0.9 × floor tolerance again; anchors.md). Fraction.
-    slow_link_warn_ratio: float = field(default=0.9, metadata=_range(0, 1))
-    # ... and FAILs below this: DCGM diag's "0.75 × measured" minimum convention, with the
-    # typical pair as the measured value (diag-skus.yaml.in; anchors.md). Fraction.
-    slow_link_fail_ratio: float = field(default=0.75, metadata=_range(0, 1))
+def thresholds_section() -> type:
+    """The ``[thresholds]`` dataclass: every check's thresholds, each declared (default, unit,
+    source, range) by the check that owns it (burnin/verdicts/, ``burnin checks`` lists them)."""
+    from burnin.verdicts.registry import threshold_section
+
+    return threshold_section()
+
+
+def _default_thresholds() -> Any:
+    return thresholds_section()()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -264,7 +164,7 @@ class RunConfig:
     telemetry: TelemetrySection = field(default_factory=TelemetrySection)
     watchdog: WatchdogSection = field(default_factory=WatchdogSection)
     ramp: RampSection = field(default_factory=RampSection)
-    thresholds: ThresholdsSection = field(default_factory=ThresholdsSection)
+    thresholds: Any = field(default_factory=_default_thresholds)  # thresholds_section()
     store: StoreSection = field(default_factory=StoreSection)
     thermal_guard: ThermalGuardSection = field(default_factory=ThermalGuardSection)
     preflight: PreflightSection = field(default_factory=PreflightSection)
@@ -443,9 +343,12 @@ def load_config(
             _assign(raw, dotted.split("."), value, dotted)
             given[dotted] = "a command-line option"
     kernel_tables = raw.pop("kernels", {})
+    threshold_table = raw.pop("thresholds", {})
     raw.setdefault("profile", name)
     try:
         config = build_section(RunConfig, raw, "", source)
+        limits = build_section(thresholds_section(), threshold_table, "thresholds", source)
+        config = dataclasses.replace(config, thresholds=limits)
         check_claimed_sku(config.inspect.claimed_sku, source)
         return dataclasses.replace(config, kernels=_build_kernels(config, kernel_tables, source))
     except ConfigError as exc:

@@ -1,58 +1,50 @@
 """``burnin inspect``: a read-only screening snapshot of cards, live or from a seller's dumps.
 
 No stress runs: the cards' inventory (identity, firmware, limits, lifetime wear) goes through
-the same screening checks a run uses (``identity``, ``firmware``, ``wear``, ``ecc``,
-``retired-pages``, ``row-remap``, ``power``; the checks that need a run stay silent), judged
-against the claimed SKU and against each other (duplicate serials, VBIOS outliers). The source
+the same verdicts stage as a run: every check that needs only the inventory (``identity``,
+``firmware``, ``wear``, ``ecc``, ``retired-pages``, ``row-remap``, ``power``) judges each card
+against the claimed SKU and against the others (duplicate serials, VBIOS outliers). The source
 is this node's telemetry (NVML through the runtime's factory) or ``nvidia-smi -q`` / ``-q -x``
 dumps, so procurement can screen a lot before paying for it; the dump path imports neither torch
-nor pynvml. The result is ``burnin.inspect/1`` JSON or a terminal table; its exit code is the
-worst verdict (0 pass or warn, 3 a card failed, 4 a card could not be read).
+nor pynvml. A dump's cards are judged for a buyer as well (:mod:`burnin.verdicts.procurement`:
+what the dump shows the card doing, hidden fields, identity by the PCI ID database), with one
+verdict per check, a buyer's action on each, and every file of the lot accounted for (one that
+cannot be read is an ERROR entry). The result is ``burnin.inspect/1`` JSON, a terminal table or
+the lot's report (:mod:`burnin.reports.lot`); its exit code is the worst verdict (0 pass or warn,
+3 a card failed, 4 a card or file could not be read).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from burnin import pciids
 from burnin.config import check_claimed_sku
 from burnin.errors import InputError, TelemetryError
-from burnin.inventory import Card, gpu_data, read_dumps, read_node, torch_sm_counts
-from burnin.reports.terminal import printable, status_lines
+from burnin.inventory import Card, read_dumps, read_node, torch_sm_counts
 from burnin.telemetry.base import TelemetryClient
+from burnin.text import printable, status_lines
 from burnin.verdicts import (
-    CheckContext,
     Status,
     Verdict,
+    checks,
     device_status,
+    evaluate,
     exit_code,
     nothing_judged,
-    registered,
+    procurement,
+    snapshot,
     worst,
 )
+from burnin.verdicts.model import CheckContext, GpuData
 
 if TYPE_CHECKING:
     from burnin.runtime import Runtime
 
 INSPECT_SCHEMA = "burnin.inspect/1"
-# The screening and health checks, in report order; those needing a run emit nothing here.
-CHECKS = (
-    "identity",
-    "firmware",
-    "wear",
-    "ecc",
-    "retired-pages",
-    "row-remap",
-    "pcie-link",
-    "pcie-replay",
-    "power",
-    "fan",
-    "xid",
-    "throttle",
-    "thermal",
-)
 
 
 @dataclass(frozen=True)
@@ -61,15 +53,66 @@ class InspectResult:
     status: Status
     exit_code: int
     claimed_sku: str | None
+    nodes: list[dict[str, Any]] = field(default_factory=list)  # findings about a whole node
+    files: list[dict[str, Any]] = field(default_factory=list)  # each --from file and its fate
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema": INSPECT_SCHEMA,
             "status": self.status.name,
             "exit_code": self.exit_code,
             "claimed_sku": self.claimed_sku,
             "gpus": self.gpus,
         }
+        if self.files:
+            out |= {"files": self.files, "nodes": self.nodes, "actions": procurement.ACTIONS}
+        return out
+
+
+def _judge(card: Card, verdicts: list[Verdict], gpu: GpuData, ctx: CheckContext) -> list[Verdict]:
+    """A card's verdicts from the stage, with what inspect adds: an unreadable file or card is
+    said as such, and a dump's card gets the buyer's findings, one verdict per check."""
+    if card.unreadable:
+        return [
+            Verdict(
+                check="incomplete",
+                status=Status.ERROR,
+                message=f"the file could not be read as an nvidia-smi dump: {card.error}; "
+                "ask the seller for the complete, unedited output of `nvidia-smi -q -x`",
+                action="ask-unedited-dump",
+            )
+        ]
+    # The stage's "nothing judged" is decided again below, once inspect's own findings are in.
+    verdicts = [v for v in verdicts if v.check != "incomplete"]
+    if card.state is not None:
+        extra = [v for fn in procurement.FINDINGS for v in fn(gpu, ctx)]
+        if skips := procurement.guest_skips(gpu):
+            # What the seller hid is still the seller's doing, guest or not.
+            rest = [v for v in extra + verdicts if v.check not in ("identity", "firmware")]
+            verdicts = procurement.hidden_fields(gpu, ctx) + skips + rest
+        else:
+            verdicts = extra + verdicts  # first: their buyer actions win ties in merge
+        verdicts = procurement.merge([procurement.for_buyer(v) for v in verdicts])
+    if card.error:
+        # An unreadable card is lost, which says more than "nothing judged it".
+        verdicts.append(
+            Verdict(
+                check="lost",
+                status=Status.ERROR,
+                message=f"the card could not be read: {card.error}; reseat it and retry",
+                action="reseat",
+            )
+        )
+    unjudged = procurement.guest_unjudged(gpu, verdicts) or nothing_judged(verdicts)
+    if unjudged:
+        verdicts.append(unjudged)
+    return verdicts
+
+
+def _order(check: str, buyer: bool, order: list[str]) -> int:
+    if buyer:
+        return procurement.severity(check)
+    return order.index(check) if check in order else len(order)
 
 
 def inspect_cards(
@@ -79,6 +122,10 @@ def inspect_cards(
     strict: bool = False,
 ) -> InspectResult:
     """Judge ``cards`` with the screening checks, each against the claim and the others.
+
+    Cards read from dumps (with a ``state``) are judged for a buyer as well
+    (:mod:`burnin.verdicts.procurement`): one verdict per check, ranked by what it means for
+    the purchase, each with a buyer's action.
 
     Args:
         cards: the cards to judge (all of them form the fleet for duplicate/VBIOS checks).
@@ -90,44 +137,68 @@ def inspect_cards(
         The per-GPU entries (worst first), the overall status and the exit code.
     """
     claim = check_claimed_sku(claimed_sku)
-    gpus = gpu_data(cards)
-    ctx = CheckContext(thresholds=thresholds, fleet=gpus, manifest={"claimed_sku": claim})
-    available = registered()
-    checks = [available[name] for name in CHECKS if name in available]
+    readable = [c for c in cards if not c.unreadable]
+    buyer = any(c.state is not None or c.unreadable for c in cards)
+    # A lot of dumps is judged per node for its firmware: a lot mixes nodes of different ages,
+    # while one node's same-model cards should run one VBIOS.
+    manifest = {"claimed_sku": claim, "lot": buyer}
+    fleet = snapshot(readable)
+    judged = evaluate(fleet, thresholds, manifest)
+    ctx = CheckContext(thresholds=thresholds, fleet=fleet, manifest=manifest)
+    gpus = dict(zip(map(id, readable), fleet, strict=True))
+    order = list(checks())
     entries = []
-    for card, gpu in zip(cards, gpus, strict=True):
-        verdicts = [v for fn in checks for v in fn(gpu, ctx)]
-        if card.error:
-            verdicts.append(
-                Verdict(
-                    check="lost",
-                    status=Status.ERROR,
-                    message=f"the card could not be read: {card.error}; reseat it and retry",
-                    action="reseat",
-                )
-            )
-        unjudged = nothing_judged(verdicts)
-        if unjudged:
-            verdicts.append(unjudged)
-        verdicts.sort(key=lambda v: (-v.status, CHECKS.index(v.check) if v.check in CHECKS else 99))
+    for card in cards:
+        gpu = gpus.get(id(card)) or snapshot([card])[0]
+        verdicts = _judge(card, judged.get((gpu.node, gpu.index), []), gpu, ctx)
+        verdicts.sort(key=lambda v: (-v.status, _order(v.check, buyer, order)))
         inv = gpu.inventory
-        entries.append(
-            {
-                "source": card.source,
-                "index": gpu.index,
-                "uuid": inv.get("uuid"),
-                "serial": inv.get("serial"),
-                "name": inv.get("name"),
-                "sku": inv.get("sku"),
-                "memory_total_mib": inv.get("memory_total_mib"),
-                "status": device_status(verdicts).name,
-                "verdicts": [v.to_dict() for v in verdicts],
+        entry = {
+            "source": card.source,
+            "index": None if card.unreadable else gpu.index,
+            "uuid": inv.get("uuid"),
+            "serial": inv.get("serial"),
+            "name": inv.get("name"),
+            "sku": inv.get("sku"),
+            "memory_total_mib": inv.get("memory_total_mib"),
+            "status": device_status(verdicts).name,
+            "verdicts": [v.to_dict() for v in verdicts],
+        }
+        if buyer:
+            model = pciids.lookup(inv.get("pci_device_id"))
+            entry |= {
+                "pci_device_id": inv.get("pci_device_id"),
+                "model": model.text if model else None,
+                "hidden": procurement.seller_hidden(gpu),
+                "action": verdicts[0].action if verdicts else "none",
             }
-        )
-    entries.sort(key=lambda e: -Status[e["status"]])
+        entries.append(entry)
+    # Worst first; among equals, the card whose worst finding matters most to a buyer.
+    entries.sort(
+        key=lambda e: (-Status[e["status"]], _order(e["verdicts"][0]["check"], buyer, order))
+    )
     statuses = [Status[e["status"]] for e in entries]
     status = worst(statuses) if entries else Status.ERROR
-    return InspectResult(entries, status, exit_code(statuses, strict), claim)
+    files = _files(cards, entries) if buyer else []
+    nodes = procurement.node_notes(ctx.fleet, ctx) if buyer else []
+    return InspectResult(entries, status, exit_code(statuses, strict), claim, nodes, files)
+
+
+def _files(cards: Sequence[Card], entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each dump of the lot: how many cards it showed, its worst status, why it was unreadable."""
+    out = []
+    for source in dict.fromkeys(c.source for c in cards):
+        mine = [e for e in entries if e["source"] == source]
+        error = next((c.error for c in cards if c.source == source and c.unreadable), None)
+        out.append(
+            {
+                "file": source,
+                "gpus": 0 if error else len(mine),
+                "status": worst(Status[e["status"]] for e in mine).name,
+                "error": error,
+            }
+        )
+    return out
 
 
 def inspect_dumps(
@@ -136,7 +207,8 @@ def inspect_dumps(
     claimed_sku: str | None = None,
     strict: bool = False,
 ) -> InspectResult:
-    """Screen the GPUs of nvidia-smi dumps (text or XML); a bad file raises DumpError."""
+    """Screen the GPUs of a lot's nvidia-smi dumps (text or XML), every file judged: one that
+    cannot be read is an ERROR entry naming it, and the others are judged as usual."""
     return inspect_cards(read_dumps(paths), thresholds, claimed_sku, strict)
 
 
@@ -197,6 +269,12 @@ def _safe(value: Any, width: int = 0) -> str:
     return f"{text:<{width}}" if width else text
 
 
+def _label(entry: dict[str, Any]) -> str:
+    """``FILE gpuN``, or the file alone for a file that could not be read."""
+    index = entry["index"]
+    return f"{_safe(entry['source'])}" + ("" if index is None else f" gpu{index}")
+
+
 def format_table(result: InspectResult) -> str:
     """nccl-tests-style terminal output: ``#`` metadata, a table with units, issues, result."""
     lines = [f"# burnin inspect: {len(result.gpus)} GPU(s)"]
@@ -204,7 +282,7 @@ def format_table(result: InspectResult) -> str:
         lines.append(f"# claimed SKU: {result.claimed_sku}")
     for g in result.gpus:
         lines.append(
-            f"#  {_safe(g['source'])} gpu{g['index']}: {_safe(g['name'])}  "
+            f"#  {_label(g)}: {_safe(g['name'])}  "
             f"uuid {_safe(g['uuid'])}  serial {_safe(g['serial'])}"
         )
     lines += [
@@ -214,11 +292,13 @@ def format_table(result: InspectResult) -> str:
     ]
     for g in result.gpus:
         lines.append(
-            f"  {g['status']:<6} {g['index']:>3} {_safe(g['sku'], 16)} "
+            f"  {g['status']:<6} {_safe(g['index']):>3} {_safe(g['sku'], 16)} "
             f"{_safe(g['memory_total_mib']):>8}  {_safe(g['source'])}"
         )
     lines.append("")
-    lines += status_lines(result.gpus, lambda g: f"{g['source']} gpu{g['index']}")
+    lines += status_lines(result.gpus, _label)
+    for note in result.nodes:
+        lines.append(f"{note['status']} - {note['node']} (node) {note['check']}: {note['message']}")
     word = "OK" if result.exit_code == 0 else "FAILED"
     lines.append(f"# Result: {result.status.name}  {word}  (exit {result.exit_code})")
     # Messages quote untrusted device and file strings: escape what is not printable.

@@ -10,9 +10,10 @@ ramping; the runner enforces the same rule on the start times it actually record
 0`` starts every device at once. Nodes of a multi-node run are offset by their rank: node ``r``
 starts ``r * ramp.node_offset_s`` later, by default one whole node's ramp, so a hall never has
 more than ``max_concurrent`` devices ramping at once. The rank comes from ``ramp.node_rank`` or
-the launcher's environment (``GROUP_RANK`` from torchrun, ``SLURM_NODEID``, ``RANK``), parsed
-strictly. Estimated power uses each card's SKU TDP (burnin/data/skus.toml); where no TDP is
-known the plan says so rather than guessing.
+the launcher's environment (``GROUP_RANK`` from torchrun, ``SLURM_NODEID``, a Kubernetes
+Indexed Job's ``JOB_COMPLETION_INDEX``, ``RANK``) and the node count from ``ramp.nodes`` or
+``NODE_COUNT_VARIABLES``, all parsed strictly. Estimated power uses each card's SKU TDP
+(burnin/data/skus.toml); where no TDP is known the plan says so rather than guessing.
 """
 
 from __future__ import annotations
@@ -25,12 +26,17 @@ from typing import Any
 from burnin.config import RampSection, RunConfig
 from burnin.devices import Device
 from burnin.errors import InputError
-from burnin.reports.terminal import printable
+from burnin.text import printable
 
 # Launcher variables holding this node's rank, in order of preference: torchrun's node rank,
-# Slurm's node index within the allocation, then the global rank (burnin runs one process per
-# node, so there it is the node rank).
-RANK_VARIABLES = ("GROUP_RANK", "SLURM_NODEID", "RANK")
+# Slurm's node index within the allocation, a Kubernetes Indexed Job's pod index, then the global
+# rank (burnin runs one process per node, so there it is the node rank).
+RANK_VARIABLES = ("GROUP_RANK", "SLURM_NODEID", "JOB_COMPLETION_INDEX", "RANK")
+# Launcher variables holding the number of nodes, in the same order: torchrun's worker-group
+# count (set per worker in torch/distributed/elastic/agent/server/local_elastic_agent.py),
+# Slurm's node count of the step and of the job, and the count `burnin launch k8s` writes into
+# its Job (Kubernetes sets none). WORLD_SIZE / LOCAL_WORLD_SIZE is the last resort.
+NODE_COUNT_VARIABLES = ("GROUP_WORLD_SIZE", "SLURM_NNODES", "SLURM_JOB_NUM_NODES", "BURNIN_NODES")
 _UINT = re.compile(r"[0-9]{1,7}")
 _J_PER_KWH = 3.6e6
 # Above this many device timelines the run-wide peak is bounded (nodes × node peak) instead of
@@ -127,6 +133,15 @@ def _env_uint(env: Mapping[str, str], name: str) -> int | None:
     return int(value)
 
 
+def _first_env_uint(env: Mapping[str, str], names: Sequence[str]) -> tuple[str, int] | None:
+    """The first of ``names`` set in ``env``, with its value; None when none is set."""
+    for name in names:
+        value = _env_uint(env, name)
+        if value is not None:
+            return name, value
+    return None
+
+
 def node_placement(ramp: RampSection, env: Mapping[str, str], device_count: int) -> NodePlacement:
     """This node's rank, the number of nodes and its start offset.
 
@@ -137,17 +152,13 @@ def node_placement(ramp: RampSection, env: Mapping[str, str], device_count: int)
     rank, source = 0, "default (single node)"
     if ramp.node_rank >= 0:
         rank, source = ramp.node_rank, "ramp.node_rank"
-    else:
-        for name in RANK_VARIABLES:
-            found = _env_uint(env, name)
-            if found is not None:
-                rank, source = found, name
-                break
+    elif (ranked := _first_env_uint(env, RANK_VARIABLES)) is not None:
+        source, rank = ranked
     nodes, nodes_source = 1, "default"
     if ramp.nodes > 0:
         nodes, nodes_source = ramp.nodes, "ramp.nodes"
-    elif (slurm := _env_uint(env, "SLURM_NNODES")) is not None:
-        nodes, nodes_source = slurm, "SLURM_NNODES"
+    elif (counted := _first_env_uint(env, NODE_COUNT_VARIABLES)) is not None:
+        nodes_source, nodes = counted
     elif (world := _env_uint(env, "WORLD_SIZE")) is not None:
         local = _env_uint(env, "LOCAL_WORLD_SIZE") or 1
         if world == 0 or world % local:

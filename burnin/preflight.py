@@ -9,6 +9,12 @@ processes); a backend without it cannot tell, and the device gets a ``preflight`
 so, never a PASS. One telemetry sample per device shows which sensors answer: a check whose
 sensors are not supported cannot run, and is listed with the reason (a ``preflight`` SKIP).
 Checks named in ``preflight.required_checks`` that cannot run stop the run, unless forced.
+Some cards cannot be burned in as a whole card at all, and ``--force`` does not change that: a
+card in MIG mode (its slices are not the card its datasheet describes, so every figure would be
+judged against the wrong numbers), a card whose compute mode is ``prohibited``, and an
+exclusive-process card another process holds (the worker could not open it, and the run would
+end in a ``crash`` that is not the card's fault). Those stop the run naming the card by PCI bus
+id; the modes are read, never changed.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from burnin.config import PreflightCheck, RunConfig
 from burnin.errors import DeviceError, TelemetryError
 from burnin.plan import Plan
 from burnin.telemetry.base import TelemetryClient
+from burnin.text import printable
 
-# The sample fields each telemetry-driven check needs (burnin/verdicts/health.py, screening.py).
+# The sample fields each telemetry-driven check needs (burnin/verdicts/, one module per check).
 # ``xid`` needs the NVML event API rather than a sample field: see _xid_reason.
 CHECK_SENSORS: dict[str, tuple[str, ...]] = {
     "thermal": ("temp_c",),
@@ -86,12 +93,13 @@ def _process_list(
     return procs, ""
 
 
-def _sensor_gaps(client: TelemetryClient, index: int) -> tuple[list[str], str]:
-    """Sample fields the device does not report, or everything and the reason."""
+def _sensor_gaps(client: TelemetryClient, index: int) -> tuple[list[str], str, set[str]]:
+    """Sample fields the device does not report (or everything and the reason), and of those
+    the ones whose read failed rather than being not supported."""
     try:
         sample = client.sample(index, 0.0).to_dict()
     except TelemetryError as exc:
-        return sorted({s for sensors in CHECK_SENSORS.values() for s in sensors}), str(exc)
+        return sorted({s for sensors in CHECK_SENSORS.values() for s in sensors}), str(exc), set()
     unsupported = set(sample.get("unsupported") or ())
     missing = {
         name
@@ -99,7 +107,16 @@ def _sensor_gaps(client: TelemetryClient, index: int) -> tuple[list[str], str]:
         for name in sensors
         if name in unsupported or (name != "throttle_reasons" and sample.get(name) is None)
     }
-    return sorted(missing), ""
+    return sorted(missing), "", set(sample.get("failed") or ()) & missing
+
+
+def _gap_reason(gaps: list[str], failed: set[str]) -> str:
+    parts = []
+    if absent := [s for s in gaps if s not in failed]:
+        parts.append(f"{', '.join(absent)} not supported")
+    if broken := [s for s in gaps if s in failed]:
+        parts.append(f"{', '.join(broken)} could not be read")
+    return "; ".join(parts)
 
 
 def _xid_reason(inventory: Mapping[str, Any]) -> str | None:
@@ -126,7 +143,7 @@ def check_device(
             result.cannot_run[check] = "no telemetry for this device"
         return result
     result.processes, result.processes_note = _process_list(client, telemetry_index, own_pids)
-    result.missing_sensors, failure = _sensor_gaps(client, telemetry_index)
+    result.missing_sensors, failure, failed = _sensor_gaps(client, telemetry_index)
     missing = set(result.missing_sensors)
     for check, sensors in CHECK_SENSORS.items():
         if failure:
@@ -135,8 +152,43 @@ def check_device(
             if (reason := _xid_reason(inventory)) is not None:
                 result.cannot_run[check] = reason
         elif gaps := [s for s in sensors if s in missing]:
-            result.cannot_run[check] = f"{', '.join(gaps)} not supported"
+            result.cannot_run[check] = _gap_reason(gaps, failed)
     return result
+
+
+def mode_refusals(
+    device: int, inventory: Mapping[str, Any], processes: list[dict[str, Any]] | None
+) -> list[str]:
+    """Why a whole-card burn-in cannot run on this card at all (no ``--force`` overrides it).
+
+    Args:
+        device: the run's device index.
+        inventory: the device's inventory record (``mig_mode``, ``compute_mode``, ``pci_bus_id``).
+        processes: other processes on the card; None where they could not be listed.
+    """
+    # The bus id and process names come from the device: no control character reaches a terminal.
+    card = printable(f"GPU {device} (PCI {inventory.get('pci_bus_id') or 'bus id unknown'})")
+    found = []
+    if inventory.get("mig_mode") == "enabled":
+        found.append(
+            f"{card} has MIG mode enabled: burnin does not judge MIG slices against a whole "
+            "card's datasheet, so it will not test this card (nothing is wrong with the card; "
+            "an administrator can disable MIG, or leave the card out with --gpus)"
+        )
+    mode = inventory.get("compute_mode")
+    if mode == "prohibited":
+        found.append(
+            f"{card} is in compute mode 'prohibited': no process may use it for compute, so "
+            "burnin cannot stress it (nothing is wrong with the card; an administrator can set "
+            "compute mode DEFAULT, or leave the card out with --gpus)"
+        )
+    elif mode in ("exclusive-process", "exclusive-thread") and processes:
+        found.append(
+            f"{card} is in compute mode '{mode}' and another process holds it: "
+            f"{printable(describe_processes(processes))}; burnin's worker could not open it "
+            "(nothing is wrong with the card; stop that process, or leave the card out with --gpus)"
+        )
+    return found
 
 
 def describe_processes(procs: list[dict[str, Any]]) -> str:
@@ -165,7 +217,8 @@ def run_preflight(
 
     Raises:
         DeviceError: a device is busy with other processes, or a required check cannot run
-            on it, and ``preflight.force`` is off.
+            on it, and ``preflight.force`` is off; or a card cannot be tested as a whole card
+            (MIG mode, a prohibited or exclusively held compute mode), forced or not.
     """
     pids = own_pids if own_pids is not None else {os.getpid()}
     force = config.preflight.force
@@ -178,6 +231,13 @@ def run_preflight(
             pids,
         )
         for item in plan.items
+    ]
+    refusals = [
+        why
+        for item, res in zip(plan.items, results, strict=True)
+        for why in mode_refusals(
+            item.device.index, inventories.get(item.device.index, {}), res.processes
+        )
     ]
     problems = []
     for res in results:
@@ -194,6 +254,12 @@ def run_preflight(
                     f"required check {check!r} cannot run on GPU {res.device}: "
                     f"{res.cannot_run[check]}"
                 )
+    if refusals:
+        raise DeviceError(
+            "preflight refused to start: "
+            + "; ".join(refusals + problems)
+            + " (--force does not override this)"
+        )
     if problems and not force:
         raise DeviceError(
             "preflight refused to start: "

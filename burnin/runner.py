@@ -25,15 +25,15 @@ from typing import Any
 
 import burnin
 from burnin.config import RunConfig
-from burnin.devices import Device, match_telemetry, select
+from burnin.devices import Device, match_telemetry
 from burnin.errors import TelemetryError
 from burnin.plan import Plan, build_plan
 from burnin.preflight import DevicePreflight, run_preflight
-from burnin.runtime import Runtime
+from burnin.runtime import Runtime, discover
 from burnin.signals import StopSignals
 from burnin.store import RunStore, safe_name
 from burnin.supervisor import Supervisor, warm_up
-from burnin.telemetry.base import Inventory, TelemetryClient, from_dict
+from burnin.telemetry.base import TelemetryClient
 from burnin.telemetry.sampler import Sampler
 from burnin.watch import guard_limit
 
@@ -49,12 +49,11 @@ class RunOutcome:
 
 def prepare(config: RunConfig, runtime: Runtime) -> tuple[Plan, TelemetryClient]:
     """Discover devices, open telemetry, read inventories and build the plan (no stress yet)."""
-    cuda = runtime.cuda_devices() if runtime.cuda_devices is not None else None
-    devices, note = select(config.run.device, config.run.gpus, config.cpu.devices, cuda)
-    client = runtime.telemetry_factory(devices)
+    found = discover(config, runtime)  # devices, telemetry, and the GPU-count evidence
+    devices, note, client = found.devices, found.note, found.client
     try:
         devices = _attach_telemetry(devices, client)
-        inventory = _read_inventory(devices, client)
+        inventory = found.annotate(_read_inventory(devices, client), devices)
         plan = build_plan(
             config,
             devices,
@@ -74,29 +73,69 @@ def prepare(config: RunConfig, runtime: Runtime) -> tuple[Plan, TelemetryClient]
 
 
 def _attach_telemetry(devices: list[Device], client: TelemetryClient) -> list[Device]:
+    """Each device's telemetry index: CUDA devices by identity, each on its own.
+
+    NVML enumerates every GPU of the node, including cards hidden by ``CUDA_VISIBLE_DEVICES``,
+    lost or unpowered; a card that cannot be found or read leaves only itself without telemetry.
+    """
     if devices and devices[0].kind == "cuda":
-        try:
-            ids = [
-                (inv.uuid, inv.pci_bus_id)
-                for inv in (client.inventory(i) for i in range(client.device_count()))
-            ]
-        except TelemetryError as exc:
-            log.warning("cannot enumerate telemetry devices: %s", exc)
-            return devices
+        find = getattr(client, "find_index", None)
+        if callable(find):
+            return [replace(d, telemetry_index=_find_telemetry(find, d)) for d in devices]
+        ids = _telemetry_ids(client)
         if ids:
             return match_telemetry(devices, ids)
-    count = client.device_count()
+    try:
+        count = client.device_count()
+    except TelemetryError as exc:
+        log.warning("cannot count telemetry devices: %s", exc)
+        count = 0
     return [replace(d, telemetry_index=d.index if d.index < count else None) for d in devices]
 
 
+def _find_telemetry(find: Any, dev: Device) -> int | None:
+    try:
+        index = find(dev.uuid, dev.pci_bus_id)
+    except TelemetryError as exc:
+        log.warning("GPU %d (%s): no telemetry: %s", dev.index, dev.pci_bus_id or dev.uuid, exc)
+        return None
+    return index if isinstance(index, int) else None
+
+
+def _telemetry_ids(client: TelemetryClient) -> list[tuple[str | None, str | None]]:
+    """(uuid, pci_bus_id) of every telemetry index, for a backend that cannot look one up."""
+    try:
+        count = client.device_count()
+    except TelemetryError as exc:
+        log.warning("cannot enumerate telemetry devices: %s", exc)
+        return []
+    ids: list[tuple[str | None, str | None]] = []
+    for index in range(count):
+        try:
+            inv = client.inventory(index)
+        except TelemetryError as exc:
+            log.warning("telemetry device %d unreadable: %s", index, exc)
+            ids.append((None, None))
+            continue
+        ids.append((inv.uuid, inv.pci_bus_id))
+    return ids
+
+
 def _read_inventory(devices: list[Device], client: TelemetryClient) -> dict[int, dict[str, Any]]:
-    """Each device's inventory.jsonl record (identity from discovery where telemetry fails)."""
+    """Each run device's inventory.jsonl record (identity from discovery where telemetry fails).
+
+    Only the run's own cards are read. CUDA's SM count joins the record, since NVML has none
+    for a whole card and the identity check compares it with the SKU.
+    """
     out: dict[int, dict[str, Any]] = {}
     for dev in devices:
         record: dict[str, Any] = {
             "name": dev.name,
             "uuid": dev.uuid,
             "pci_bus_id": dev.pci_bus_id,
+            # Where workers go (NUMA placement); unknown without telemetry.
+            "cpu_affinity": None,
+            "numa_node": None,
             "unsupported": [],
         }
         if dev.telemetry_index is not None:
@@ -104,18 +143,26 @@ def _read_inventory(devices: list[Device], client: TelemetryClient) -> dict[int,
                 record = client.inventory(dev.telemetry_index).to_dict()
             except TelemetryError as exc:
                 record["telemetry_error"] = str(exc)
+        elif dev.kind == "cuda":
+            record["telemetry_error"] = "no telemetry device matches this GPU's UUID or PCI bus id"
+        _merge_sm_count(record, dev.sm_count)
         record.pop("index", None)
         out[dev.index] = {"device": dev.index, "kind": dev.kind, **record}
     return out
 
 
+def _merge_sm_count(record: dict[str, Any], sm_count: int | None) -> None:
+    if sm_count is None or isinstance(record.get("sm_count"), int):
+        return
+    record["sm_count"] = sm_count
+    record["unsupported"] = [u for u in record.get("unsupported") or () if u != "sm_count"]
+
+
 def _tdp_w(record: dict[str, Any]) -> float | None:
     """The card's SKU TDP (W), or None when it matches no SKU (the CPU fallback never does)."""
-    if record.get("kind") == "cpu" and not record.get("pci_device_id"):
-        return None
-    from burnin.skus import identify
+    from burnin.skus import resolve
 
-    sku = identify(from_dict(Inventory, {**record, "index": record["device"]}))
+    sku = resolve(record)
     return sku.tdp_w if sku is not None else None
 
 
@@ -126,6 +173,7 @@ def execute(config: RunConfig, runtime: Runtime, argv: list[str]) -> RunOutcome:
         DeviceError: the preflight refused to start (busy GPU, a required check cannot run).
     """
     from burnin.reports import write_reports
+    from burnin.verdicts import evaluate
 
     with StopSignals() as signals:
         warm_up()  # the workers' torch import overlaps device discovery and preflight
@@ -145,6 +193,7 @@ def execute(config: RunConfig, runtime: Runtime, argv: list[str]) -> RunOutcome:
             log.warning("stopped by %s: writing a partial report", stopped)
         if not runtime.node_reports:  # the caller reports over several nodes' stores at once
             return RunOutcome(run_dir=store.path, exit_code=0, context={})
+        evaluate(store.path)
         context = write_reports(store.path, strict=config.run.strict)
     return RunOutcome(run_dir=store.path, exit_code=context["exit_code"], context=context)
 
@@ -221,6 +270,10 @@ def _write_inventory(store: RunStore, plan: Plan) -> None:
         for item in plan.items:
             dev = item.device.index
             out.write(plan.inventory.get(dev, {"device": dev, "kind": item.device.kind}))
+        planned = {item.device.index for item in plan.items}
+        for dev, record in sorted(plan.inventory.items()):
+            if dev not in planned:  # a card the driver lists or the run expects, not visible
+                out.write(record)
     finally:
         out.close()
 

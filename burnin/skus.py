@@ -14,6 +14,7 @@ import re
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -202,12 +203,6 @@ def skus_for_pci_id(pci_device_id: str) -> tuple[Sku, ...]:
     return tuple(s for s in _load_default().values() if wanted in s.pci_device_ids)
 
 
-def sku_for_pci_id(pci_device_id: str) -> Sku | None:
-    """The one SKU with this PCI device id; None if unknown or ambiguous (see ``identify``)."""
-    matches = skus_for_pci_id(pci_device_id)
-    return matches[0] if len(matches) == 1 else None
-
-
 def _name_key(name: str) -> str:
     return " ".join(name.split()).casefold()
 
@@ -221,28 +216,57 @@ def sku_for_name(name: str) -> Sku | None:
     return None
 
 
-def identify(inv: Inventory) -> Sku | None:
+def resolve(record: Mapping[str, Any] | Inventory, *, named: bool = False) -> Sku | None:
+    """The SKU of a card record (a store inventory line, a dump's card, an Inventory).
+
+    This is the one SKU lookup of burnin: the card's PCI device id first, then its name
+    (see ``_identify``); the CPU fallback has none.
+
+    Args:
+        record: the card's facts; ``pci_device_id``, ``name``, ``memory_total_mib``, ``kind``,
+            ``simulated`` and ``sku`` are read.
+        named: the record's own ``sku`` key comes first. A simulated card names the SKU it
+            models, and its performance is that SKU's even where an injected fault gives it
+            another PCI id; identity checks ask what the silicon says (``named=False``).
+    """
+    get = record.get if isinstance(record, Mapping) else lambda k: getattr(record, k, None)
+    if get("kind") == "cpu" and not get("simulated") and not get("pci_device_id"):
+        return None
+    key = get("sku") if named else None
+    pci, name, mem = get("pci_device_id"), get("name"), get("memory_total_mib")
+    return _resolve(
+        key if isinstance(key, str) else None,
+        pci if isinstance(pci, str) else None,
+        name if isinstance(name, str) else None,
+        mem if isinstance(mem, int) and not isinstance(mem, bool) else None,
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolve(key: str | None, pci: str | None, name: str | None, mem: int | None) -> Sku | None:
+    if key is not None and key in _load_default():
+        return _load_default()[key]
+    if pci is None and name is None:
+        return None
+    pci_id = normalize_pci_device_id(pci) if pci else None
+    return _identify(pci_id, name, mem)
+
+
+def _identify(pci_id: str | None, name: str | None, mem: int | None) -> Sku | None:
     """Best SKU for a card: PCI device id first, the NVML name only when no usable id.
 
     The silicon id outranks the name, which is what a counterfeit or a mocked NVML fakes first:
     a valid id no SKU lists gives None, never a name match. Where SKUs share an id, the nearest
-    expected memory total wins, then the name.
-
-    Args:
-        inv: the card's inventory (``pci_device_id``, ``name``, ``memory_total_mib`` used).
-
-    Returns:
-        The SKU, or None when the card matches none (or an ambiguity cannot be resolved).
+    expected memory total wins, then the name; an ambiguity that remains gives None.
     """
-    pci_id = normalize_pci_device_id(inv.pci_device_id) if inv.pci_device_id else None
     if pci_id is None:
-        return sku_for_name(inv.name) if inv.name else None
+        return sku_for_name(name) if name else None
     candidates = skus_for_pci_id(pci_id)
     if len(candidates) < 2:
         return next(iter(candidates), None)
-    if (mem := inv.memory_total_mib) is not None:
+    if mem is not None:
         gaps = [abs(s.expected_memory_total_mib() - mem) for s in candidates]
         if gaps.count(min(gaps)) == 1:  # a tie is no evidence either way
             return candidates[gaps.index(min(gaps))]
-    by_name = sku_for_name(inv.name) if inv.name else None
+    by_name = sku_for_name(name) if name else None
     return by_name if by_name in candidates else None

@@ -12,9 +12,11 @@ becomes ``None`` and its field name is listed in ``unsupported``; a field the du
 at all stays ``None`` and unlisted. Temperature "T.Limit" entries (Hopper and later) are margins,
 not thresholds, so they never fill ``slowdown_temp_c``/``shutdown_temp_c``, and ``fan_count`` is
 only ever marked unsupported (nvidia-smi prints one fan figure whatever the number of fans). The
-file is untrusted: anything that is not a readable dump raises :class:`~burnin.errors.DumpError`
-naming the file (and the line, for text), strings are kept as written minus control characters,
-and XML entity declarations are refused.
+file is untrusted: a file that is not a readable dump raises :class:`~burnin.errors.DumpError`
+naming the file (and the line, for text), while one value hidden or edited into something
+nvidia-smi never prints ("[REDACTED]", "lots MiB") is ``None`` and named with its line in the
+card's :class:`~burnin.smi_state.DumpState`, so one field never stops a lot's screening. Strings
+are kept as written minus control characters, and XML entity declarations are refused.
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ import dataclasses
 import re
 import unicodedata
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from burnin import smi_fields as F
 from burnin.errors import DumpError
+from burnin.smi_state import DumpState, hidden_value, read_state
 from burnin.telemetry.base import Inventory
 
 MAX_DUMP_BYTES = 64 * 2**20
@@ -94,12 +96,15 @@ def _bus_key(bus_id: str) -> tuple[int, ...] | None:
 class _Reader:
     """Field lookups on one node; records unsupported fields and raises located DumpErrors."""
 
-    def __init__(self, source: str, node: _Node, unsupported: set[str]) -> None:
-        self.source, self.node, self.unsupported = source, node, unsupported
+    def __init__(
+        self, source: str, node: _Node, unsupported: set[str], hidden: dict[str, str]
+    ) -> None:
+        self.source, self.node, self.unsupported, self.hidden = source, node, unsupported, hidden
 
-    def fail(self, line: int | None, key: Key, problem: str) -> DumpError:
-        where = f"line {line}" if line is not None else f"<gpu {self.node.label}>"
-        return DumpError(f"{self.source} {where}: {'/'.join(key)}: {problem}")
+    def withheld(self, name: str, line: int | None, value: str) -> None:
+        """A value hidden or edited into something nvidia-smi never prints: named, not fatal."""
+        where = f"line {line}: " if line is not None else ""
+        self.hidden.setdefault(name, f"{where}{value[:40]}")
 
     def present(self, paths: str) -> bool:
         return any(_key(p) in self.node.values for p in paths.split("|"))
@@ -109,6 +114,9 @@ class _Reader:
         marked = False
         for key in map(_key, paths.split("|")):
             hit = self.node.values.get(key)
+            if hit is not None and hidden_value(hit[0]):
+                self.withheld(name, hit[1], _clean(hit[0]))
+                return None
             if hit is not None and not _unavailable(hit[0]):
                 return _clean(hit[0]), hit[1], key
             # present as N/A, or a parent collapsed to one N/A leaf (<remapped_rows>N/A</...>)
@@ -128,13 +136,12 @@ class _Reader:
         hit = self.raw(name, paths)
         if hit is None:
             return None
-        value, line, key = hit
+        value, line, _key_path = hit
         m = _NUMBER.match(value)
-        if m is None or (m.group(2) and m.group(2).lower() != unit.lower()):
-            want = f"a number in {unit}" if unit else "a number"
-            raise self.fail(line, key, f"expected {want}, got {value[:40]!r}")
-        if kind is int and "." in m.group(1):
-            raise self.fail(line, key, f"expected a whole number, got {value[:40]!r}")
+        bad_unit = m is not None and m.group(2) and m.group(2).lower() != unit.lower()
+        if m is None or bad_unit or (kind is int and "." in m.group(1)):
+            self.withheld(name, line, value)
+            return None
         return kind(m.group(1))
 
     def flag(self, name: str, paths: str) -> bool | None:
@@ -144,8 +151,8 @@ class _Reader:
             hit = self.raw(name, path)
             if hit is not None:
                 if (word := hit[0].lower()) not in _TRUE | _FALSE:
-                    problem = f"expected Yes/No or Enabled/Disabled, got {hit[0][:40]!r}"
-                    raise self.fail(hit[1], hit[2], problem)
+                    self.withheld(name, hit[1], hit[0])
+                    continue
                 found.append(word in _TRUE)
         if found:
             self.unsupported.discard(name)
@@ -308,9 +315,10 @@ def _process_names(gpu: _Node, missing: set[str]) -> tuple[str, ...] | None:
 
 def _inventory(
     index: int, gpu: _Node, top: _Node, source: str, corrupt: set[tuple[int, ...]]
-) -> Inventory:
+) -> tuple[Inventory, DumpState]:
     missing: set[str] = set()
-    r, t = _Reader(source, gpu, missing), _Reader(source, top, missing)
+    hidden: dict[str, str] = {}
+    r, t = _Reader(source, gpu, missing, hidden), _Reader(source, top, missing, hidden)
     values: dict[str, Any] = {name: r.string(name, paths) for name, paths in F.STRINGS.items()}
     if values["pci_bus_id"] is None and "pci_bus_id" not in missing and _bus_key(gpu.label):
         values["pci_bus_id"] = gpu.label
@@ -328,11 +336,11 @@ def _inventory(
     for name, paths in F.PCI_IDS.items():
         if (hit := r.raw(name, paths)) is not None:
             pattern = _DEVICE_ID if name == "pci_device_id" else _SUBSYSTEM_ID
-            if not (m := pattern.match(hit[0])):
-                raise r.fail(
-                    hit[1], hit[2], f"expected a hex id like 0x233010DE, got {hit[0]!r:.40}"
-                )
-            values[name] = m.group(1).lower()
+            m = pattern.match(hit[0])
+            if m and m.group(1).strip("0"):
+                values[name] = m.group(1).lower()
+            else:  # "000000DE": zeroed, like a blanked serial
+                r.withheld(name, hit[1], hit[0])
     values["processes"] = _process_names(gpu, missing)
     # nvidia-smi prints one fan-speed figure whatever the fan count; only N/A is conclusive.
     r.raw("fan_count", F.FAN)
@@ -340,12 +348,26 @@ def _inventory(
     values["inforom_valid"] = False if bus is not None and bus in corrupt else None
     values["driver_version"] = t.string("driver_version", F.DRIVER)
     values["cuda_driver_version"] = t.string("cuda_driver_version", F.CUDA)
+    for name, value in values.items():  # a blanked string is a hidden one, not a value
+        if name in F.STRINGS and value == "":
+            values[name] = None
+            hidden.setdefault(name, "(blank)")
     unsupported = tuple(name for name in _FIELD_ORDER if name in missing)
-    return Inventory(index=index, unsupported=unsupported, **values)
+    state = read_state(gpu.values, hidden, values, missing)
+    return Inventory(index=index, unsupported=unsupported, **values), state
 
 
 def parse_dump(path: Path) -> list[Inventory]:
     """Parse one ``nvidia-smi -q`` or ``-q -x`` dump; one Inventory per GPU, in file order."""
+    return [inv for inv, _state in parse_dump_state(path)]
+
+
+def parse_dump_state(path: Path) -> list[tuple[Inventory, DumpState]]:
+    """Each GPU's Inventory and its state at dump time (:mod:`burnin.smi_state`), in file order.
+
+    Raises:
+        DumpError: the file is not a readable dump (never for one hidden or odd value).
+    """
     source = str(path)
     try:
         with open(path, "rb") as fh:
@@ -365,8 +387,3 @@ def parse_dump(path: Path) -> list[Inventory]:
     if not gpus:
         raise DumpError(f"{source}: the dump lists no GPUs")
     return [_inventory(i, gpu, top, source, corrupt) for i, gpu in enumerate(gpus)]
-
-
-def parse_dumps(paths: Iterable[Path]) -> list[tuple[Path, list[Inventory]]]:
-    """Parse several dumps; the first bad one raises its DumpError."""
-    return [(Path(p), parse_dump(Path(p))) for p in paths]

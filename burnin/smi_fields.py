@@ -161,3 +161,34 @@ def _ecc(scope: str) -> dict[str, tuple[str, str]]:
 
 
 ECC_SUMS = {**_ecc("volatile"), **_ecc("aggregate")}
+
+# -- the card's state when the dump was taken (burnin.smi_state), for procurement screening --
+# Clock-event reasons: "Clocks Throttle Reasons" (to R530) was renamed "Clocks Event Reasons"
+# (R535+); XML leaves are clocks_throttle_reason_<x> or clocks_event_reason_<x>.
+REASON_SECTIONS = (
+    "clocks_throttle_reasons",
+    "clocks_event_reasons",
+    "clocks throttle reasons",
+    "clocks event reasons",
+)
+REASON_PREFIXES = ("clocks_throttle_reason_", "clocks_event_reason_")
+# reason leaf (lower case, "_" read as " ") -> how the report names it
+REASONS = {
+    "hw slowdown": "HW slowdown",
+    "hw thermal slowdown": "HW thermal slowdown",
+    "hw power brake slowdown": "HW power brake",
+    "sw thermal slowdown": "SW thermal slowdown",
+}
+STATE_NUMBERS: dict[str, tuple[str, str]] = {  # field -> (paths, unit as printed)
+    "gpu_util_pct": ("utilization/gpu_util|utilization/gpu", "%"),
+    "temp_c": ("temperature/gpu_temp|temperature/gpu current temp|temperature/gpu", "C"),
+    "fan_pct": (FAN, "%"),
+    "power_draw_w": (_power("power_draw|power draw|instant_power_draw|instant power draw"), "W"),
+    "power_limit_requested_w": (_power("requested_power_limit|requested power limit"), "W"),
+}
+STATE_STRINGS = {
+    "virtualization_mode": (
+        "gpu_virtualization_mode/virtualization_mode|gpu virtualization mode/virtualization mode"
+    ),
+    "performance_state": "performance_state|performance state",
+}

@@ -38,7 +38,7 @@ from burnin.plan import Plan, WorkItem
 from burnin.signals import StopSignals
 from burnin.store import JsonlWriter
 from burnin.watch import TelemetryWatch
-from burnin.worker import STOP_INTERRUPTED, STOP_THERMAL, WorkerArgs, worker_entry
+from burnin.worker import STOP_INTERRUPTED, STOP_THERMAL, WorkerArgs, placement_of, worker_entry
 
 log = logging.getLogger("burnin")
 # Imported once in the forkserver, then shared copy-on-write by every worker it forks. Each
@@ -200,6 +200,8 @@ class Supervisor:
             results_path=self._results_path,
             t0=self._t0,
             fsync_interval_s=self._fsync_s,
+            slots=dict(self._slot_of),
+            placement=placement_of(self.plan.inventory.get(dev, {})),
         )
         proc = self._ctx.Process(
             target=worker_entry,

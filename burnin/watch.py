@@ -8,8 +8,8 @@ device hangs, crashes or is lost), notices a card that disappears (``GPU is lost
 XID 79 "fallen off the bus", or a backend's ``lost`` event) and trips the thermal guard: a
 reading at or above the device's limit stops that device's stress at once and records a
 ``thermal-guard`` event, which the lifecycle checks turn into a ``thermal`` FAIL.
-:class:`FaultTelemetry` is the CPU path's runtime hook for an injected ``lost`` fault: it makes
-the telemetry report the card gone, as NVML would.
+A card with an injected ``lost`` fault reaches it the same way: its telemetry reports the card
+gone, as NVML would (``FaultTelemetry`` in burnin/sim/telemetry.py).
 """
 
 from __future__ import annotations
@@ -94,9 +94,6 @@ class TelemetryWatch:
         self._guarded: dict[int, dict[str, Any]] = {}
         self.samples = _Tap(samples, self._saw_sample)
         self.events = _Tap(events, self._saw_event)
-
-    def set_guard(self, on_guard: Callable[[int], None]) -> None:
-        self._on_guard = on_guard
 
     def _saw_sample(self, record: dict[str, Any]) -> None:
         dev = record.get("device")

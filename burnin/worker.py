@@ -12,6 +12,11 @@ the pipe reads end-of-file and the worker records that it was orphaned and kills
 so no stress outlives the run. Every heartbeat also gives the device seam its chance to realise
 a ``hang``, ``crash`` or ``lost`` fault, so those faults happen where a real card fails.
 
+Before torch allocates anything the worker binds itself to its GPU's CPUs (the inventory's
+``cpu_affinity``), and its kernels get what they share with the node's other workers: the
+node's heartbeats (so a rank waiting on a collective can name the peer that stopped answering)
+and the run directory (where they meet, and the node's PCIe lock lives: kernels/pcie.py).
+
 This module is preloaded in the forkserver together with torch (see burnin/supervisor.py), so it
 imports nothing heavy at module level itself.
 """
@@ -23,7 +28,8 @@ import os
 import signal
 import threading
 import traceback
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +50,43 @@ class WorkerArgs:
     results_path: str
     t0: float  # the run's start on the monotonic clock; records carry elapsed_s from it
     fsync_interval_s: float = 0.0
+    # The node's devices -> their slots in the heartbeat array (a collective names stalled peers).
+    slots: dict[int, int] = field(default_factory=dict)
+    # The device's inventory placement: cpu_affinity (sorted CPU ids) and numa_node, if known.
+    placement: dict[str, Any] = field(default_factory=dict)
+
+
+def placement_of(inventory: Mapping[str, Any]) -> dict[str, Any]:
+    """The placement keys of a device's inventory record (absent keys stay absent)."""
+    return {k: inventory[k] for k in ("cpu_affinity", "numa_node") if k in inventory}
+
+
+def cpu_binding(placement: Mapping[str, Any], available: set[int]) -> list[int] | None:
+    """The CPUs to bind the worker to: the GPU's affine CPUs that exist here; None = no binding
+    (no affinity known, or none of its CPUs is available to this process)."""
+    wanted = placement.get("cpu_affinity")
+    if not isinstance(wanted, list | tuple):
+        return None
+    cpus = sorted({c for c in wanted if isinstance(c, int) and not isinstance(c, bool)} & available)
+    return cpus or None
+
+
+def bind_cpus(placement: Mapping[str, Any]) -> dict[str, Any]:
+    """Bind this process to its GPU's CPUs (before any pinned host memory is allocated).
+
+    Pinned buffers are placed by first touch, on the NUMA node of the CPU that touches them,
+    so once the worker runs only on the GPU's local CPUs its staging memory is local too and
+    host<->device copies do not cross the socket interconnect.
+
+    Returns:
+        The binding for the worker's start record: ``cpu_affinity`` applied (None = unbound)
+        and the inventory's ``numa_node``.
+    """
+    available = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    cpus = cpu_binding(placement, set(available))
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
+    return {"cpu_affinity": cpus, "numa_node": placement.get("numa_node")}
 
 
 def worker_entry(args: WorkerArgs, beats: Any, stops: Any, alive: Any) -> None:
@@ -86,6 +129,10 @@ def worker_main(args: WorkerArgs, beats: Any, stops: Any, alive: Any = None) -> 
 
     if alive is not None:
         _watch_parent(alive, emit)
+    binding = bind_cpus(args.placement)
+
+    def node_beats() -> dict[int, float]:
+        return {d: float(beats[s]) for d, s in args.slots.items()}
 
     def should_stop() -> bool:
         return bool(stops[slot])
@@ -107,7 +154,13 @@ def worker_main(args: WorkerArgs, beats: Any, stops: Any, alive: Any = None) -> 
             torch.cuda.set_device(device)
         beat()
         emit(
-            {"type": "start", "pid": os.getpid(), "pgid": os.getpgid(0), "torch": torch.__version__}
+            {
+                "type": "start",
+                "pid": os.getpid(),
+                "pgid": os.getpgid(0),
+                "torch": torch.__version__,
+                "binding": binding,
+            }
         )
         for i, step in enumerate(item.kernels):
             if should_stop():
@@ -125,9 +178,11 @@ def worker_main(args: WorkerArgs, beats: Any, stops: Any, alive: Any = None) -> 
                 heartbeat=beat,
                 should_stop=should_stop,
                 monotonic=clock,
-                # The run directory (<run>/nodes/<host>/results.jsonl): where the all-reduce
-                # kernel's workers meet and read the node's plan from the manifest.
-                peers={"run_dir": str(Path(args.results_path).parents[2])},
+                peers={
+                    **node_peers(Path(args.results_path), item.node, dev, step.name),
+                    # The node's heartbeats, so a collective can name a peer that stalled.
+                    **({"beats": node_beats} if args.slots else {}),
+                },
             )
             beat()
             emit({"type": "kernel-start", "kernel": step.name})
@@ -159,3 +214,35 @@ def _watch_parent(alive: Any, emit: Any) -> None:
             os.killpg(os.getpgid(0), signal.SIGKILL)
 
     threading.Thread(target=wait, name="burnin-orphan-watch", daemon=True).start()
+
+
+def node_peers(results_path: Path, node: str, device: int, kernel: str) -> dict[str, Any]:
+    """What a kernel learns of the node's other devices (``KernelContext.peers``).
+
+    ``meet_dir`` is the node's folder of the run, where a collective's workers meet; the
+    devices that run ``kernel`` on this node, the spread of their planned starts and the
+    watchdog timeout come from the run's manifest, written before any worker starts. A
+    manifest that cannot be read is ``plan_error``, reported by the kernel that needs it.
+
+    Args:
+        results_path: this device's ``<run>/nodes/<host>/results.jsonl``.
+        node, device, kernel: who asks, for which kernel.
+    """
+    import json
+
+    peers: dict[str, Any] = {"meet_dir": str(results_path.parent)}
+    path = results_path.parents[2] / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return {**peers, "plan_error": f"cannot read the node's plan from {path}: {exc}"}
+    plan = manifest.get("plan", [])
+    mine = [p for p in plan if p.get("node") == node and kernel in p.get("kernels", [])]
+    offsets = [float(p.get("start_offset_s", 0.0)) for p in mine]
+    watchdog = ((manifest.get("config") or {}).get("watchdog") or {}).get("timeout_s")
+    return {
+        **peers,
+        "devices": sorted({int(p["device"]) for p in mine} | {device}),
+        "start_spread_s": max(offsets) - min(offsets) if offsets else 0.0,
+        "watchdog_s": float(watchdog) if isinstance(watchdog, int | float) else None,
+    }

@@ -1,16 +1,19 @@
 """All-reduce across the devices of one node: bus bandwidth, exact answers and pairwise links.
 
 Every device's worker runs this kernel at the same step of the plan. The workers meet through a
-``FileStore`` in the run directory (nothing new listens on the network; gloo is bound to the
-loopback interface) and form one torch.distributed group, NCCL on GPUs and gloo on the CPU
+``FileStore`` in the run directory (nothing new listens on the network: the group is pinned
+to the loopback interface) and form one torch.distributed group, NCCL on GPUs and gloo on the CPU
 fallback, always with an explicit timeout and torn down in ``finally`` so a failing card cannot
-hang the node. A device that does not arrive in time is left out and the others go on.
+hang the node. A device that does not arrive in time is left out and the others go on. No
+collective is waited on by blocking: each rank polls completion with heartbeats and gives up at
+a deadline on the kernel's clock, naming the peer that stopped answering (kernels/peerwait.py),
+so one hung card leaves its peers alive to report it rather than killed beside it.
 
 Correctness follows nccl-tests' "verifiable" idea: device ``d`` contributes the small integers
 ``((i + 7·d + seed) mod 13) − 6``, so the expected sum is exact in fp32 whatever the reduction
 order and every differing element is counted as ``#wrong`` (0 ULP tolerance, as nccl-tests).
-Timing follows nccl-tests' doc/PERFORMANCE.md, after warmup (CUDA events on a GPU,
-``perf_counter`` on the CPU)::
+Timing follows nccl-tests' doc/PERFORMANCE.md, after warmup and a barrier (CUDA events on a
+GPU, ``perf_counter`` on the CPU)::
 
     algbw = S / t                 S = bytes in the buffer, t = seconds per all-reduce
     busbw = algbw · 2(n − 1) / n  n = ranks in the group; GB = 1e9 bytes
@@ -44,15 +47,18 @@ from burnin.kernels.collectives import (
     _OFFSET,
     _STRIDE,
     CONFIRM_RATIO,
+    NodePlan,
     Pair,
     backend_for,
     bandwidth_gbps,
     bus_factor,
+    group_env,
+    node_plan,
     pair_rounds,
     typical_pair_gbps,
 )
+from burnin.kernels.peerwait import PeerStalled, Waiter, leave_group, work_block
 from burnin.kernels.registry import register
-from burnin.store import safe_name
 
 _ELEM_BYTES = 4  # fp32, nccl-tests' default type
 _CHUNK = 1 << 24  # elements per fill/verify pass: bounds the extra memory to about 200 MB
@@ -97,7 +103,7 @@ class Allreduce:
         base: dict[str, Any] = {"type": "result", "kernel": "allreduce", "metrics": {}}
         deadline = ctx.monotonic() + ctx.duration_s
         try:
-            plan = node_plan(ctx)
+            plan = node_plan(ctx.device_index, ctx.peers)
         except ValueError as exc:
             return {**base, "error": str(exc)}
         if len(plan.devices) < 2:
@@ -106,50 +112,9 @@ class Allreduce:
                 "skipped": f"all-reduce needs at least 2 devices on a node; {ctx.node} "
                 f"runs it on {len(plan.devices)}",
             }
-        if "run_dir" not in ctx.peers:
+        if "meet_dir" not in ctx.peers:
             return {**base, "error": "no run directory to meet the other devices in"}
         return _Session(ctx, plan).run(base, deadline)
-
-
-@dataclass(frozen=True)
-class NodePlan:
-    """What a device knows about the node's all-reduce before it meets the others."""
-
-    devices: list[int]  # the node's devices that run this kernel, this one included
-    start_spread_s: float = 0.0  # last planned start − first, on the plan's clock
-    watchdog_s: float | None = None  # the run's watchdog.timeout_s, where known
-
-
-def node_plan(ctx: KernelContext) -> NodePlan:
-    """The node's plan for this kernel, from ``ctx.peers`` or the run's manifest.
-
-    ``ctx.peers["devices"]`` wins when the worker provides it; otherwise the plan and the
-    watchdog timeout are read from the run's manifest (written before any worker starts).
-    Without a run directory the kernel runs alone.
-
-    Raises:
-        ValueError: the manifest cannot be read.
-    """
-    peers = ctx.peers
-    if "devices" in peers:
-        devices = sorted(int(d) for d in peers["devices"])
-        return NodePlan(devices, float(peers.get("start_spread_s", 0.0)), peers.get("watchdog_s"))
-    if "run_dir" not in peers:
-        return NodePlan([ctx.device_index])
-    path = Path(peers["run_dir"]) / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read the node's plan from {path}: {exc}") from None
-    plan = manifest.get("plan", [])
-    mine = [p for p in plan if p.get("node") == ctx.node and "allreduce" in p.get("kernels", [])]
-    offsets = [float(p.get("start_offset_s", 0.0)) for p in mine]
-    watchdog = ((manifest.get("config") or {}).get("watchdog") or {}).get("timeout_s")
-    return NodePlan(
-        devices=sorted({int(p["device"]) for p in mine} | {ctx.device_index}),
-        start_spread_s=max(offsets) - min(offsets) if offsets else 0.0,
-        watchdog_s=float(watchdog) if isinstance(watchdog, int | float) else None,
-    )
 
 
 class _Session:
@@ -183,6 +148,9 @@ class _Session:
         self.stress_busbw: list[float] = []
         self.wall_per_call_s = 0.0  # wall time per call of the last timed loop
         self.stress_wall_s = 0.0  # ... and of the sweep's largest size, to size stress batches
+        self.waiter: Waiter | None = None
+        self.pending: Any = None  # the collective this rank gave up waiting for, if any
+        self.stalled: list[int] = []  # the peers named when it gave up
 
     # -- orchestration ------------------------------------------------------------------------
 
@@ -201,6 +169,14 @@ class _Session:
                     f"start (expected {self.devices})"
                 )
             else:
+                self.waiter = Waiter(
+                    self.members,
+                    me,
+                    self.ctx.monotonic,
+                    self.ctx.heartbeat,
+                    self.timeout_s,
+                    self.ctx.peers.get("beats"),
+                )
                 phase = "init"
                 self._init()
                 phase = "sweep"
@@ -210,11 +186,13 @@ class _Session:
                     self._pairwise()
                 phase = "stress"
                 self._stress(deadline)
+        except PeerStalled as exc:
+            self.stalled = exc.stalled
+            error = f"{phase}: {exc}"
         except (RuntimeError, TimeoutError) as exc:  # DistError and the backends' timeouts
             error = f"{phase}: {type(exc).__name__}: {exc}"
         finally:
-            if dist.is_initialized():
-                dist.destroy_process_group()
+            leave_group(dist, self.pending, self.cuda, self.ctx.heartbeat, self.timeout_s)
         return self._result(base, error)
 
     def _result(self, base: dict[str, Any], error: str | None) -> dict[str, Any]:
@@ -227,6 +205,7 @@ class _Session:
             "rank": self.rank,
             "members": self.members,
             "missing": [d for d in self.devices if d not in self.members],
+            "stalled": self.stalled,
             "sizes": self.sizes,
             "pairs": self.pairs,
             "wrong": self.wrong,
@@ -260,7 +239,7 @@ class _Session:
         never split the group.
         """
         ctx = self.ctx
-        path = Path(ctx.peers["run_dir"]) / "nodes" / safe_name(ctx.node)
+        path = Path(ctx.peers["meet_dir"])
         path.mkdir(parents=True, exist_ok=True)
         store = self.dist.FileStore(str(path / f"allreduce-{ctx.seed}.store"), len(self.devices))
         store.set_timeout(self.timeout)
@@ -281,11 +260,10 @@ class _Session:
         return sorted(json.loads(store.get("members")))
 
     def _init(self) -> None:
-        if not self.cuda and "GLOO_SOCKET_IFNAME" not in os.environ:
-            loopback = next((n for _, n in socket.if_nameindex() if n.startswith("lo")), None)
-            if loopback:
-                # Ranks of one node talk over loopback; never open a port on a real interface.
-                os.environ["GLOO_SOCKET_IFNAME"] = loopback
+        # Every group of this kernel is one node's: loopback only, and NCCL errors that end
+        # the collective rather than the process (kernels/collectives.py).
+        loopback = next((n for _, n in socket.if_nameindex() if n.startswith("lo")), None)
+        os.environ.update(group_env(self.backend, True, os.environ, loopback))
         self.rank = self.members.index(self.ctx.device_index)
         self.dist.init_process_group(
             backend=self.backend,
@@ -371,7 +349,7 @@ class _Session:
                 stopped = True
                 break
         # Only a pair's members write its cells and every value is >= 0, so MAX merges them.
-        self.dist.all_reduce(table, op=self.dist.ReduceOp.MAX)
+        self._all_reduce(table, None, self.dist.ReduceOp.MAX)
         return stopped
 
     def _stress(self, deadline: float) -> None:
@@ -409,7 +387,9 @@ class _Session:
         wrong, locations = self._verified(count, group, members)
         buf = self.torch.zeros(count, dtype=self.torch.float32, device=self.ctx.device)
         for _ in range(self.cfg.warmup):
-            self.dist.all_reduce(buf, group=group)
+            self._all_reduce(buf, group)
+        # nccl-tests' barrier before each size: every rank starts its timed calls together.
+        self._max(0.0, group)
         if best_call:
             own_s = min(
                 self._timed(buf, 1, group, len(members)) for _ in range(self.cfg.iterations)
@@ -435,12 +415,23 @@ class _Session:
     def _timed(self, buf: Any, calls: int, group: Any, ranks: int) -> float:
         """This rank's device seconds per call, through the seam, for ``calls`` calls."""
         if self.cuda:
-            self.torch.cuda.synchronize()
-        timer = StepTimer(self.ctx)
-        timer.start()
-        for _ in range(calls):
-            self.dist.all_reduce(buf, group=group)
-        elapsed_s = timer.stop_s()
+            # Own work only: blocks just when this card is stuck (then it stops beating).
+            self.torch.cuda.current_stream().synchronize()
+            start = self.torch.cuda.Event(enable_timing=True)
+            end = self.torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(calls):
+                work = self._issue(buf, group)
+                work.wait()  # orders the stream after it; never blocks the host
+            end.record()
+            self._await(end.query, "timed all-reduce", work)
+            elapsed_s = start.elapsed_time(end) / 1000.0
+        else:
+            timer = StepTimer(self.ctx)
+            timer.start()
+            for _ in range(calls):
+                self._all_reduce(buf, group)
+            elapsed_s = timer.stop_s()
         self.wall_per_call_s = elapsed_s / calls
         moved = buf.numel() * _ELEM_BYTES * bus_factor(ranks) * calls
         return self.ctx.seam.device_time_s("allreduce", elapsed_s, moved) / calls
@@ -452,7 +443,7 @@ class _Session:
         for start in range(0, count, _CHUNK):
             idx = torch.arange(start, min(start + _CHUNK, count), device=self.ctx.device)
             buf[start : start + idx.numel()] = self._pattern(idx, [self.ctx.device_index])
-        self.dist.all_reduce(buf, group=group)
+        self._all_reduce(buf, group)
         self.verifications += 1
         got = self.ctx.seam.corrupt(buf, self.verifications)
         wrong, locations = 0, []
@@ -479,9 +470,29 @@ class _Session:
 
     def _max(self, value: float, group: Any) -> float:
         t = self.torch.tensor([value], dtype=self.torch.float64, device=self.ctx.device)
-        self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX, group=group)
+        self._all_reduce(t, group, self.dist.ReduceOp.MAX)
         return float(t.item())
 
     def _agree(self, stop: bool) -> bool:
         """True when any rank wants to stop; a collective, so every rank takes the same branch."""
         return self._max(1.0 if stop else 0.0, None) > 0
+
+    # -- waiting without blocking -------------------------------------------------------------
+
+    def _issue(self, tensor: Any, group: Any, op: Any = None) -> Any:
+        op = self.dist.ReduceOp.SUM if op is None else op
+        return self.dist.all_reduce(tensor, op=op, group=group, async_op=True)
+
+    def _all_reduce(self, tensor: Any, group: Any, op: Any = None) -> None:
+        """One all-reduce, polled to completion with heartbeats (kernels/peerwait.py)."""
+        if self.cuda:
+            self.torch.cuda.current_stream().synchronize()  # own work: see _timed
+        work = self._issue(tensor, group, op)
+        self._await(work.is_completed, "all-reduce", work, None if self.cuda else work_block(work))
+        work.wait()  # completed: raises the backend's error if it failed; on CUDA orders the stream
+
+    def _await(self, done: Any, what: str, work: Any = None, block: Any = None) -> None:
+        assert self.waiter is not None
+        self.pending = work
+        self.waiter.wait(done, what, block)
+        self.pending = None

@@ -49,8 +49,16 @@ class DeviceSeam:
         """
         return measured
 
-    def corrupt(self, result: Any, step: int) -> Any:
-        """``result`` (a torch tensor verified at ``step``) as the device delivers it."""
+    def shares_host(self, kernel: str) -> bool:
+        """Whether ``kernel`` on this device shares the host with the node's other devices, so
+        they take turns to measure (kernels/pcie.py). A real device does: every GPU copying at
+        once splits the host's memory and root-complex bandwidth. A modelled device's rate does
+        not depend on what the others do, so it measures for the kernel's whole time."""
+        return True
+
+    def corrupt(self, result: Any, step: int, index: int = 0, count: int = 1) -> Any:
+        """``result`` (a torch tensor) as the device delivers it: the ``index``-th of ``count``
+        results of one kind that leave the device at ``step`` (a batch's products, in order)."""
         return result
 
     def read_back(self, words: Any, offset_bytes: int, region_bytes: int, pass_id: int) -> Any:

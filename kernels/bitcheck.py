@@ -26,6 +26,27 @@ def same_bits(torch: Any, got: Any, expected: Any) -> bool:
     return bool(torch.equal(raw_view(torch, got), raw_view(torch, expected)))
 
 
+def words(torch: Any, tensor: Any) -> Any:
+    """A contiguous tensor's raw bits as one flat run of the widest integer words that tile it:
+    int64 where the byte count allows (the fastest sum), else int32, else its own width."""
+    flat = tensor.view(-1)
+    size = flat.numel() * flat.element_size()
+    for width, kind in ((8, torch.int64), (4, torch.int32)):
+        if size % width == 0 and width >= flat.element_size():
+            return flat.view(kind)
+    return raw_view(torch, flat)
+
+
+def digest(torch: Any, tensor: Any) -> int:
+    """The per-product digest: the sum of :func:`words` as int64 (wrapping, so order-free).
+
+    One flipped bit changes one word by ±2^b and so the sum, always; two errors cancel only
+    when they are equal and opposite. The timed loop computes the same sum on the device with
+    ``torch.sum(words, 0, dtype=torch.int64, out=slot)``; this is its host-side twin (one sync).
+    """
+    return int(torch.sum(words(torch, tensor), 0, dtype=torch.int64).item())
+
+
 def bits_of(value: int, width: int) -> list[int]:
     """Positions of the set bits of ``value`` read as a ``width``-bit word."""
     value &= (1 << width) - 1

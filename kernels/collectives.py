@@ -1,7 +1,8 @@
-"""Pure arithmetic of collectives: nccl-tests' bandwidth formulas, pair schedules, patterns.
+"""Pure parts of collectives: nccl-tests' bandwidth formulas, pair schedules, patterns, the node's
+plan for a shared kernel and the environment a node-local process group needs.
 
 algbw = S / t and busbw = algbw · 2(n−1)/n with S in bytes and GB = 1e9 B (nccl-tests
-doc/PERFORMANCE.md). Kept apart from the kernel so the verdicts and the report can use the same
+doc/PERFORMANCE.md). Kept apart from the kernels so the verdicts and the report can use the same
 formulas without torch.distributed.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 _MOD, _STRIDE, _OFFSET = 13, 7, 6  # inputs in [-6, 6]: |sum| <= 6n, exact in fp32
 # Pairs below this share of the typical pair are measured again before the table is kept; the
@@ -62,6 +65,61 @@ def typical_pair_gbps(busbw: Mapping[Pair, float]) -> float:
     return statistics.median(best.values()) if best else 0.0
 
 
-def expected_value(index: int, devices: list[int], seed: int) -> float:
-    """The exact sum at element ``index`` over ``devices`` (for tests and messages)."""
-    return float(sum((index + _STRIDE * d + seed) % _MOD - _OFFSET for d in devices))
+@dataclass(frozen=True)
+class NodePlan:
+    """What a device knows about a node-wide kernel before it meets the others."""
+
+    devices: list[int]  # the node's devices that run this kernel, this one included
+    start_spread_s: float = 0.0  # last planned start − first, on the plan's clock
+    watchdog_s: float | None = None  # the run's watchdog.timeout_s, where known
+
+
+def node_plan(device_index: int, peers: Mapping[str, Any]) -> NodePlan:
+    """The node's plan for a kernel, from a kernel context's ``peers`` (the worker reads it
+    from the run for the kernel it starts, :func:`burnin.worker.node_peers`).
+
+    Without peers (outside a run) the kernel runs alone.
+
+    Raises:
+        ValueError: the worker could not read the node's plan (``peers["plan_error"]``).
+    """
+    if "plan_error" in peers:
+        raise ValueError(str(peers["plan_error"]))
+    if "devices" in peers:
+        devices = sorted(int(d) for d in peers["devices"])
+        return NodePlan(devices, float(peers.get("start_spread_s", 0.0)), peers.get("watchdog_s"))
+    return NodePlan([device_index])
+
+
+# ProcessGroupNCCL's ErrorHandlingMode (torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp; the
+# variable is documented in docs/source/torch_nccl_environment_variables.md): 0 NoHandling,
+# 1 TearDown, 2 CleanUpOnly ("just clean up collectives and abort communicators without tearing
+# down process"), 3 SkipCleanUp (tear down without aborting). torch's default, 3, kills every
+# rank of a group when one peer times out; 2 lets a rank's watchdog abort the stuck collective
+# so the rank returns the timeout error and reports which peer stopped answering.
+NCCL_ERROR_HANDLING = "2"
+LOOPBACK_ADDR = "127.0.0.1"
+
+
+def group_env(
+    backend: str, single_node: bool, environ: Mapping[str, str], loopback: str | None
+) -> dict[str, str]:
+    """The environment variables to set before ``init_process_group`` (only those to change).
+
+    Args:
+        backend: ``nccl`` or ``gloo``.
+        single_node: the group's ranks all run on this host.
+        environ: the current environment; a variable the user set is never overridden, except
+            the NCCL error handling the harness depends on.
+        loopback: the loopback interface's name (``lo``), None if this host has none.
+    """
+    out: dict[str, str] = {}
+    if backend == "nccl":
+        out["TORCH_NCCL_ASYNC_ERROR_HANDLING"] = NCCL_ERROR_HANDLING
+    if single_node:
+        # Ranks of one node talk over loopback: nothing listens on a real interface.
+        wanted = {"MASTER_ADDR": LOOPBACK_ADDR}
+        if loopback:
+            wanted["GLOO_SOCKET_IFNAME"] = wanted["NCCL_SOCKET_IFNAME"] = loopback
+        out.update({k: v for k, v in wanted.items() if k not in environ})
+    return {k: v for k, v in out.items() if environ.get(k) != v}

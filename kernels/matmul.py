@@ -3,45 +3,54 @@
 The timed loop multiplies seeded random floats (every mantissa bit toggling, the most power and
 heat, like gpu-burn) in batches of about ``batch_s``, timed with CUDA events after warmup
 (perf_counter on the CPU) with one synchronisation per batch, as a bare ``torch.matmul`` loop
-has. TFLOP/s = 2·m·n·k / t / 1e12. After every ``verify_every`` batches, untimed:
-1. Known answer: one product of seeded integer-valued operands small enough that every partial
-   sum is exact in the fp32 accumulator, so the exact product (computed once in fp64, then
-   proved right off the device by a Freivalds check on the CPU: C·r = A·(B·r) in O(n²)) rounds
-   to one representable value of the output dtype and any differing bit is an error. A card
-   wrong the same way every time fails (gpu-burn and DCGM compare a card only with itself).
-2. Self-consistency: the batch's last stress output (and one older buffer, in turn) must equal
-   the device's first stress result bit for bit, which catches intermittent errors in the very
-   data the stress produced.
-3. Cross-device: every device of a run multiplies the same seeded operands, so the first
-   result's SHA-256 (and a small probe vector) lets the ``sdc`` verdict name the odd device.
-Each dtype gets an equal share of the duration. The known-answer product runs at most once per
-100 stress products (<= 1 % extra work); the compares are memory-bound and cheap every batch.
+has. TFLOP/s = 2·m·n·k / t / 1e12. The checks:
+1. Every product: each product's raw bits are summed on the device into its own slot of a
+   small int64 vector (one memory-bound reduction queued behind the product, so the host never
+   waits inside the timed loop); after the batch the vector is read once and every digest must
+   equal the reference's, the device's first stress product (one flipped bit always changes
+   the sum). A wrong product still in an output buffer is then compared bit for bit, which
+   names its wrong elements; one already overwritten counts as one wrong element (a lower
+   bound). At each verification (every ``verify_every`` batches) the newest product is also
+   compared bit for bit, where errors that would cancel in a sum cannot.
+2. Known answer: one product of seeded integer-valued operands small enough that every partial
+   sum is exact in the accumulator, so the exact product (computed once in fp64, then proved
+   right off the device by a Freivalds check on the CPU: C·r = A·(B·r) in O(n²)) rounds to one
+   representable value of the output dtype and any differing bit is an error. A card wrong the
+   same way every time fails (gpu-burn and DCGM compare a card only with itself). It runs at
+   most once per 100 stress products (<= 1 % extra work), untimed.
+3. Cross-device: every device of a run multiplies the same seeded operands, so the reference
+   product's SHA-256 (and a small probe vector) lets the ``sdc`` verdict name the odd device.
+Each dtype gets an equal share of the duration. ``matmul_products`` and
+``matmul_products_verified`` in the metrics count the stress products and those whose digest
+was checked: equal unless ``verify_products`` is off.
 """
 
 from __future__ import annotations
 
-import hashlib
-import platform
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from burnin.kernels import bitcheck
+from burnin.errors import ConfigError
+from burnin.kernels import bitcheck, matmul_data
 from burnin.kernels.base import KernelContext, StepTimer, share_field, summarize
 from burnin.kernels.registry import register
 
 DType = Literal["fp32", "tf32", "bf16", "fp16", "fp8"]
-# Largest |input| per dtype so that k·max² stays exact in the fp32 accumulator (< 2^24) and the
-# product fits the output type (fp16 max 65504), for k up to 16384. fp8 keeps |sum| <= k < 2^14
-# because Hopper's fp8 tensor cores keep about 14 bits while accumulating (DeepSeek-V3 technical
-# report, FP8 training: accumulation precision).
-_INPUT_RANGE = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 1, "fp8": 1}
-_FREIVALDS_RANGE = 1024  # r in [-1024, 1024]: a wrong reference escapes with p <= 1/2049
+# fp8 stress runs with fast accumulation, as fp8 training and inference do: the tensor cores then
+# accumulate without the periodic promotion to fp32 (cuBLAS docs, CUBLASLT_MATMUL_DESC_FAST_ACCUM),
+# keeping about 14 significant bits (DeepSeek-V3 technical report, FP8 training: accumulation
+# precision). With fp8 inputs in {-1, 0, 1} every partial sum is an integer with |s| <= k, and
+# at k <= 8192 = 2^13 every such integer has at most 13 significant bits, so the known answer
+# stays exact on the fast path with a bit to spare. Above that the known-answer product (not
+# the stress) takes the promoted path, where fp32 holds every |s| <= 16384 exactly.
+_FP8_FAST_ACCUM_MAX_K = 8192
+# torch._scaled_mm (cuBLASLt fp8) needs every matrix dimension divisible by 16
+# (aten/src/ATen/native/cuda/Blas.cpp, _scaled_mm_out_cuda); refused when the config loads.
+_FP8_SIZE_MULTIPLE = 16
 # The known-answer product runs once per this many stress products (and at the first and any
 # last-chance verification), so it costs at most 1 % of the stress work whatever the dtype.
 _KNOWN_ANSWER_EVERY = 100
-_PROBE_BLOCKS = 16  # probe = 16 row-block sums of C·r, the tolerance-mode fingerprint
-_CROSS_SEED = 7919  # the random-float product's seed offset (any constant shared by all devices)
 
 
 def _rng(lo: float, hi: float | None = None) -> dict[str, float | None]:
@@ -50,7 +59,7 @@ def _rng(lo: float, hi: float | None = None) -> dict[str, float | None]:
 
 @register("matmul")
 class Matmul:
-    """Dense matmul C = A·B per dtype, timed, every result checked bit for bit."""
+    """Dense matmul C = A·B per dtype, timed, every product checked on the device."""
 
     @dataclass(frozen=True, kw_only=True)
     class Config:
@@ -61,7 +70,8 @@ class Matmul:
         # 139 GFLOP/s measured at 256³ on an EPYC), so none by default.
         cpu_dtypes: tuple[DType, ...] = ()
         share: float = share_field()
-        # m = n = k on a GPU; at most 16384 so every known answer stays exact (see _INPUT_RANGE)
+        # m = n = k on a GPU; at most 16384 so every known answer stays exact (see
+        # kernels/matmul_data.py); a multiple of 16 where fp8 runs (see _FP8_SIZE_MULTIPLE)
         size: int = field(default=8192, metadata=_rng(16, 16384))
         cpu_size: int = field(default=256, metadata=_rng(16, 8192))
         # GPU: fill this share of free memory with output buffers written in turn (gpu-burn
@@ -70,6 +80,24 @@ class Matmul:
         warmup_steps: int = field(default=3, metadata=_rng(0, 1000))
         batch_s: float = field(default=0.1, metadata=_rng(0.001, 60.0))
         verify_every: int = field(default=1, metadata=_rng(1, 1_000_000))  # batches
+        # Digest every product on the device (about 2-3 % of an 8192³ bf16 product's time on an
+        # H100, the cost of reading its output once; see benchmarks/bench_matmul.py). Off, only
+        # the newest product of each verification is checked and matmul_products_verified
+        # stays below matmul_products, which the report shows.
+        verify_products: bool = True
+
+        def __post_init__(self) -> None:
+            for size_key, main, extra in (
+                ("size", self.dtype, self.dtypes),
+                ("cpu_size", self.cpu_dtype, self.cpu_dtypes),
+            ):
+                size = getattr(self, size_key)
+                if "fp8" in (main, *extra) and size % _FP8_SIZE_MULTIPLE:
+                    raise ConfigError(
+                        f"kernels.matmul.{size_key}",
+                        f"fp8 needs a size divisible by {_FP8_SIZE_MULTIPLE} "
+                        f"(torch._scaled_mm), got {size}",
+                    )
 
     def run(self, ctx: KernelContext) -> dict[str, Any]:
         import torch
@@ -79,7 +107,7 @@ class Matmul:
         main = cfg.dtype if ctx.is_cuda else cfg.cpu_dtype
         extra = cfg.dtypes if ctx.is_cuda else cfg.cpu_dtypes
         wanted = [main, *[d for d in dict.fromkeys(extra) if d != main]]
-        skipped = {d: why for d in wanted if (why := _unsupported(torch, ctx, d))}
+        skipped = {d: why for d in wanted if (why := matmul_data.unsupported(torch, ctx, d))}
         names = [d for d in wanted if d not in skipped]
         start = ctx.monotonic()
         share_s = ctx.duration_s / max(len(names), 1)
@@ -106,89 +134,119 @@ class _DtypeRun:
         self.torch, self.ctx, self.cfg, self.name, self.n = torch, ctx, cfg, name, n
         self.steps = first_step
         self.one = torch.ones((), device=ctx.device, dtype=torch.float32)  # fp8 unit scales
-        _set_math_mode(torch, ctx, name)
-        self.a_known, self.b_known, self.expected = _known_answer_inputs(torch, ctx, n, name)
+        matmul_data.set_math_mode(torch, ctx, name)
+        known = matmul_data.known_answer_inputs(torch, ctx, n, name)
+        self.a_known, self.b_known, self.expected = known
         self.known_out = torch.empty_like(self.expected)
-        self.a, self.b = _random_inputs(torch, ctx, n, name)
-        self.first: Any = None  # the first verified stress result: self and cross reference
+        self.a, self.b = matmul_data.random_inputs(torch, ctx, n, name)
         self.scratch: Any = None  # a tie-breaking product, allocated on the first mismatch
-        self.outs = _output_buffers(torch, ctx, cfg.mem_fraction, self.expected)
-        self.cross: dict[str, Any] = {}
+        self.outs = matmul_data.output_buffers(torch, ctx, cfg.mem_fraction, self.expected)
+        self.digests: Any = None  # one int64 slot per product of a batch, on the device
         self.counts = {"verifications": 0, "failed_verifications": 0, "wrong_elements": 0}
         self.counts |= {"known_checks": 0, "self_checks": 0, "self_failed": 0}
+        self.counts |= {"products": 0, "products_verified": 0, "wrong_products": 0}
         self.known_at = -_KNOWN_ANSWER_EVERY  # stress step of the last known-answer check
+        # The first stress product is the reference of every later one and the digest the
+        # other devices compare with; a wrong one shows in both comparisons.
+        self.mm(self.a, self.b, self.outs[0])
+        self.first = ctx.seam.corrupt(self.outs[0], self.steps).clone()
+        self.reference = bitcheck.digest(torch, self.first)
+        self.cross = matmul_data.cross_digest(torch, self.first, self.steps)
         ctx.heartbeat()  # building n x n operands and the fp64 reference takes seconds
 
-    def mm(self, a: Any, b: Any, out: Any) -> None:
+    def mm(self, a: Any, b: Any, out: Any, fast_accum: bool = True) -> None:
         if self.name == "fp8":
             one = self.one
-            self.torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=out.dtype, out=out)
+            self.torch._scaled_mm(
+                a, b, scale_a=one, scale_b=one, out_dtype=out.dtype, use_fast_accum=fast_accum,
+                out=out,
+            )  # fmt: skip
         else:
             self.torch.matmul(a, b, out=out)
 
-    def batch_fn(self) -> Any:
-        """``run(count, k)``: queue ``count`` stress products into the buffers from ``k`` on.
+    def batch_fn(self, slots: list[Any] | None) -> Any:
+        """``run(count, k, step)``: queue ``count`` stress products into the buffers from ``k``
+        on, each followed (``slots`` given) by the sum of its raw words into ``slots[i]``.
 
-        The inner loop is as tight as a bare loop's: no per-step attribute lookups or calls
-        beyond the matmul itself, which matters for small CPU sizes (a 64³ step is ~4 µs).
+        The product passes through the device seam first, where results leave the device. The
+        inner loop stays tight (locals only, no allocation on the healthy path), which matters
+        for small CPU sizes; on a GPU everything is queued and nothing waits.
         """
         torch, a, b, outs = self.torch, self.a, self.b, self.outs
-        count_outs = len(outs)
+        nbuf = len(outs)
         if self.name == "fp8":
             scaled_mm, one, out_dtype = torch._scaled_mm, self.one, outs[0].dtype
 
-            def run_fp8(count: int, k: int) -> int:
+            def product(out: Any) -> None:
+                scaled_mm(
+                    a, b, scale_a=one, scale_b=one, out_dtype=out_dtype, use_fast_accum=True,
+                    out=out,
+                )  # fmt: skip
+        else:
+            matmul = torch.matmul
+
+            def product(out: Any) -> None:
+                matmul(a, b, out=out)
+
+        if slots is None:
+
+            def run_unchecked(count: int, k: int, step: int) -> int:
                 for i in range(k, k + count):
-                    out = outs[i % count_outs]
-                    scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=out_dtype, out=out)
+                    product(outs[i % nbuf])
                 return k + count
 
-            return run_fp8
-        matmul = torch.matmul
-        if count_outs == 1:
-            out = outs[0]
+            return run_unchecked
+        views = [bitcheck.words(torch, out) for out in outs]
+        corrupt, tsum, int64, words = self.ctx.seam.corrupt, torch.sum, torch.int64, bitcheck.words
 
-            def run_one(count: int, k: int) -> int:
-                for _ in range(count):
-                    matmul(a, b, out=out)
-                return k + count
-
-            return run_one
-
-        def run_many(count: int, k: int) -> int:
-            for i in range(k, k + count):
-                matmul(a, b, out=outs[i % count_outs])
+        def run_checked(count: int, k: int, step: int) -> int:
+            for i in range(count):
+                j = (k + i) % nbuf
+                out = outs[j]
+                product(out)
+                got = corrupt(out, step, i, count)
+                tsum(views[j] if got is out else words(torch, got), 0, dtype=int64, out=slots[i])
             return k + count
 
-        return run_many
+        return run_checked
 
     def execute(self, deadline: float) -> dict[str, Any]:
         ctx, cfg, torch = self.ctx, self.cfg, self.torch
         flops_per_step = 2.0 * self.n**3
         timer = StepTimer(ctx)
         outs, k = self.outs, 0
-        run_batch = self.batch_fn()
         for _ in range(max(cfg.warmup_steps, 1)):
             self.mm(self.a, self.b, outs[0])
         timer.start()
         self.mm(self.a, self.b, outs[0])
         batch = ctx.seam.batch_steps("matmul", max(1, int(cfg.batch_s / max(timer.stop_s(), 1e-6))))
+        slots = None
+        if cfg.verify_products:
+            self.digests = torch.zeros(batch, dtype=torch.int64, device=ctx.device)
+            slots = list(self.digests)  # 0-d views, made once: none per product
+        run_batch = self.batch_fn(slots)
 
         tflops: list[float] = []
-        timed_s = verify_s = 0.0
+        timed_s = verify_s = timed_cpu_s = 0.0
         window_work = window_s = 0.0
-        # Loop, verification and progress times follow the device's clock (a simulated card's
-        # is its modelled time, in which a host-side verification takes none).
-        last_progress = loop_t0 = ctx.monotonic()
+        # Progress windows follow the device's clock (a simulated card's is its modelled time),
+        # read once a batch and first after it; the loop's and the verification's costs are
+        # the host's (perf_counter).
+        last_progress: float | None = None
+        loop_t0 = time.perf_counter()
         batches = 0
         while True:
+            step = self.steps + batch
+            cpu0 = time.process_time()  # CPU time: what a shared host's load does not skew
             timer.start()
-            k = run_batch(batch, k)
+            k = run_batch(batch, k, step)
             elapsed_s = timer.stop_s()
+            timed_cpu_s += time.process_time() - cpu0
             delay_s = ctx.seam.delay_s(elapsed_s, "matmul")
             if delay_s:
                 time.sleep(delay_s)
-            self.steps += batch
+            self.steps = step
+            self.counts["products"] += batch
             batches += 1
             work = flops_per_step * batch
             device_s = ctx.seam.device_time_s("matmul", elapsed_s + delay_s, work)
@@ -196,14 +254,14 @@ class _DtypeRun:
             tflops.append(work / device_s / 1e12)
             window_work, window_s = window_work + work, window_s + device_s
             ctx.heartbeat()
-            done = ctx.monotonic() >= deadline or ctx.should_stop()
-            if batches % cfg.verify_every == 0 or (done and not self.counts["verifications"]):
-                t0 = ctx.monotonic()
-                newest = outs[(k - 1) % len(outs)]
-                older = outs[self.counts["verifications"] % len(outs)]
-                self.verify([newest] if older is newest else [newest, older], last=done)
-                verify_s += ctx.monotonic() - t0
             now = ctx.monotonic()
+            last_progress = now if last_progress is None else last_progress
+            done = now >= deadline or ctx.should_stop()
+            full = batches % cfg.verify_every == 0 or (done and not self.counts["verifications"])
+            if full or slots is not None:
+                t0 = time.perf_counter()
+                self.verify(batch, k, step, full=full, last=done)
+                verify_s += time.perf_counter() - t0
             if now - last_progress >= 1.0 or done:
                 last_progress = now
                 ctx.emit(
@@ -218,7 +276,7 @@ class _DtypeRun:
                 window_work = window_s = 0.0
             if done:
                 break
-        loop_s = ctx.monotonic() - loop_t0
+        loop_s = time.perf_counter() - loop_t0
         if ctx.is_cuda:
             torch.cuda.synchronize(ctx.device)
         return {
@@ -228,60 +286,108 @@ class _DtypeRun:
             "buffers": len(outs),
             "loop_s": loop_s,
             "timed_s": timed_s,
+            "timed_cpu_s": timed_cpu_s,
             "verify_s": verify_s,
             "cross": self.cross,
             **self.counts,
         }
 
-    def verify(self, stress_outputs: list[Any], last: bool = False) -> None:
-        """Known answer (one extra, untimed product, at most 1 % of the products), then the
-        stress outputs against the first one bit for bit (memory-bound: cheap every batch)."""
-        torch, ctx, counts = self.torch, self.ctx, self.counts
+    def verify(self, count: int, k: int, step: int, full: bool, last: bool = False) -> None:
+        """After a batch of ``count`` products (the last one written as product ``k - 1``):
+        every product's digest; at a ``full`` verification also the known answer and the newest
+        product bit for bit."""
+        counts = self.counts
         counts["verifications"] += 1
-        failed = False
-        due = self.steps - self.known_at >= _KNOWN_ANSWER_EVERY
-        if due or (last and not counts["known_checks"]):
-            self.known_at = self.steps
-            counts["known_checks"] += 1
-            self.mm(self.a_known, self.b_known, self.known_out)
-            got = ctx.seam.corrupt(self.known_out, self.steps)
-            if not bitcheck.same_bits(torch, got, self.expected):
-                found = bitcheck.diff(torch, got, self.expected)
-                failed = True
-                counts["wrong_elements"] += found["wrong_elements"]
-                self._emit_verify("known-answer", found)
-        for buf in stress_outputs:
-            got = ctx.seam.corrupt(buf, self.steps)
-            if self.first is None:
-                # The first stress result is the reference of every later one and the digest
-                # the other devices compare with; a wrong one shows in both comparisons.
-                self.first = got.clone()
-                self.cross = _digest(torch, got, self.steps)
-                continue
-            counts["self_checks"] += 1
-            if bitcheck.same_bits(torch, got, self.first):
-                continue
-            found = bitcheck.diff(torch, got, self.first)
-            failed = True
-            counts["self_failed"] += 1
-            counts["wrong_elements"] += found["wrong_elements"]
-            if self._reference_was_wrong(got):
-                # One wrong product either way; from now on compare with a result that a
-                # third product confirmed, or every later correct result would count as wrong.
-                self.first = got.clone()
-                found["note"] = "the reference was the wrong result; replaced by a confirmed one"
-            self._emit_verify("self-consistency", found)
+        failed = self._known_answer(step, last) if full else False
+        failed = self._products(count, k, step, full) or failed
         counts["failed_verifications"] += failed
 
-    def _reference_was_wrong(self, got: Any) -> bool:
-        """Break a tie between the reference and a differing result with one more product."""
+    def _known_answer(self, step: int, last: bool) -> bool:
+        """One extra, untimed product of the known-answer operands (at most 1 % of products)."""
+        torch, ctx, counts = self.torch, self.ctx, self.counts
+        if self.steps - self.known_at < _KNOWN_ANSWER_EVERY and not (
+            last and not counts["known_checks"]
+        ):
+            return False
+        self.known_at = self.steps
+        counts["known_checks"] += 1
+        self.mm(self.a_known, self.b_known, self.known_out, self.n <= _FP8_FAST_ACCUM_MAX_K)
+        got = ctx.seam.corrupt(self.known_out, step)
+        if bitcheck.same_bits(torch, got, self.expected):
+            return False
+        found = bitcheck.diff(torch, got, self.expected)
+        counts["wrong_elements"] += found["wrong_elements"]
+        self._emit_verify("known-answer", found)
+        return True
+
+    def _products(self, count: int, k: int, step: int, full: bool) -> bool:
+        """Judge the batch's products against the reference; True when one was wrong."""
+        torch, counts, nbuf = self.torch, self.counts, len(self.outs)
+        wrong = self._wrong_products(count)
+        # A wrong product still in its buffer can be compared bit for bit (the newest one at
+        # every full verification, whatever its digest says).
+        held = [i for i in wrong if i >= count - nbuf]
+        look = held[-1] if held else (count - 1 if full else None)
+        found, replaced = None, False
+        if look is not None:
+            buf = self.outs[(k - count + look) % nbuf]
+            got = self.ctx.seam.corrupt(buf, step, look, count)
+            counts["self_checks"] += 1
+            if not bitcheck.same_bits(torch, got, self.first):
+                if self._reference_was_wrong(got, step, count):
+                    replaced = True
+                    wrong = self._wrong_products(count, again=True)  # against a sound one
+                else:
+                    found = bitcheck.diff(torch, got, self.first)
+                    wrong = sorted({*wrong, look})
+                    found["position"] = look
+        if not wrong:
+            return replaced
+        unseen = len(wrong) - (found is not None)
+        record = dict(found or {})
+        record["wrong_elements"] = (found or {}).get("wrong_elements", 0) + unseen
+        record |= {"products": count, "wrong_products": len(wrong), "positions": wrong[:16]}
+        if unseen:
+            record["note"] = (
+                f"{unseen} wrong product(s) overwritten before the check: one wrong element "
+                "counted for each (a lower bound)"
+            )
+        counts["self_failed"] += 1
+        counts["wrong_products"] += len(wrong)
+        counts["wrong_elements"] += record["wrong_elements"]
+        self._emit_verify("self-consistency", record)
+        return True
+
+    def _wrong_products(self, count: int, again: bool = False) -> list[int]:
+        """Positions in the batch whose digest differs from the reference's (one read)."""
+        if self.digests is None:
+            return []
+        self.counts["products_verified"] += 0 if again else count
+        digests = self.digests[:count].tolist()
+        return [i for i, d in enumerate(digests) if d != self.reference]
+
+    def _reference_was_wrong(self, got: Any, step: int, count: int) -> bool:
+        """Break a tie between the reference and a differing product with one more product;
+        when it sides with the newer one, that becomes the reference (counted once, wrong)."""
+        torch = self.torch
         if self.scratch is None:
-            self.scratch = self.torch.empty_like(self.first)
+            self.scratch = torch.empty_like(self.first)
         self.mm(self.a, self.b, self.scratch)
-        third = self.ctx.seam.corrupt(self.scratch, self.steps)
-        return bitcheck.same_bits(self.torch, third, got) and not bitcheck.same_bits(
-            self.torch, third, self.first
-        )
+        # A new product, after the batch's ``count``: not one the seam already dealt with.
+        third = self.ctx.seam.corrupt(self.scratch, step, count, count)
+        same = bitcheck.same_bits
+        if not same(torch, third, got) or same(torch, third, self.first):
+            return False
+        found = bitcheck.diff(torch, got, self.first)
+        # From now on compare with a result a third product confirmed, or every later correct
+        # result would count as wrong.
+        self.first = third.clone()
+        self.reference = bitcheck.digest(torch, self.first)
+        found["note"] = "the reference was the wrong result; replaced by a confirmed one"
+        self.counts["self_failed"] += 1
+        self.counts["wrong_elements"] += found["wrong_elements"]
+        self._emit_verify("self-consistency", found)
+        return True
 
     def _emit_verify(self, check: str, found: dict[str, Any]) -> None:
         self.ctx.emit(
@@ -294,155 +400,6 @@ class _DtypeRun:
                 **found,
             }
         )
-
-
-def _unsupported(torch: Any, ctx: KernelContext, name: str) -> str | None:
-    """Why ``name`` cannot run on this device (None = it can)."""
-    if name != "fp8":
-        return None
-    if not (hasattr(torch, "float8_e4m3fn") and hasattr(torch, "_scaled_mm")):
-        return f"torch {torch.__version__} has no fp8 matmul"
-    if ctx.is_cuda and torch.cuda.get_device_capability(ctx.device) < (8, 9):
-        return "fp8 tensor cores need compute capability 8.9 or later"
-    one = torch.ones((), device=ctx.device, dtype=torch.float32)
-    probe = torch.ones(16, 16, device=ctx.device).to(torch.float8_e4m3fn)
-    try:  # the CPU build emulates fp8; some builds or drivers lack the kernel altogether
-        torch._scaled_mm(probe, probe.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
-    except (RuntimeError, NotImplementedError) as exc:
-        return f"fp8 matmul unavailable here: {str(exc).splitlines()[0][:160]}"
-    return None
-
-
-def _torch_dtype(torch: Any, name: str) -> tuple[Any, Any]:
-    """(input dtype, output dtype) of a matmul in ``name``."""
-    if name == "fp8":
-        return torch.float8_e4m3fn, torch.bfloat16
-    dtype = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16}
-    dtype["fp16"] = torch.float16
-    return dtype[name], dtype[name]
-
-
-def _set_math_mode(torch: Any, ctx: KernelContext, name: str) -> None:
-    if not ctx.is_cuda:
-        return  # the CPU has no TF32: "tf32" runs as fp32 there
-    torch.backends.cuda.matmul.allow_tf32 = name == "tf32"
-    # Reduced-precision split-K reductions would make the exact answer inexact.
-    torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
-    torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
-
-
-def _known_answer_inputs(torch: Any, ctx: KernelContext, n: int, name: str) -> tuple[Any, ...]:
-    """Seeded integer inputs and their exact product, proved right off the device."""
-    in_dtype, out_dtype = _torch_dtype(torch, name)
-    gen = torch.Generator(device="cpu").manual_seed(ctx.seed)
-    r = _INPUT_RANGE[name]
-    a64 = torch.randint(-r, r + 1, (n, n), generator=gen, dtype=torch.float64)
-    b64 = torch.randint(-r, r + 1, (n, n), generator=gen, dtype=torch.float64)
-    a, b = a64.to(ctx.device), b64.to(ctx.device)
-    c64 = a @ b
-    bad_rows = _freivalds_bad_rows(torch, a64, b64, c64.cpu(), gen)
-    if bad_rows:
-        # The device's own fp64 product is wrong: that is a wrong answer too. Record it and
-        # fall back to the CPU's product, so the run still has a true reference.
-        ctx.emit(
-            {
-                "type": "verify",
-                "kernel": "matmul",
-                "check": "reference",
-                "dtype": name,
-                "step": 0,
-                "wrong_elements": len(bad_rows),
-                "wrong_rows": len(bad_rows),
-                "rows": bad_rows[:16],
-            }
-        )
-        c64 = (a64 @ b64).to(ctx.device)
-    expected = c64.to(out_dtype)
-    if name == "fp8":
-        # _scaled_mm wants its second operand column-major.
-        return a.to(in_dtype), b.to(in_dtype).t().contiguous().t(), expected
-    return a.to(in_dtype), b.to(in_dtype), expected
-
-
-def _freivalds_bad_rows(torch: Any, a64: Any, b64: Any, c64: Any, gen: Any) -> list[int]:
-    """Rows where C·r != A·(B·r), in exact fp64 on the CPU: with |c| <= k·4² <= 2^18 and
-    |r| <= 2^10, every partial sum of C·r and A·(B·r) stays below 2^42 < 2^53."""
-    n = a64.shape[0]
-    r = torch.randint(-_FREIVALDS_RANGE, _FREIVALDS_RANGE + 1, (n,), generator=gen)
-    r = r.to(torch.float64)
-    bad = torch.nonzero(c64 @ r != a64 @ (b64 @ r)).flatten()
-    return [int(i) for i in bad.tolist()]
-
-
-def _random_inputs(torch: Any, ctx: KernelContext, n: int, name: str) -> tuple[Any, Any]:
-    """The random-float operands every device shares (same seed): all mantissa bits in play."""
-    in_dtype, _ = _torch_dtype(torch, name)
-    gen = torch.Generator(device="cpu").manual_seed(ctx.seed + _CROSS_SEED)
-    a = torch.randn(n, n, generator=gen).to(ctx.device).to(in_dtype)
-    b = torch.randn(n, n, generator=gen).to(ctx.device).to(in_dtype)
-    if name == "fp8":
-        b = b.t().contiguous().t()
-    return a, b
-
-
-def _output_buffers(torch: Any, ctx: KernelContext, fraction: float, like: Any) -> list[Any]:
-    if not ctx.is_cuda or fraction <= 0:
-        return [torch.empty_like(like)]
-    torch.cuda.empty_cache()
-    free_b, _total_b = torch.cuda.mem_get_info(ctx.device)
-    per_b = like.numel() * like.element_size()
-    count = max(1, min(int(free_b * fraction) // per_b, 4096))
-    return [torch.empty_like(like) for _ in range(count)]
-
-
-def _digest(torch: Any, result: Any, step: int) -> dict[str, Any]:
-    """SHA-256 of the raw result bits plus a probe: 16 row-block sums of C·r in fp64.
-
-    The fp64 work stays on the device (milliseconds on a GPU); only the raw bits cross to the
-    host for the hash, which reads the tensor's buffer without another copy.
-    """
-    raw = bitcheck.raw_view(torch, result).contiguous().cpu()
-    sha = hashlib.sha256(raw.numpy()).hexdigest()
-    gen = torch.Generator(device="cpu").manual_seed(_CROSS_SEED)
-    r = torch.randint(0, 2, (result.shape[1],), generator=gen).to(torch.float64) * 2 - 1
-    wide = result.to(torch.float64)
-    rows = wide @ r.to(result.device)
-    probe = torch.stack([block.sum() for block in rows.chunk(_PROBE_BLOCKS)]).tolist()
-    scale = float(wide.abs().mean())
-    return {"sha256": sha, "probe": probe, "scale": scale, "step": step}
-
-
-def _environment(torch: Any, ctx: KernelContext) -> dict[str, Any]:
-    """What must match for two devices' results to be bitwise comparable."""
-    env: dict[str, Any] = {"torch": torch.__version__, "kind": ctx.device.type}
-    if ctx.is_cuda:
-        props = torch.cuda.get_device_properties(ctx.device)
-        env |= {
-            "cuda": torch.version.cuda,
-            "cublas": _cublas_version(),
-            "device_name": props.name,
-            "sm_count": props.multi_processor_count,
-            "capability": f"{props.major}.{props.minor}",
-        }
-    else:
-        env |= {
-            "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine(),
-            "node": ctx.node,
-        }
-    return env
-
-
-def _cublas_version() -> str | None:
-    """The cuBLAS wheel torch loads: pip installs it apart from torch, so it can differ."""
-    import importlib.metadata
-
-    for dist in ("nvidia-cublas-cu12", "nvidia-cublas-cu13", "nvidia-cublas"):
-        try:
-            return f"{dist} {importlib.metadata.version(dist)}"
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
 
 
 def _result(
@@ -477,6 +434,10 @@ def _result(
     def total(key: str) -> int:
         return int(sum(r[key] for r in runs.values()))
 
+    if runs:  # stress products made, and those whose digest was checked: equal when healthy
+        metrics["matmul_products"] = total("products")
+        metrics["matmul_products_verified"] = total("products_verified")
+
     return {
         "type": "result",
         "kernel": "matmul",
@@ -490,9 +451,10 @@ def _result(
         "known_checks": total("known_checks"),
         "self_checks": total("self_checks"),
         "self_failed": total("self_failed"),
+        "wrong_products": total("wrong_products"),
         "wrong_elements": total("wrong_elements"),
         "dtypes": {k: {f: v for f, v in r.items() if f != "cross"} for k, r in runs.items()},
         "cross": {k: r["cross"] for k, r in runs.items() if r["cross"]},
-        "env": _environment(torch, ctx),
+        "env": matmul_data.environment(torch, ctx),
         "skipped_dtypes": skipped,
     }

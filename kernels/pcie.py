@@ -7,16 +7,37 @@ the theoretical rate of the link the card reports. On the CPU fallback the same 
 host memory to host memory; the result says ``link = "host-only"`` and the verdict SKIPs, since
 there is no PCIe link to judge. Every ``verify_every`` batches the round trip (host -> device ->
 second host buffer) is compared bit for bit with the source.
+
+The node's devices measure one at a time: every GPU copying at once shares the host's memory
+and root-complex bandwidth, and each would report its share of the node rather than its link.
+A device holds the node's PCIe lock (an ``flock`` on ``nodes/<node>/pcie.lock`` in the run
+directory, which the kernel releases when its holder dies, so a crashed card never blocks the
+others) only while it measures, for its slice ``duration / devices`` of the kernel's time, and
+heartbeats while it waits. The lock is taken inside this kernel alone and never while waiting
+on another device, so it cannot deadlock with the all-reduce group. A modelled (simulated)
+device, whose link rate does not depend on the others, takes no turn (``DeviceSeam.shares_host``)
+and measures for the kernel's whole time. The worker has already
+bound itself to the GPU's local CPUs (burnin/worker.py), so the pinned buffers, placed by first
+touch, sit on the GPU's NUMA node.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from burnin.kernels import bitcheck
 from burnin.kernels.base import KernelContext, calibrate_batches, share_field, summarize
+from burnin.kernels.collectives import node_plan
 from burnin.kernels.registry import register
+
+_LOCK_POLL_S = 0.05  # wall seconds between two tries of the node's lock (heartbeat in between)
 
 
 @register("pcie")
@@ -34,6 +55,17 @@ class Pcie:
         verify_every: int = field(default=10, metadata={"min": 1, "max": 1_000_000})  # batches
 
     def run(self, ctx: KernelContext) -> dict[str, Any]:
+        if not ctx.seam.shares_host("pcie"):  # a modelled link: no turn to wait for
+            lock = {"waited_s": 0.0, "held_from": ctx.monotonic(), "shared_by": 1}
+            return self._measure(ctx, ctx.duration_s, lock)
+        try:
+            sharing = len(node_plan(ctx.device_index, ctx.peers).devices)
+        except ValueError:
+            sharing = 1  # no readable plan: the slice is the whole kernel
+        with node_lock(ctx) as lock:
+            return self._measure(ctx, ctx.duration_s / sharing, {**lock, "shared_by": sharing})
+
+    def _measure(self, ctx: KernelContext, slice_s: float, lock: dict[str, Any]) -> dict[str, Any]:
         import torch
 
         cfg: Pcie.Config = ctx.config
@@ -53,7 +85,7 @@ class Pcie:
 
         gbps: dict[str, list[float]] = {"h2d": [], "d2h": []}
         counts = {"verifications": 0, "failed_verifications": 0, "wrong_elements": 0}
-        deadline = ctx.monotonic() + ctx.duration_s
+        deadline = ctx.monotonic() + slice_s
         batches = 0
         while True:
             batches += 1
@@ -85,6 +117,7 @@ class Pcie:
             "batches": batches,
             "pinned": pinned,
             "link": "pcie" if ctx.is_cuda else "host-only",
+            "lock": {**lock, "held_to": ctx.monotonic()},
             "metrics": {
                 "pcie_h2d_gbps": h2d["p50"],
                 "pcie_d2h_gbps": d2h["p50"],
@@ -93,3 +126,37 @@ class Pcie:
             },
             **counts,
         }
+
+
+@contextlib.contextmanager
+def node_lock(ctx: KernelContext) -> Iterator[dict[str, Any]]:
+    """Hold the node's PCIe lock (see the module docstring); yields when and how long it waited.
+
+    Without the node's folder of the run (a kernel run on its own) there is nobody to share
+    with.
+    """
+    waited_from = ctx.monotonic()
+    if "meet_dir" not in ctx.peers:
+        yield {"waited_s": 0.0, "held_from": waited_from}
+        return
+    path = Path(ctx.peers["meet_dir"]) / "pcie.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if ctx.should_stop():  # one short batch, unlocked, and the kernel ends
+                    yield {"waited_s": round(ctx.monotonic() - waited_from, 6), "held_from": None}
+                    return
+                ctx.heartbeat()
+                time.sleep(_LOCK_POLL_S)
+        held_from = ctx.monotonic()
+        try:
+            yield {"waited_s": round(held_from - waited_from, 6), "held_from": held_from}
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

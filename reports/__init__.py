@@ -1,7 +1,8 @@
-"""Reports, installed as ``burnin.reports``: store -> context -> HTML, JSON, JUnit, Prometheus.
+"""Reports, installed as ``burnin.reports``: store + verdicts -> context -> HTML, JSON, JUnit, Prom.
 
-``write_reports`` is what both ``burnin run`` (at the end) and ``burnin report RUN_DIR`` call;
-it needs no torch, no GPU and no NVML, so a report can be re-rendered on any laptop.
+``write_reports`` renders what the verdicts stage wrote (``verdicts.jsonl``); both ``burnin
+run`` (after its verdicts stage) and ``burnin report RUN_DIR`` (after judging the run again)
+call it. It needs no torch, no GPU and no NVML, so a report can be re-rendered on any laptop.
 """
 
 from __future__ import annotations
@@ -16,12 +17,21 @@ OUTPUTS = ("report.html", "report.json", "junit.xml", "burnin.prom")
 
 
 def write_reports(run_dir: Path, strict: bool = False) -> dict[str, Any]:
-    """Render every output into ``run_dir`` and return the context they were made from."""
+    """Render every output of ``run_dir`` from its store and ``verdicts.jsonl``.
+
+    Returns:
+        The context the outputs were made from.
+
+    Raises:
+        StoreError: unreadable store, or no verdicts yet (:func:`burnin.verdicts.evaluate`).
+    """
     from burnin.reports.context import build_context
     from burnin.reports.html import render_html
     from burnin.reports.machine import junit_xml, prometheus, report_json
+    from burnin.verdicts.stage import read_verdicts
 
-    context = build_context(RunStore(run_dir).load(), strict=strict)
+    verdicts = read_verdicts(run_dir)
+    context = build_context(RunStore(run_dir).load(), verdicts, strict=strict)
     rendered = {
         "report.html": render_html(context),
         "report.json": report_json(context),

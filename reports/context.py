@@ -1,4 +1,7 @@
-"""Pure: a run store -> one plain dict that every output (HTML, JSON, JUnit, Prometheus) renders.
+"""Pure: a run store and its verdicts -> one plain dict that every output renders.
+
+The verdicts come from ``verdicts.jsonl`` (the verdicts stage, burnin/verdicts/stage.py): no
+check runs here. The outputs are HTML, report.json, JUnit and Prometheus.
 
 All aggregation happens here with pandas (peak temperature, energy, time series for the plots),
 never in templates. The dict's top level is report.json's ``burnin.report/1`` schema; the
@@ -13,62 +16,24 @@ from typing import Any
 import pandas as pd
 
 from burnin.errors import EXIT_INCOMPLETE, EXIT_PASS
-from burnin.inventory import sku_key
+from burnin.skus import resolve
 from burnin.store import RunData
-from burnin.verdicts import GpuData, Status, device_status, exit_code, run_checks, worst
+from burnin.verdicts.model import GpuData, Status, device_status, exit_code, worst
+from burnin.verdicts.stage import Verdicts, gpu_data
 
 REPORT_SCHEMA = "burnin.report/1"
 _J_PER_KWH = 3.6e6
 _SERIES = ("temp_c", "power_w", "sm_clock_mhz")
 
 
-def gpu_data(run: RunData) -> list[GpuData]:
-    """Group the store's records per planned device (plus any device seen only in records)."""
-    planned = {(p["node"], p["device"]): p for p in run.manifest.get("plan", [])}
-    gpus = []
-    for host, node in run.nodes.items():
-        devices = {d for (n, d) in planned if n == host}
-        devices |= {
-            r.get("device")
-            for r in node.inventory + node.results
-            if isinstance(r.get("device"), int)
-        }
-        for dev in sorted(devices):
-            plan = planned.get((host, dev), {})
-            inventory = next((r for r in node.inventory if r.get("device") == dev), {})
-            gpus.append(
-                GpuData(
-                    node=host,
-                    index=dev,
-                    inventory=inventory,
-                    samples=[s for s in node.samples if s.get("device") == dev],
-                    records=[r for r in node.results if r.get("device") == dev],
-                    events=[e for e in node.events if e.get("device") == dev],
-                    planned_kernels=list(plan.get("kernels", [])),
-                )
-            )
-    for (host, dev), plan in planned.items():
-        if host not in run.nodes:  # planned, but the node wrote nothing at all
-            gpus.append(
-                GpuData(
-                    node=host,
-                    index=dev,
-                    inventory={},
-                    samples=[],
-                    records=[],
-                    events=[],
-                    planned_kernels=list(plan.get("kernels", [])),
-                )
-            )
-    return gpus
+def build_context(run: RunData, verdicts: Verdicts, strict: bool = False) -> dict[str, Any]:
+    """The report of ``run`` with the verdicts the verdicts stage gave it (verdicts.jsonl).
 
-
-def build_context(run: RunData, strict: bool = False) -> dict[str, Any]:
+    A device of the store that has no verdict at all is ERROR (nothing judged it).
+    """
     manifest = run.manifest
     gpus = gpu_data(run)
-    thresholds = manifest.get("config", {}).get("thresholds", {})
-    verdicts = run_checks(gpus, thresholds, manifest)
-    entries = [_gpu_entry(g, verdicts[(g.node, g.index)]) for g in gpus]
+    entries = [_gpu_entry(g, verdicts.get((g.node, g.index), [])) for g in gpus]
     entries.sort(key=lambda e: (-Status[e["status"]], e["node"], e["index"]))
     statuses = [Status[e["status"]] for e in entries]
     run_status = worst(statuses) if entries else Status.ERROR
@@ -139,7 +104,7 @@ def _gpu_entry(gpu: GpuData, verdicts: list[Any]) -> dict[str, Any]:
         "name": inv.get("name"),
         "uuid": inv.get("uuid"),
         "serial": inv.get("serial"),
-        "sku": inv.get("sku") or sku_key(inv),
+        "sku": inv.get("sku") or getattr(resolve(inv), "key", None),
         "status": device_status(verdicts).name,
         "verdicts": [v.to_dict() for v in ordered],
         "metrics": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()},
@@ -178,7 +143,7 @@ def _series(samples: pd.DataFrame) -> dict[str, list[list[float]]]:
 def _nodes(
     entries: list[dict[str, Any]], gpus: list[GpuData] | None = None
 ) -> list[dict[str, Any]]:
-    from burnin.verdicts.network import allreduce_summary
+    from burnin.reports.allreduce import allreduce_summary
 
     nodes: dict[str, list[Status]] = {}
     for e in entries:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from burnin.verdicts import GpuData
-from burnin.verdicts.memory import link_gbps
-from burnin.verdicts.reference import as_dict, digests, last_result, reference_sku
+from burnin.skus import resolve
+from burnin.verdicts.model import GpuData
+from burnin.verdicts.pcie_bw import link_gbps
+from burnin.verdicts.records import as_dict, digests, last_result
 
 _FINDING_KEYS = ("kernel", "check", "dtype", "pattern", "step", "elapsed_s", "wrong_elements")
 _FINDING_KEYS += ("wrong_rows", "wrong_cols", "bit_histogram")
@@ -21,7 +22,7 @@ _FINDING_KEYS += ("wrong_rows", "wrong_cols", "bit_histogram")
 
 def performance(gpu: GpuData) -> dict[str, Any]:
     """The ``performance`` entry of one device (see the module docstring)."""
-    sku = reference_sku(gpu)
+    sku = resolve(gpu.inventory, named=True)
     fractions: dict[str, float] = {}
     matmul = _matmul(gpu, sku, fractions)
     membw = _membw(gpu, sku, fractions)

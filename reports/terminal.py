@@ -3,8 +3,9 @@ line per device, then one OK/FAILED line per check and the run's result."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
+
+from burnin.text import printable, status_lines
 
 
 def _cell(value: Any, width: int, digits: int = 4) -> str:
@@ -66,25 +67,3 @@ def summary(context: dict[str, Any]) -> str:
     # Names, serials and messages come from untrusted gear: a newline or an escape sequence in
     # them must not forge a status line or repaint the terminal.
     return "\n".join(printable(line) for line in lines)
-
-
-def status_lines(gpus: list[dict[str, Any]], where: Callable[[dict[str, Any]], str]) -> list[str]:
-    """One line per device (``PASS - node-03 gpu5``), or one per WARN/FAIL/ERROR verdict with
-    its message and action; ``where`` names the device (node and index, or a dump file)."""
-    lines = []
-    for gpu in gpus:
-        bad = [v for v in gpu["verdicts"] if v["status"] in ("WARN", "FAIL", "ERROR")]
-        if not bad:
-            lines.append(f"{gpu['status']} - {where(gpu)}")
-        for v in bad:
-            lines.append(
-                f"{v['status']} - {where(gpu)} {v['check']}: {v['message']} (action: {v['action']})"
-            )
-    return lines
-
-
-def printable(text: str) -> str:
-    """``text`` with every non-printable character (controls, bidi overrides) escaped."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

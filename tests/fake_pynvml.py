@@ -3,8 +3,11 @@
 
 Pass an instance as ``NvmlTelemetry(module=FakeNvml([FakeGpu(...), ...]))``. Any device value
 set to :data:`NOT_SUPPORTED` raises ``NVMLError_NotSupported``; set to an ``NVMLError``
-instance, it raises that. Every call is recorded in ``calls`` (name, args), so a test can prove
-that no setter, reset or clear was ever called; such functions exist here only to fail loudly.
+instance, it raises that. ``FakeGpu.handle_error`` makes every handle lookup of that card (by
+index, UUID or PCI bus id) raise, as a lost or unpowered GPU does that NVML still counts;
+``FakeNvml(missing=(...))`` leaves functions out, as an older nvidia-ml-py does. Every call is
+recorded in ``calls`` (name, args), so a test can prove that no setter, reset or clear was ever
+called; such functions exist here only to fail loudly.
 Names and values mirror pynvml.py 13.615.71 (``tests/test_telemetry_nvml.py`` checks them
 against the installed binding's source text without importing it).
 """
@@ -27,13 +30,16 @@ _ERRORS = {
     "NVMLError_NotSupported": 3,
     "NVMLError_NoPermission": 4,
     "NVMLError_NotFound": 6,
+    "NVMLError_InsufficientPower": 8,
     "NVMLError_DriverNotLoaded": 9,
     "NVMLError_Timeout": 10,
     "NVMLError_LibraryNotFound": 12,
     "NVMLError_FunctionNotFound": 13,
     "NVMLError_CorruptedInforom": 14,
     "NVMLError_GpuIsLost": 15,
+    "NVMLError_ResetRequired": 16,
     "NVMLError_NoData": 21,
+    "NVMLError_ArgumentVersionMismatch": 25,
     "NVMLError_Deprecated": 26,
     "NVMLError_Unknown": 999,
 }
@@ -91,6 +97,13 @@ CONSTANTS: dict[str, int] = {
     "NVML_NVLINK_ERROR_DL_CRC_FLIT": 2,
     "NVML_NVLINK_ERROR_DL_CRC_DATA": 3,
     "NVML_VALUE_TYPE_UNSIGNED_INT": 1,
+    "NVML_DEVICE_MIG_DISABLE": 0,
+    "NVML_DEVICE_MIG_ENABLE": 1,
+    "NVML_COMPUTEMODE_DEFAULT": 0,
+    "NVML_COMPUTEMODE_EXCLUSIVE_THREAD": 1,
+    "NVML_COMPUTEMODE_PROHIBITED": 2,
+    "NVML_COMPUTEMODE_EXCLUSIVE_PROCESS": 3,
+    "nvmlTemperature_v1": 0x100000C,
 }
 
 
@@ -122,7 +135,8 @@ class FakeGpu:
     pcie_gen: Any = 5
     pcie_width: Any = 16
     pcie_replay: Any = 0
-    temp: Any = 45
+    temp: Any = 45  # nvmlDeviceGetTemperature (deprecated)
+    temp_v: Any = None  # nvmlDeviceGetTemperatureV; None = the same as ``temp``
     thresholds: dict[int, Any] = field(default_factory=lambda: {0: 92, 1: 89, 2: 95, 3: 87})
     mem_temp: Any = 50  # field NVML_FI_DEV_MEMORY_TEMP
     margin: Any = 40
@@ -152,6 +166,13 @@ class FakeGpu:
     xids: deque[int] = field(default_factory=deque)
     # (pid, used GPU memory in bytes or None, process name or NOT_SUPPORTED)
     processes: list[tuple[int, Any, Any]] = field(default_factory=list)
+    mig_mode: Any = (0, 0)  # [current, pending]; NOT_SUPPORTED on a card without MIG
+    compute_mode: Any = 0  # NVML_COMPUTEMODE_*
+    cpu_affinity: Any = field(default_factory=lambda: [0xFFFF])  # 64-bit words: CPUs 0-15
+    numa_node: Any = 0
+    # Raised by every handle lookup of this card (by index, UUID or PCI bus id): a lost,
+    # unpowered or otherwise unreachable GPU that NVML still counts.
+    handle_error: Any = None
 
 
 class FakeNvml:
@@ -167,7 +188,10 @@ class FakeNvml:
         driver: str = "550.54.15",
         cuda: int = 12040,
         init_error: NVMLError | None = None,
+        missing: tuple[str, ...] = (),
     ) -> None:
+        # Functions this binding lacks (an older nvidia-ml-py): reading them is AttributeError.
+        self.missing = frozenset(missing)
         self.gpus = list(gpus if gpus is not None else [FakeGpu()])
         self.driver, self.cuda = driver, cuda
         self.init_error = init_error
@@ -213,6 +237,11 @@ class FakeNvml:
     def queue_xid(self, index: int, code: int) -> None:
         self.gpus[index].xids.append(code)
 
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("nvml") and name in object.__getattribute__(self, "missing"):
+            raise AttributeError(name)
+        return object.__getattribute__(self, name)
+
     def __getattr__(self, name: str) -> Any:
         # Fail loudly on anything that would change a card, and on any name this fake lacks.
         if name.startswith(("nvmlDeviceSet", "nvmlDeviceReset", "nvmlDeviceClear")):
@@ -252,11 +281,29 @@ class FakeNvml:
         self._call("nvmlDeviceGetCount")
         return len(self.gpus)
 
+    def _handle_of(self, index: int) -> Any:
+        self._give(self.gpus[index].handle_error)
+        return SimpleNamespace(index=index)
+
     def nvmlDeviceGetHandleByIndex(self, index: int) -> Any:
         self._call("nvmlDeviceGetHandleByIndex", index)
         if not 0 <= index < len(self.gpus):
             raise _CLASSES[2]()
-        return SimpleNamespace(index=index)
+        return self._handle_of(index)
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> Any:
+        self._call("nvmlDeviceGetHandleByUUID", uuid)
+        for index, g in enumerate(self.gpus):
+            if g.uuid == uuid:
+                return self._handle_of(index)
+        raise _CLASSES[6]()  # NVML_ERROR_NOT_FOUND
+
+    def nvmlDeviceGetHandleByPciBusId(self, bus_id: str) -> Any:
+        self._call("nvmlDeviceGetHandleByPciBusId", bus_id)
+        for index, g in enumerate(self.gpus):
+            if _bus_key(g.bus_id) == _bus_key(bus_id):
+                return self._handle_of(index)
+        raise _CLASSES[6]()
 
     def nvmlDeviceGetIndex(self, handle: Any) -> int:
         self._call("nvmlDeviceGetIndex", handle)
@@ -264,36 +311,12 @@ class FakeNvml:
 
     # -- identity --------------------------------------------------------------------------------
 
-    def nvmlDeviceGetName(self, h: Any) -> str:
-        self._call("nvmlDeviceGetName", h)
-        return self._give(self._gpu(h).name)
-
-    def nvmlDeviceGetUUID(self, h: Any) -> str:
-        self._call("nvmlDeviceGetUUID", h)
-        return self._give(self._gpu(h).uuid)
-
-    def nvmlDeviceGetSerial(self, h: Any) -> str:
-        self._call("nvmlDeviceGetSerial", h)
-        return self._give(self._gpu(h).serial)
-
-    def nvmlDeviceGetBoardPartNumber(self, h: Any) -> str:
-        self._call("nvmlDeviceGetBoardPartNumber", h)
-        return self._give(self._gpu(h).board_part_number)
-
     def nvmlDeviceGetPciInfo(self, h: Any) -> Any:
         self._call("nvmlDeviceGetPciInfo", h)
         g = self._gpu(h)
         return SimpleNamespace(
             busId=g.bus_id, pciDeviceId=g.pci_device_id, pciSubSystemId=g.pci_subsystem_id
         )
-
-    def nvmlDeviceGetVbiosVersion(self, h: Any) -> str:
-        self._call("nvmlDeviceGetVbiosVersion", h)
-        return self._give(self._gpu(h).vbios)
-
-    def nvmlDeviceGetInforomImageVersion(self, h: Any) -> str:
-        self._call("nvmlDeviceGetInforomImageVersion", h)
-        return self._give(self._gpu(h).inforom_image)
 
     def nvmlDeviceValidateInforom(self, h: Any) -> None:
         self._call("nvmlDeviceValidateInforom", h)
@@ -305,31 +328,11 @@ class FakeNvml:
         total = self._give(g.memory_total)
         return SimpleNamespace(total=total, used=g.memory_used, free=total - g.memory_used)
 
-    def nvmlDeviceGetCudaComputeCapability(self, h: Any) -> tuple[int, int]:
-        self._call("nvmlDeviceGetCudaComputeCapability", h)
-        return self._give(self._gpu(h).compute_capability)
-
     # -- power, clocks, PCIe ---------------------------------------------------------------------
-
-    def nvmlDeviceGetPowerManagementDefaultLimit(self, h: Any) -> int:
-        self._call("nvmlDeviceGetPowerManagementDefaultLimit", h)
-        return self._give(self._gpu(h).power_default_mw)
-
-    def nvmlDeviceGetEnforcedPowerLimit(self, h: Any) -> int:
-        self._call("nvmlDeviceGetEnforcedPowerLimit", h)
-        return self._give(self._gpu(h).power_enforced_mw)
 
     def nvmlDeviceGetPowerManagementLimitConstraints(self, h: Any) -> list[int]:
         self._call("nvmlDeviceGetPowerManagementLimitConstraints", h)
         return list(self._give(self._gpu(h).power_constraints_mw))
-
-    def nvmlDeviceGetPowerUsage(self, h: Any) -> int:
-        self._call("nvmlDeviceGetPowerUsage", h)
-        return self._give(self._gpu(h).power_mw)
-
-    def nvmlDeviceGetTotalEnergyConsumption(self, h: Any) -> int:
-        self._call("nvmlDeviceGetTotalEnergyConsumption", h)
-        return self._give(self._gpu(h).energy_mj)
 
     def nvmlDeviceGetMaxClockInfo(self, h: Any, kind: int) -> int:
         self._call("nvmlDeviceGetMaxClockInfo", h, kind)
@@ -346,52 +349,23 @@ class FakeNvml:
             raise _CLASSES[13]()
         return self._give(g.throttle)
 
-    def nvmlDeviceGetCurrentClocksThrottleReasons(self, h: Any) -> int:
-        self._call("nvmlDeviceGetCurrentClocksThrottleReasons", h)
-        return self._give(self._gpu(h).throttle)
-
     def nvmlDeviceGetUtilizationRates(self, h: Any) -> Any:
         self._call("nvmlDeviceGetUtilizationRates", h)
         gpu, memory = self._give(self._gpu(h).utilization)
         return SimpleNamespace(gpu=gpu, memory=memory)
 
-    def nvmlDeviceGetGpuMaxPcieLinkGeneration(self, h: Any) -> int:
-        self._call("nvmlDeviceGetGpuMaxPcieLinkGeneration", h)
-        return self._give(self._gpu(h).gpu_max_pcie_gen)
-
-    def nvmlDeviceGetMaxPcieLinkGeneration(self, h: Any) -> int:
-        self._call("nvmlDeviceGetMaxPcieLinkGeneration", h)
-        return self._give(self._gpu(h).max_pcie_gen)
-
-    def nvmlDeviceGetMaxPcieLinkWidth(self, h: Any) -> int:
-        self._call("nvmlDeviceGetMaxPcieLinkWidth", h)
-        return self._give(self._gpu(h).max_pcie_width)
-
-    def nvmlDeviceGetCurrPcieLinkGeneration(self, h: Any) -> int:
-        self._call("nvmlDeviceGetCurrPcieLinkGeneration", h)
-        return self._give(self._gpu(h).pcie_gen)
-
-    def nvmlDeviceGetCurrPcieLinkWidth(self, h: Any) -> int:
-        self._call("nvmlDeviceGetCurrPcieLinkWidth", h)
-        return self._give(self._gpu(h).pcie_width)
-
-    def nvmlDeviceGetPcieReplayCounter(self, h: Any) -> int:
-        self._call("nvmlDeviceGetPcieReplayCounter", h)
-        return self._give(self._gpu(h).pcie_replay)
-
     # -- thermal and fans -------------------------------------------------------------------
 
-    def nvmlDeviceGetTemperature(self, h: Any, sensor: int) -> int:
-        self._call("nvmlDeviceGetTemperature", h, sensor)
-        return self._give(self._gpu(h).temp)
+    def nvmlDeviceGetTemperatureV(self, h: Any, sensor: int, version: int = 0x100000C) -> int:
+        self._call("nvmlDeviceGetTemperatureV", h, sensor)
+        if version != 0x100000C:  # nvmlTemperature_v1, the only version pynvml knows
+            raise _CLASSES[25]()
+        g = self._gpu(h)
+        return self._give(g.temp if g.temp_v is None else g.temp_v)
 
     def nvmlDeviceGetTemperatureThreshold(self, h: Any, kind: int) -> int:
         self._call("nvmlDeviceGetTemperatureThreshold", h, kind)
         return self._give(self._gpu(h).thresholds.get(kind, NOT_SUPPORTED))
-
-    def nvmlDeviceGetMarginTemperature(self, h: Any) -> int:
-        self._call("nvmlDeviceGetMarginTemperature", h)
-        return self._give(self._gpu(h).margin)
 
     def nvmlDeviceGetFieldValues(self, h: Any, ids: list[Any]) -> list[Any]:
         self._call("nvmlDeviceGetFieldValues", h, tuple(ids))
@@ -415,21 +389,17 @@ class FakeNvml:
             )
         return out
 
-    def nvmlDeviceGetNumFans(self, h: Any) -> int:
-        self._call("nvmlDeviceGetNumFans", h)
-        return self._give(self._gpu(h).fans)
+    # -- modes and placement ---------------------------------------------------------------------
 
-    def nvmlDeviceGetFanSpeed(self, h: Any) -> int:
-        self._call("nvmlDeviceGetFanSpeed", h)
-        return self._give(self._gpu(h).fan_speed)
+    def nvmlDeviceGetMigMode(self, h: Any) -> list[int]:
+        self._call("nvmlDeviceGetMigMode", h)
+        return list(self._give(self._gpu(h).mig_mode))
 
-    def nvmlDeviceGetFanSpeedRPM(self, h: Any) -> int:
-        self._call("nvmlDeviceGetFanSpeedRPM", h)
-        return self._give(self._gpu(h).fan_rpm)
-
-    def nvmlDeviceGetTargetFanSpeed(self, h: Any, fan: int) -> int:
-        self._call("nvmlDeviceGetTargetFanSpeed", h, fan)
-        return self._give(self._gpu(h).fan_target)
+    def nvmlDeviceGetCpuAffinity(self, h: Any, cpu_set_size: int) -> list[int]:
+        self._call("nvmlDeviceGetCpuAffinity", h, cpu_set_size)
+        words = list(self._give(self._gpu(h).cpu_affinity))
+        # NVML fills exactly cpuSetSize words: missing ones are 0, extra CPUs are cut off.
+        return (words + [0] * cpu_set_size)[:cpu_set_size]
 
     # -- memory errors ---------------------------------------------------------------------------
 
@@ -444,10 +414,6 @@ class FakeNvml:
     def nvmlDeviceGetRetiredPages(self, h: Any, cause: int) -> list[int]:
         self._call("nvmlDeviceGetRetiredPages", h, cause)
         return list(self._give(self._gpu(h).retired_pages.get(cause, NOT_SUPPORTED)))
-
-    def nvmlDeviceGetRetiredPagesPendingStatus(self, h: Any) -> int:
-        self._call("nvmlDeviceGetRetiredPagesPendingStatus", h)
-        return self._give(self._gpu(h).retired_pending)
 
     def nvmlDeviceGetRemappedRows(self, h: Any) -> tuple[int, int, int, int]:
         self._call("nvmlDeviceGetRemappedRows", h)
@@ -480,10 +446,6 @@ class FakeNvml:
         self.event_sets.append(event_set)
         return event_set
 
-    def nvmlDeviceGetSupportedEventTypes(self, h: Any) -> int:
-        self._call("nvmlDeviceGetSupportedEventTypes", h)
-        return self._give(self._gpu(h).supported_events)
-
     def nvmlDeviceRegisterEvents(self, h: Any, mask: int, event_set: dict[str, Any]) -> None:
         self._call("nvmlDeviceRegisterEvents", h, mask)
         self._give(self._gpu(h).register_error)
@@ -512,6 +474,62 @@ class FakeNvml:
 
     def called(self, name: str) -> int:
         return sum(1 for called, _ in self.calls if called == name)
+
+
+# Getters that answer one FakeGpu attribute as it is (extra arguments, e.g. a sensor or a fan
+# index, are recorded but do not change the answer): NVML function -> attribute.
+_PLAIN_GETTERS = {
+    "nvmlDeviceGetName": "name",
+    "nvmlDeviceGetUUID": "uuid",
+    "nvmlDeviceGetSerial": "serial",
+    "nvmlDeviceGetBoardPartNumber": "board_part_number",
+    "nvmlDeviceGetVbiosVersion": "vbios",
+    "nvmlDeviceGetInforomImageVersion": "inforom_image",
+    "nvmlDeviceGetCudaComputeCapability": "compute_capability",
+    "nvmlDeviceGetPowerManagementDefaultLimit": "power_default_mw",
+    "nvmlDeviceGetEnforcedPowerLimit": "power_enforced_mw",
+    "nvmlDeviceGetPowerUsage": "power_mw",
+    "nvmlDeviceGetTotalEnergyConsumption": "energy_mj",
+    "nvmlDeviceGetCurrentClocksThrottleReasons": "throttle",
+    "nvmlDeviceGetGpuMaxPcieLinkGeneration": "gpu_max_pcie_gen",
+    "nvmlDeviceGetMaxPcieLinkGeneration": "max_pcie_gen",
+    "nvmlDeviceGetMaxPcieLinkWidth": "max_pcie_width",
+    "nvmlDeviceGetCurrPcieLinkGeneration": "pcie_gen",
+    "nvmlDeviceGetCurrPcieLinkWidth": "pcie_width",
+    "nvmlDeviceGetPcieReplayCounter": "pcie_replay",
+    "nvmlDeviceGetTemperature": "temp",
+    "nvmlDeviceGetMarginTemperature": "margin",
+    "nvmlDeviceGetNumFans": "fans",
+    "nvmlDeviceGetFanSpeed": "fan_speed",
+    "nvmlDeviceGetFanSpeedRPM": "fan_rpm",
+    "nvmlDeviceGetTargetFanSpeed": "fan_target",
+    "nvmlDeviceGetComputeMode": "compute_mode",
+    "nvmlDeviceGetNumaNodeId": "numa_node",
+    "nvmlDeviceGetRetiredPagesPendingStatus": "retired_pending",
+    "nvmlDeviceGetSupportedEventTypes": "supported_events",
+}
+
+
+def _plain_getter(name: str, attr: str) -> Any:
+    def getter(self: FakeNvml, h: Any, *args: Any) -> Any:
+        self._call(name, h, *args)
+        return self._give(getattr(self._gpu(h), attr))
+
+    getter.__name__ = name
+    return getter
+
+
+for _getter, _attr in _PLAIN_GETTERS.items():
+    setattr(FakeNvml, _getter, _plain_getter(_getter, _attr))
+
+
+def _bus_key(bus_id: str) -> tuple[int, ...]:
+    """A comparable PCI address: 0000:18:00.0, 00000000:18:00.0 and 18:00.0 are one (nvml.h)."""
+    parts = bus_id.replace(".", ":").split(":")
+    numbers = [int(p, 16) for p in parts]
+    if len(numbers) == 3:  # bus:device.function, domain 0
+        numbers.insert(0, 0)
+    return tuple(numbers)
 
 
 def gpu(**changes: Any) -> FakeGpu:

@@ -4,6 +4,8 @@
 writes a complete run directory (manifest + JSONL streams) without running any worker, so
 verdict and report tests take milliseconds. ``RecordingWriter`` stands in for a JsonlWriter and
 keeps what was written; ``process_alive`` tells a live process from a gone or zombie one.
+``FakeClock`` is a monotonic clock that moves only as it is read or slept on, so a kernel's
+deadline comes after a fixed number of steps however fast or loaded the machine is.
 """
 
 from __future__ import annotations
@@ -27,6 +29,24 @@ class RecordingWriter:
 
     def close(self) -> None:
         pass
+
+
+class FakeClock:
+    """A monotonic clock (call it) that advances ``tick_s`` on every read and on ``sleep``."""
+
+    def __init__(self, tick_s: float = 0.0, start_s: float = 1000.0) -> None:
+        self.tick_s = tick_s
+        self.now = start_s
+        self.reads = 0
+
+    def __call__(self) -> float:
+        now = self.now
+        self.now += self.tick_s
+        self.reads += 1
+        return now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
 
 
 def process_alive(pid: int) -> bool:

@@ -12,6 +12,7 @@ import pytest
 from fakes import result_record, write_run
 
 from burnin.reports import write_reports
+from burnin.verdicts import evaluate
 
 pytestmark = pytest.mark.browser
 
@@ -67,6 +68,7 @@ def test_report_renders_in_chromium_with_bad_cards_first(tmp_path: Path) -> None
         inventory={2: {"name": "<b>evil</b>"}},
         results={2: [result_record(2, wrong=4)]},
     )
+    evaluate(run_dir)
     write_reports(run_dir)
     page = (run_dir / "report.html").as_uri()
     dom = _chromium("--dump-dom", page)

@@ -98,6 +98,9 @@ def test_precedence(
         ("", ["run.duration_s.x=3"], "run.duration_s"),
         ("", ["nodot"], "nodot"),
         ("[run\n", [], "(file)"),
+        ("[run]\nexpect_gpus = -1\n", [], "run.expect_gpus"),
+        ("[run]\nexpect_gpus = 'eight'\n", [], "run.expect_gpus"),
+        ("[telemetry]\nrequired = 'no'\n", [], "telemetry.required"),
     ],
 )
 def test_bad_config_names_the_key(
@@ -163,3 +166,32 @@ def test_to_dict_round_trips_through_toml_types() -> None:
     assert data["run"]["gpus"] == [0, 1]
     assert data["kernels"]["matmul"]["cpu_size"] == 128
     assert data["profile"] == "smoke-cpu"
+
+
+# The evidence settings follow the same precedence: default < profile < --set < --expect-gpus.
+@pytest.mark.parametrize(
+    ("text", "overrides", "flags", "expect_gpus", "required"),
+    [
+        ("", [], {}, 0, True),  # no expectation, telemetry required: the safe defaults
+        ("[run]\nexpect_gpus = 8\n", [], {}, 8, True),
+        ("[run]\nexpect_gpus = 8\n", ["run.expect_gpus=4"], {}, 4, True),
+        ("[run]\nexpect_gpus = 8\n", ["run.expect_gpus=4"], {"run.expect_gpus": 2}, 2, True),
+        ("", [], {"run.expect_gpus": None}, 0, True),
+        ("[telemetry]\nrequired = false\n", [], {}, 0, False),
+        ("", ["telemetry.required=false"], {}, 0, False),
+    ],
+)
+def test_evidence_settings_precedence(
+    tmp_path: Path,
+    text: str,
+    overrides: list[str],
+    flags: dict[str, object],
+    expect_gpus: int,
+    required: bool,
+) -> None:
+    config = load_config(_write(tmp_path, text), overrides, flags)
+    assert config.run.expect_gpus == expect_gpus
+    assert config.telemetry.required is required
+    saved = config.to_dict()
+    assert saved["run"]["expect_gpus"] == expect_gpus
+    assert saved["telemetry"]["required"] is required

@@ -300,12 +300,28 @@ def bad_dump(draw: st.DrawFn) -> bytes:
 
 @settings(FUZZ, max_examples=400)
 @given(bad_dump())
-def test_fuzz_bad_dumps_exit_2(data: bytes) -> None:
+def test_fuzz_bad_dumps_are_one_error_entry_beside_a_judged_lot(data: bytes) -> None:
+    """A lot is judged whole: a file that is no dump is one ERROR entry naming it (exit 4 while
+    no card FAILs), and one garbled field (a PCI device id) is named, never fatal."""
+    good = DATA / "dumps" / "h100-nvl-x2_r550.txt"
     with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
         path = Path(tmp) / "dump.xml"
         path.write_bytes(data)
-        result = CliRunner().invoke(cli, ["inspect", "--from", str(path)], obj=RUNTIME)
-    expect_bad_input(result, str(path))
+        args = ["inspect", "--json", "--from", str(good), str(path)]
+        result = CliRunner().invoke(cli, args, obj=RUNTIME)
+    assert result.exit_code in (0, 3, 4), result.output
+    assert not isinstance(result.exception, AssertionError | TypeError | ValueError | KeyError)
+    gpus = json.loads(result.stdout)["gpus"]
+    assert [g["status"] for g in gpus if g["source"] == str(good)] == ["PASS", "PASS"]
+    mine = sorted((g for g in gpus if g["source"] == str(path)), key=lambda g: g["index"] or 0)
+    if mine[0]["index"] is None:  # not a dump: one ERROR entry naming the file, exit 4
+        (entry,) = mine
+        assert entry["status"] == "ERROR" and str(path) in entry["verdicts"][0]["message"]
+        assert result.exit_code == 4
+    else:  # a garbled device id: the cards are judged, the first's id named as hidden
+        assert "pci_device_id" in mine[0]["hidden"] or b"<pci_device_id>" not in data
+        statuses = {g["status"] for g in mine}
+        assert result.exit_code == (3 if "FAIL" in statuses else 4 if "ERROR" in statuses else 0)
 
 
 # ---------------------------------------------------------------- simulated-fleet scenarios

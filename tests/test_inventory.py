@@ -1,4 +1,4 @@
-"""Inventory helpers: SKU naming, SM counts from CUDA, blanked identifiers, live and dumps."""
+"""Inventory helpers: SKU naming, SM counts from CUDA, live and dumps."""
 
 from __future__ import annotations
 
@@ -7,18 +7,14 @@ from pathlib import Path
 import pytest
 from fake_pynvml import FakeNvml, error, gpu
 
-from burnin.errors import DumpError
 from burnin.inventory import (
     Card,
-    as_inventory,
-    gpu_data,
-    placeholder_id,
     read_dumps,
     read_node,
-    sku_key,
     with_sm_count,
 )
-from burnin.telemetry.base import Inventory
+from burnin.skus import resolve
+from burnin.telemetry.base import Inventory, from_dict
 from burnin.telemetry.nvml import NvmlTelemetry
 
 DUMPS = Path(__file__).parent / "data" / "dumps"
@@ -36,41 +32,9 @@ DUMPS = Path(__file__).parent / "data" / "dumps"
         ({}, None),
     ],
 )
-def test_sku_key(record: dict[str, object], key: str | None) -> None:
-    assert sku_key(record) == key
-    assert sku_key(as_inventory({"device": 3, **record})) == key
-
-
-def test_as_inventory_reads_store_records() -> None:
-    inv = as_inventory(
-        {
-            "device": 4,
-            "kind": "cuda",
-            "serial": "S",
-            "unsupported": ["uuid"],
-            "telemetry_error": "x",
-            "claimed_sku": "L4-24GB",
-        }
-    )
-    assert (inv.index, inv.serial, inv.unsupported) == (4, "S", ("uuid",))
-
-
-@pytest.mark.parametrize(
-    ("value", "blanked"),
-    [
-        ("0000000000000", True),  # AWS pass-through T4
-        ("0123456789012", True),
-        ("GPU-12345678-aaaa-bbbb-cccc-0123456789ab", True),
-        ("GPU-00000000-0000-0000-0000-000000000000", True),
-        ("1650724004565", False),
-        ("GPU-806f8ea2-6428-1096-a076-bb687fb45fb0", False),
-        ("1322221017584", False),
-        (None, False),
-        ("", False),
-    ],
-)
-def test_placeholder_id(value: str | None, blanked: bool) -> None:
-    assert placeholder_id(value) is blanked
+def test_sku_of_a_record(record: dict[str, object], key: str | None) -> None:
+    for found in (resolve(record), resolve(from_dict(Inventory, {"index": 3, **record}))):
+        assert (found.key if found else None) == key
 
 
 def test_with_sm_count_fills_only_what_nvml_lacks() -> None:
@@ -99,14 +63,18 @@ def test_read_dumps_keeps_each_file_as_the_source() -> None:
     ]
 
 
-def test_read_dumps_names_a_bad_file() -> None:
-    with pytest.raises(DumpError, match=r"not-a-dump\.txt"):
-        read_dumps([DUMPS / "tesla-t4_r515.xml", DUMPS / "bad" / "not-a-dump.txt"])
+def test_read_dumps_keeps_a_bad_file_as_one_unreadable_card() -> None:
+    good, bad = read_dumps([DUMPS / "tesla-t4_r515.xml", DUMPS / "bad" / "not-a-dump.txt"])
+    assert good.state is not None and not good.unreadable and good.inventory.name == "Tesla T4"
+    assert bad.unreadable and bad.source.endswith("not-a-dump.txt")
+    assert bad.error is not None and "not-a-dump.txt" in bad.error
 
 
-def test_gpu_data_is_an_inventory_snapshot() -> None:
+def test_snapshot_is_an_inventory_and_no_run() -> None:
+    from burnin.verdicts.stage import snapshot
+
     inv = Inventory(index=1, name="NVIDIA H100 80GB HBM3", pci_device_id="2330", serial="S1")
-    (data,) = gpu_data([Card("seller.xml", inv, error="boom")])
+    (data,) = snapshot([Card("seller.xml", inv, error="boom")])
     assert (data.node, data.index) == ("seller.xml", 1)
     assert data.samples == data.records == data.events == data.planned_kernels == []
     record = data.inventory

@@ -3,6 +3,8 @@ corrupted, slow link, a missing rank, a rank that dies), and ``burnin run`` end 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import queue
@@ -15,18 +17,22 @@ import pytest
 from click.testing import CliRunner
 
 from burnin.cli import cli
+from burnin.clock import WallTimeline
 from burnin.config import load_config
-from burnin.kernels.allreduce import Allreduce, NodePlan, node_plan
+from burnin.kernels.allreduce import Allreduce
 from burnin.kernels.base import DeviceSeam, KernelContext
 from burnin.kernels.collectives import (
+    NodePlan,
     backend_for,
     bandwidth_gbps,
     bus_factor,
-    expected_value,
+    group_env,
+    node_plan,
     pair_rounds,
     typical_pair_gbps,
 )
 from burnin.runtime import Runtime
+from burnin.sim.faults import make_fault
 from burnin.sim.seam import FaultySeam
 from burnin.supervisor import mp_context
 from burnin.verdicts.network import isolate
@@ -76,6 +82,34 @@ def test_backend_is_chosen_in_one_place() -> None:
     )
 
 
+NCCL_EH = "TORCH_NCCL_ASYNC_ERROR_HANDLING"
+LOOPBACK = {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "lo"}
+
+
+@pytest.mark.parametrize(
+    ("backend", "single_node", "environ", "loopback", "expected"),
+    [
+        ("gloo", True, {}, "lo", LOOPBACK),
+        ("nccl", True, {}, "lo", {**LOOPBACK, NCCL_EH: "2"}),
+        # What the user set stays, except the NCCL error handling the give-up depends on.
+        ("nccl", True, {"NCCL_SOCKET_IFNAME": "ib0", NCCL_EH: "3"}, "lo",
+         {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo", NCCL_EH: "2"}),
+        ("nccl", True, {**LOOPBACK, NCCL_EH: "2"}, "lo", {}),  # already so: nothing to change
+        ("gloo", True, {}, None, {"MASTER_ADDR": "127.0.0.1"}),  # no loopback interface
+        ("nccl", False, {}, "lo", {NCCL_EH: "2"}),  # multi-node: the real interface is needed
+        ("gloo", False, {}, "lo", {}),
+    ],
+)  # fmt: skip
+def test_group_env_pins_single_node_groups_to_loopback(
+    backend: str,
+    single_node: bool,
+    environ: dict[str, str],
+    loopback: str | None,
+    expected: dict[str, str],
+) -> None:
+    assert group_env(backend, single_node, environ, loopback) == expected
+
+
 @pytest.mark.parametrize("n", range(2, 10))
 def test_pair_rounds_cover_every_pair_once_without_overlap(n: int) -> None:
     rounds = pair_rounds(n)
@@ -102,7 +136,10 @@ def test_typical_pair_is_the_median_best_pair(
 
 
 def test_expected_values_are_small_exact_integers() -> None:
-    values = [expected_value(i, list(range(8)), seed=3) for i in range(200)]
+    from burnin.kernels.collectives import _MOD, _OFFSET, _STRIDE
+
+    # The exact sum at element i over devices 0-7, as the kernel fills and checks it.
+    values = [sum((i + _STRIDE * d + 3) % _MOD - _OFFSET for d in range(8)) for i in range(200)]
     assert all(v == int(v) and abs(v) <= 6 * 8 for v in values)
     assert len(set(values)) > 5  # varied, so a lost or doubled contribution shows
 
@@ -145,23 +182,16 @@ def _ctx(index: int = 0, peers: dict[str, Any] | None = None, **kw: Any) -> Kern
     )
 
 
-def test_node_plan_comes_from_the_manifest(tmp_path: Path) -> None:
-    plan = [
-        {"node": "node-t", "device": 0, "kernels": ["matmul", "allreduce"], "start_offset_s": 0},
-        {"node": "node-t", "device": 1, "kernels": ["matmul", "allreduce"], "start_offset_s": 5},
-        {"node": "node-t", "device": 2, "kernels": ["matmul"], "start_offset_s": 10},
-        {"node": "other", "device": 3, "kernels": ["allreduce"], "start_offset_s": 0},
-    ]
-    config = {"watchdog": {"timeout_s": 20.0}}
-    (tmp_path / "manifest.json").write_text(json.dumps({"plan": plan, "config": config}))
-    assert node_plan(_ctx(1, {"run_dir": str(tmp_path)})) == NodePlan([0, 1], 5.0, 20.0)
-    assert node_plan(_ctx(0, {"devices": [2, 0], "run_dir": "x"})) == NodePlan([0, 2])
-    assert node_plan(_ctx(0)) == NodePlan([0])  # outside a run: alone
+def test_node_plan_comes_from_the_peers_the_worker_gives() -> None:
+    peers = {"devices": [1, 0], "start_spread_s": 5.0, "watchdog_s": 20.0, "meet_dir": "x"}
+    assert node_plan(1, peers) == NodePlan([0, 1], 5.0, 20.0)
+    assert node_plan(0, {"devices": [2, 0], "meet_dir": "x"}) == NodePlan([0, 2])
+    assert node_plan(0, {}) == NodePlan([0])  # outside a run: alone
     with pytest.raises(ValueError, match="cannot read the node's plan"):
-        node_plan(_ctx(0, {"run_dir": str(tmp_path / "missing")}))
+        node_plan(0, {"plan_error": "cannot read the node's plan from x: gone"})
 
 
-@pytest.mark.parametrize("peers", [{}, {"devices": [4], "run_dir": "/nonexistent"}])
+@pytest.mark.parametrize("peers", [{}, {"devices": [4], "meet_dir": "/nonexistent"}])
 def test_a_lone_device_skips_with_the_reason(peers: dict[str, Any]) -> None:
     result = Allreduce().run(_ctx(4, peers))
     assert result["type"] == "result" and result["kernel"] == "allreduce"
@@ -178,26 +208,83 @@ class CrashingSeam(FaultySeam):
         os._exit(70)
 
 
+@dataclasses.dataclass(frozen=True)
+class ScaledClock:
+    """A monotonic clock running ``scale`` times faster than ``time.monotonic`` (picklable)."""
+
+    scale: float
+    origin: float = dataclasses.field(default_factory=time.monotonic)
+
+    def __call__(self) -> float:
+        return self.origin + (time.monotonic() - self.origin) * self.scale
+
+
+class ClockedSeam(FaultySeam):
+    """A device whose clock is ``device_clock`` (a test's scaled clock), not the host's."""
+
+    def __init__(self, faults: Any = (), seed: int = 0, device_clock: Any = None) -> None:
+        super().__init__(faults, seed)
+        self.device_clock = device_clock
+
+    def clock(self, start_s: float) -> Any:
+        return self.device_clock if self.device_clock is not None else super().clock(start_s)
+
+
+class HangInCollectiveSeam(ClockedSeam):
+    """A card that stops answering once it is inside the all-reduce: the real ``hang`` fault
+    (the seam never returns from its heartbeat), armed by the device's first timed all-reduce,
+    so it always strikes after the group formed, whatever the host's speed."""
+
+    def __init__(self, faults: Any = (), seed: int = 0, device_clock: Any = None) -> None:
+        super().__init__([*faults, make_fault("hang", {"after_s": 0.0})], seed, device_clock)
+        self.armed = False
+
+    def device_time_s(self, kernel: str, elapsed_s: float, work: float) -> float:
+        self.armed = self.armed or kernel == "allreduce"
+        return super().device_time_s(kernel, elapsed_s, work)
+
+    def check_faults(self, elapsed_s: float) -> None:
+        if self.armed:
+            super().check_faults(elapsed_s)
+
+
 def _rank(
     dev: int,
     devices: list[int],
     run_dir: str,
     cfg: dict[str, Any],
     faults: list[tuple[str, dict[str, Any]]],
-    crash: bool,
+    seam_class: type[DeviceSeam],
     duration_s: float,
     watchdog_s: float | None,
+    clock: Any,
+    beats: Any,
     out: Any,
 ) -> None:
     import torch
 
-    from burnin.sim.faults import make_fault
-
     torch.set_num_threads(1)
+    trace: list[tuple[str, int]] = []
+    if cfg.pop("_trace", False):  # record every all-reduce this rank makes: (op, elements)
+        import torch.distributed as dist
+
+        real = dist.all_reduce
+
+        def traced(tensor: Any, op: Any = dist.ReduceOp.SUM, **kw: Any) -> Any:
+            trace.append((str(op).rsplit(".", 1)[-1], tensor.numel()))
+            return real(tensor, op=op, **kw)
+
+        dist.all_reduce = traced
     device = torch.device(f"cuda:{dev}" if cfg.pop("_cuda", False) else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    seam = (CrashingSeam if crash else FaultySeam)([make_fault(k, p) for k, p in faults], dev)
+    seam = seam_class([make_fault(k, p) for k, p in faults], dev)
+    slot = devices.index(dev)
+
+    def heartbeat() -> None:  # as the worker's: the seam may realise a fault, then the beat
+        seam.check_faults(0.0)
+        beats[slot] = time.monotonic()
+
     ctx = KernelContext(
         device=device,
         device_index=dev,
@@ -207,9 +294,17 @@ def _rank(
         seed=3,
         seam=seam,
         emit=lambda record: None,
-        peers={"run_dir": run_dir, "devices": devices, "watchdog_s": watchdog_s},
+        heartbeat=heartbeat,
+        monotonic=clock,
+        peers={
+            "meet_dir": run_dir,
+            "devices": devices,
+            "watchdog_s": watchdog_s,
+            "beats": lambda: {d: beats[i] for i, d in enumerate(devices)},
+        },
     )
-    out.put((dev, Allreduce().run(ctx)))
+    result = Allreduce().run(ctx)
+    out.put((dev, {**result, "_trace": trace} if trace else result))
 
 
 def run_ranks(
@@ -219,13 +314,17 @@ def run_ranks(
     start: list[int] | None = None,
     faults: dict[int, list[tuple[str, dict[str, Any]]]] | None = None,
     crash: tuple[int, ...] = (),
+    hang: tuple[int, ...] = (),
     duration_s: float = 0.3,
     watchdog_s: float | None = None,
+    clock: Any = time.monotonic,
     **cfg: Any,
 ) -> dict[int, dict[str, Any]]:
     """Run the kernel in one process per device (forkserver, torch preloaded); their results."""
     mp = mp_context()
     out = mp.Queue()
+    beats = mp.RawArray("d", len(devices))
+    seams = {d: CrashingSeam for d in crash} | {d: HangInCollectiveSeam for d in hang}
     procs = [
         mp.Process(
             target=_rank,
@@ -235,9 +334,11 @@ def run_ranks(
                 str(tmp_path),
                 {**SMALL, **cfg},
                 (faults or {}).get(d, []),
-                d in crash,
+                seams.get(d, FaultySeam),
                 duration_s,
                 watchdog_s,
+                clock,
+                beats,
                 out,
             ),
             daemon=True,
@@ -246,10 +347,11 @@ def run_ranks(
     ]
     for proc in procs:
         proc.start()
+    hung = {proc.pid for proc, d in zip(procs, start or devices, strict=True) if d in hang}
     results: dict[int, dict[str, Any]] = {}
     deadline = time.monotonic() + 90
     try:
-        while len(results) < len(procs) - len(crash) and time.monotonic() < deadline:
+        while len(results) < len(procs) - len(seams) and time.monotonic() < deadline:
             try:
                 dev, result = out.get(timeout=0.5)
                 results[dev] = result
@@ -258,7 +360,7 @@ def run_ranks(
                     break
     finally:
         for proc in procs:
-            proc.join(timeout=5)
+            proc.join(timeout=0 if proc.pid in hung else 5)
             if proc.is_alive():
                 proc.kill()
                 proc.join()
@@ -283,6 +385,16 @@ def test_healthy_group_is_exact_and_agrees_on_bandwidth(tmp_path: Path) -> None:
     assert len({r["metrics"]["allreduce_busbw_gbps"] for r in results.values()}) == 1
     assert len({json.dumps(r["pairs"]) for r in results.values()}) == 1
     assert not list(tmp_path.glob("nodes/*/allreduce-*.store"))  # the last one out cleans up
+
+
+def test_every_timed_size_starts_after_a_barrier(tmp_path: Path) -> None:
+    results = run_ranks(tmp_path, [0, 1], _trace=True, duration_s=0.0, warmup=2, iterations=3)
+    for r in results.values():
+        trace = r["_trace"]
+        for count in (1024, 16384):  # the two sizes, in elements
+            # verify, warmup x2, the one-element barrier, the 3 timed calls, their time's max
+            size = [("SUM", count)] * 3 + [("MAX", 1)] + [("SUM", count)] * 3 + [("MAX", 1)]
+            assert any(trace[i : i + len(size)] == size for i in range(len(trace))), trace
 
 
 def test_corrupted_results_are_counted_on_that_rank(tmp_path: Path) -> None:
@@ -322,6 +434,20 @@ def test_a_missing_device_is_left_out_and_the_rest_go_on(tmp_path: Path) -> None
         assert r["world_size"] == 2 and r["pairs"] == [] and r["wrong"] == 0
 
 
+def test_a_rank_that_stops_answering_is_named_by_its_peers(tmp_path: Path) -> None:
+    # The kernel's clock runs 20x wall time: its 4 s deadline passes after 0.2 s of wall time
+    # (and the 20 polls a verdict needs, 1 s), long before gloo's own 4 s wall timeout, the
+    # safety net. Who stopped is read from heartbeats, so the host's speed cannot change it.
+    results = run_ranks(
+        tmp_path, [0, 1, 2, 3], hang=(2,), clock=ScaledClock(20.0), timeout_s=4.0, pairwise=False
+    )
+    assert sorted(results) == [0, 1, 3]  # gpu2 never returns: the supervisor would kill it
+    for r in results.values():
+        assert r["members"] == [0, 1, 2, 3] and r["stalled"] == [2]
+        assert "peer gpu2 stopped answering" in r["error"], r["error"]
+        assert r["error"].startswith(("sweep:", "stress:"))
+
+
 def test_a_rank_that_dies_mid_run_cannot_hang_the_others(tmp_path: Path) -> None:
     started = time.monotonic()
     results = run_ranks(tmp_path, [0, 1], crash=(1,), timeout_s=3.0)
@@ -347,6 +473,32 @@ def test_nccl_group_on_real_gpus(tmp_path: Path) -> None:
         assert r["metrics"]["allreduce_busbw_gbps"] > 1.0  # NVLink or PCIe: GB/s, not MB/s
         n = len(devices)
         assert len(r["pairs"]) == (n * (n - 1) // 2 if n > 2 else 0)
+
+
+@pytest.mark.gpu
+def test_nccl_rank_gives_up_on_a_peer_that_never_joins_and_lives_to_report_it(
+    tmp_path: Path,
+) -> None:
+    """With torch's default error handling the waiting rank would be torn down (SIGABRT); with
+    TORCH_NCCL_ASYNC_ERROR_HANDLING=2 and polling it returns its timeout error in time."""
+    import torch
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 CUDA GPUs or more: an NCCL group of one cannot lose a peer")
+    timeout_s = 10.0
+    started = time.monotonic()
+    results = run_ranks(
+        tmp_path, [0, 1], hang=(1,), _cuda=True, timeout_s=timeout_s, sizes_bytes=(1 << 20,)
+    )
+    elapsed_s = time.monotonic() - started
+    assert list(results) == [0]  # the rank that stopped answering never returns
+    r = results[0]
+    assert r["backend"] == "nccl" and r["members"] == [0, 1]
+    # Either this rank's own deadline named gpu1, or NCCL's watchdog (same timeout) aborted
+    # the collective first and its error came back; never a dead process.
+    assert r["stalled"] == [1] or "timeout" in r["error"].lower(), r["error"]
+    # Group start-up, one size, the deadline (+ the 20 polls of 0.05 s) and teardown.
+    assert elapsed_s < timeout_s + 60
 
 
 # -- burnin run end to end ---------------------------------------------------------------------
@@ -396,3 +548,47 @@ def test_burnin_run_on_one_device_skips_the_allreduce(tmp_path: Path) -> None:
     assert verdicts["allreduce"]["status"] == "SKIP"
     assert "needs at least 2 devices" in verdicts["allreduce"]["message"]
     assert report["nodes"][0]["allreduce_busbw_gbps"] is None
+
+
+def test_burnin_run_blames_the_card_that_hung_in_the_all_reduce_not_its_peers(
+    tmp_path: Path,
+) -> None:
+    # gpu2's seam realises the `hang` fault once gpu2 is inside the all-reduce. The devices'
+    # clock runs 10x wall time, so the peers' 4 s deadline on it passes after 0.4 s of wall
+    # time, long before gloo's own 4 s wall timeout, the safety net; the watchdog's 60 s on that
+    # clock (6 s of wall time without a heartbeat) leaves a loaded host's worker starts alone.
+    clock = ScaledClock(10.0)
+    seams = {d: functools.partial(ClockedSeam, device_clock=clock) for d in (0, 1, 3)}
+    runtime = Runtime(
+        hostname="test-node",
+        cuda_devices=lambda: [],
+        seam_factories={**seams, 2: functools.partial(HangInCollectiveSeam, device_clock=clock)},
+        # The devices beat on the scaled clock, so the watchdog ages heartbeats on it too.
+        timeline=lambda plan: WallTimeline(clock, beat_clock=clock),
+    )
+    args = [*RUN, *SETS, "--set", "cpu.devices=4", "--set", 'run.kernels=["allreduce"]',
+            "--set", "kernels.allreduce.pairwise=false", "--set", "watchdog.timeout_s=60",
+            "--set", "kernels.allreduce.timeout_s=4",
+            # The watchdog's "past its planned end" limit (duration + timeout, 70 s of wall
+            # time) leaves the peers' teardown room.
+            "--duration", "10s", "--out", str(tmp_path)]  # fmt: skip
+    result = CliRunner().invoke(cli, args, obj=runtime)
+    assert result.exit_code == 4, result.output  # incomplete: one card ERROR, none FAIL
+    run_dir = next(tmp_path.iterdir())
+    gpus = {g["index"]: g for g in json.loads((run_dir / "report.json").read_text())["gpus"]}
+    hung = {v["check"]: v for v in gpus[2]["verdicts"]}
+    assert hung["hang"]["status"] == "ERROR" and "no progress for" in hung["hang"]["message"]
+    for dev in (0, 1, 3):
+        verdicts = {v["check"]: v for v in gpus[dev]["verdicts"]}
+        assert not {"crash", "hang", "lost"} & verdicts.keys(), verdicts
+        ar = verdicts["allreduce"]
+        assert (ar["status"], ar["action"]) == ("SKIP", "retest"), ar
+        assert "peer gpu2 stopped answering" in ar["message"]
+        assert gpus[dev]["status"] == "PASS"  # nothing it could be blamed for
+    lines = (run_dir / "nodes" / "test-node" / "results.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    peers = [r for r in records if r.get("kernel") == "allreduce" and r["type"] == "result"]
+    assert sorted(r["device"] for r in peers) == [0, 1, 3]
+    assert all(r["stalled"] == [2] for r in peers), [(r["device"], r.get("stalled"), r.get("error")) for r in peers]
+    binding = [r["binding"] for r in records if r["type"] == "start"]
+    assert binding == [{"cpu_affinity": None, "numa_node": None}] * 4  # CPU inventory: unbound

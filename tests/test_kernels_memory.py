@@ -1,4 +1,8 @@
-"""membw and memtest in-process on the CPU: bandwidth, data checks, injected memory faults."""
+"""membw and memtest in-process on the CPU: bandwidth, data checks, injected memory faults.
+
+Deadlines come from a :class:`FakeClock` that advances a fixed step per read, so how many
+passes or batches run is the same on a fast, a slow or a loaded machine.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from fakes import FakeClock
 
 from burnin.kernels.base import DeviceSeam, KernelContext
 from burnin.kernels.membw import Membw
@@ -15,8 +20,15 @@ from burnin.sim.seam import FaultySeam
 
 
 def run(
-    kernel: Any, config: Any, faults: tuple = (), duration_s: float = 0.2, device: str = "cpu"
+    kernel: Any,
+    config: Any,
+    faults: tuple = (),
+    duration_s: float = 0.2,
+    device: str = "cpu",
+    tick_s: float = 0.01,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run ``kernel`` on a clock that advances ``tick_s`` per read (the deadline comes after
+    ``duration_s / tick_s`` reads, whatever the machine's speed)."""
     records: list[dict[str, Any]] = []
     ctx = KernelContext(
         device=torch.device(device),
@@ -27,6 +39,7 @@ def run(
         seed=1234,
         seam=FaultySeam(faults, seed=5),
         emit=records.append,
+        monotonic=FakeClock(tick_s),
     )
     return kernel().run(ctx), records
 
@@ -56,6 +69,7 @@ def test_membw_reports_the_seam_device_time() -> None:
         seed=1,
         seam=Halved(seed=1),
         emit=records.append,
+        monotonic=FakeClock(0.01),
     )
     result = Membw().run(ctx)
     assert result["metrics"]["membw_copy_gbps"] == pytest.approx(100.0)
@@ -72,9 +86,13 @@ def test_memtest_covers_every_pattern_and_passes_a_healthy_region() -> None:
     assert result["metrics"]["memtest_passes"] == 8 and result["rounds"] == 0
     assert result["wrong_elements"] == 0
     assert result["metrics"]["memtest_gib"] == pytest.approx(1 / 1024)
-    # With time to spare it completes whole rounds (1 MiB passes take well under 1 ms each).
-    result, _ = run(Memtest, Memtest.Config(cpu_mib=1), duration_s=1.0)
-    assert result["rounds"] >= 1 and result["metrics"]["memtest_passes"] >= 39
+    # With time to spare it completes whole rounds. The clock moves 1/64 s per read (exact in
+    # binary) and the deadline is 100 reads away: read 1 sets it, then one read per pass from
+    # the 8th and one per round: reads 2-34 in round 1, 35-74 in round 2, and read 101 after
+    # the 27th pass of round 3.
+    result, _ = run(Memtest, Memtest.Config(cpu_mib=1), duration_s=100 / 64, tick_s=1 / 64)
+    assert result["rounds"] == 2 and result["metrics"]["memtest_passes"] == 2 * 39 + 27
+    assert result["wrong_elements"] == 0
 
 
 @pytest.mark.parametrize(

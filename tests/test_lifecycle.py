@@ -121,3 +121,60 @@ def test_thermal_guard_event_is_a_thermal_fail_with_the_reading() -> None:
         "thermal", Status.FAIL, 91.0, 89.0)  # fmt: skip
     assert "91 C reached the limit of 89 C (the card's slowdown threshold)" in verdict.message
     assert device_status([verdict]) == Status.FAIL
+
+
+AR = {"type": "kernel-start", "kernel": "allreduce"}
+MM = {"type": "kernel-start", "kernel": "matmul"}
+
+
+def _dev(index: int, records: list[dict[str, Any]], events: list[dict[str, Any]]) -> GpuData:
+    return GpuData(
+        node="n", index=index, inventory={}, samples=[], records=records, events=events,
+        planned_kernels=["allreduce"],
+    )  # fmt: skip
+
+
+def _event(kind: str, at_s: float, last_progress_s: float | None = None) -> dict[str, Any]:
+    event = {"kind": kind, "elapsed_s": at_s, "message": f"worker {kind}", "last_sample": SAMPLE}
+    if last_progress_s is not None:
+        event["last_progress_s"] = last_progress_s
+    return event
+
+
+@pytest.mark.parametrize(
+    ("mine", "peers", "check", "action", "text"),
+    [
+        # gpu1 stopped answering at 5 s (the watchdog saw it at 11 s); NCCL tore gpu0 down at
+        # 9 s with the group: gpu0's is an all-reduce ERROR naming gpu1, never a crash.
+        (([AR], [_event("crash", 9.0)]), {1: ([AR], [_event("hang", 11.0, 5.0)])},
+         "allreduce", "retest", "peer gpu1 stopped answering in the all-reduce"),
+        # A rank that hung behind a peer that had crashed earlier.
+        (([AR], [_event("hang", 12.0, 6.0)]), {1: ([AR], [_event("crash", 4.0)])},
+         "allreduce", "retest", "peer gpu1 stopped answering"),
+        # The first to fail keeps its own verdict.
+        (([AR], [_event("hang", 11.0, 5.0)]), {1: ([AR], [_event("crash", 9.0)])},
+         "hang", "retest", "hang at 11 s"),
+        # Not inside the all-reduce (matmul ran after it): its own crash.
+        (([AR, {"type": "result", "kernel": "allreduce"}, MM], [_event("crash", 9.0)]),
+         {1: ([AR], [_event("hang", 11.0, 5.0)])}, "crash", "retest", "crash at 9 s"),
+        # The peer never ran the all-reduce: unrelated, its own crash.
+        (([AR], [_event("crash", 9.0)]), {1: ([MM], [_event("crash", 2.0)])},
+         "crash", "retest", "crash at 9 s"),
+        # A lost card is its own fault whatever its peers did.
+        (([AR], [_event("lost", 9.0)]), {1: ([AR], [_event("hang", 11.0, 5.0)])},
+         "lost", "reseat", "lost at 9 s"),
+    ],
+)  # fmt: skip
+def test_ranks_that_fall_with_the_group_are_blamed_on_the_first_failure(
+    mine: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    peers: dict[int, tuple[list[dict[str, Any]], list[dict[str, Any]]]],
+    check: str,
+    action: str,
+    text: str,
+) -> None:
+    me = _dev(0, *mine)
+    fleet = [me, *(_dev(d, r, e) for d, (r, e) in peers.items())]
+    ctx = CheckContext(thresholds={}, fleet=fleet, manifest={"finished_at": "x"})
+    (verdict,) = incomplete(me, ctx)
+    assert (verdict.check, verdict.status, verdict.action) == (check, Status.ERROR, action)
+    assert text in verdict.message and "71 C" in verdict.message

@@ -52,7 +52,7 @@ def test_help_imports_neither_torch_nor_pynvml() -> None:
     loaded = _modules_after("""
         from click.testing import CliRunner
         from burnin.cli import cli
-        for args in (["--help"], ["run", "--help"], ["report", "--help"], ["kernels"]):
+        for args in (["--help"], ["run", "--help"], ["report", "--help"], ["kernels"], ["checks"]):
             assert CliRunner().invoke(cli, args).exit_code == 0
     """)
     assert not HEAVY & loaded

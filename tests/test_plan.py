@@ -61,6 +61,18 @@ def _ramp(**values: Any):
         ({"GROUP_RANK": "1", "RANK": "9", "WORLD_SIZE": "16", "LOCAL_WORLD_SIZE": "8"}, {}, 1, 2,
          "GROUP_RANK"),
         ({"RANK": "3", "WORLD_SIZE": "4"}, {"node_rank": 1}, 1, 4, "ramp.node_rank"),
+        # A Kubernetes Indexed Job: the pod index, the count from the generated Job's env.
+        ({"JOB_COMPLETION_INDEX": "2", "BURNIN_NODES": "4"}, {}, 2, 4, "JOB_COMPLETION_INDEX"),
+        ({"JOB_COMPLETION_INDEX": "1", "RANK": "0", "BURNIN_NODES": "3"}, {}, 1, 3,
+         "JOB_COMPLETION_INDEX"),
+        # torchrun inside either launcher: its group rank and group count come first.
+        ({"GROUP_RANK": "3", "GROUP_WORLD_SIZE": "4", "JOB_COMPLETION_INDEX": "0",
+          "BURNIN_NODES": "9"}, {}, 3, 4, "GROUP_RANK"),
+        ({"SLURM_NODEID": "1", "SLURM_JOB_NUM_NODES": "2"}, {}, 1, 2, "SLURM_NODEID"),
+        ({"SLURM_NODEID": "1", "SLURM_NNODES": "2", "SLURM_JOB_NUM_NODES": "8"}, {}, 1, 2,
+         "SLURM_NODEID"),
+        ({"JOB_COMPLETION_INDEX": "2", "BURNIN_NODES": "4"}, {"nodes": 6}, 2, 6,
+         "JOB_COMPLETION_INDEX"),
         ({}, {"node_rank": 2, "nodes": 3}, 2, 3, "ramp.node_rank"),
     ],
 )  # fmt: skip
@@ -82,6 +94,10 @@ def test_node_placement_sources(env, ramp, rank, nodes, source):
         ({"GROUP_RANK": ""}, "GROUP_RANK=''"),
         ({"RANK": "١"}, "RANK='١'"),  # a non-ASCII digit int() would accept
         ({"RANK": "4", "WORLD_SIZE": "4"}, "outside a run of 4 node"),
+        ({"JOB_COMPLETION_INDEX": "x1"}, "JOB_COMPLETION_INDEX='x1'"),
+        ({"JOB_COMPLETION_INDEX": "0", "BURNIN_NODES": "0"}, "BURNIN_NODES: a run needs"),
+        ({"JOB_COMPLETION_INDEX": "4", "BURNIN_NODES": "4"}, "(from BURNIN_NODES)"),
+        ({"GROUP_RANK": "0", "GROUP_WORLD_SIZE": "-2"}, "GROUP_WORLD_SIZE='-2'"),
         ({"SLURM_NODEID": "0", "SLURM_NNODES": "0"}, "at least one node"),
         ({"RANK": "0", "WORLD_SIZE": "0"}, "positive multiple"),
         ({"RANK": "0", "WORLD_SIZE": "6", "LOCAL_WORLD_SIZE": "4"}, "positive multiple"),
@@ -205,3 +221,17 @@ def test_format_plan_escapes_control_characters_in_device_names():
     out = format_plan(build_plan(load_config(None), [device], "n"))
     assert "\nPASS - forged" not in out and "\x1b" not in out
     assert "evil\\nPASS - forged\\x1b[2J line" in out
+
+
+def test_plan_command_takes_rank_from_a_kubernetes_indexed_job():
+    result = _plan_cli(
+        ["--set", "cpu.devices=2", "--set", "ramp.step_s=10", "--set", "ramp.max_concurrent=1"],
+        {"JOB_COMPLETION_INDEX": "2", "BURNIN_NODES": "4"},
+    )
+    assert result.exit_code == 0, result.output
+    # Two devices 10 s apart make one node's ramp 20 s, so rank 2 starts 40 s after rank 0.
+    assert "# node rank 2 of 4 (from JOB_COMPLETION_INDEX): starts 40 s after rank 0" in (
+        result.output
+    )
+    rows = [line.split() for line in result.output.splitlines() if not line.startswith("#")][1:]
+    assert [float(r[1]) for r in rows if r[2] == "matmul"] == [40.0, 50.0]

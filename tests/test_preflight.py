@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from fake_pynvml import FakeNvml, error, gpu
 
 from burnin.cli import cli
 from burnin.config import load_config
 from burnin.devices import cpu_devices
 from burnin.errors import DeviceError, TelemetryError
 from burnin.plan import build_plan
-from burnin.preflight import CHECK_SENSORS, check_device, describe_processes, run_preflight
+from burnin.preflight import (
+    CHECK_SENSORS,
+    check_device,
+    describe_processes,
+    mode_refusals,
+    run_preflight,
+)
 from burnin.runtime import Runtime
 from burnin.telemetry.base import DriverInfo, Event, Inventory, Sample
+from burnin.telemetry.nvml import NvmlTelemetry
 from burnin.verdicts import CheckContext, GpuData, Status
 from burnin.verdicts.lifecycle import preflight as preflight_check
 
@@ -215,3 +225,74 @@ def test_cli_refuses_a_busy_gpu_then_force_records_it(tmp_path: Path) -> None:
     events = (run_dir / "nodes" / "node-a" / "events.jsonl").read_text().splitlines()
     recorded = [json.loads(e) for e in events if '"preflight"' in e]
     assert recorded[1]["processes"][0]["pid"] == 4242
+
+
+# -- cards a whole-card burn-in cannot use: MIG, compute mode ---------------------------------
+
+BUS = "00000000:9A:00.0"
+HOLDER = [{"pid": 4242, "name": "train.py"}]
+
+
+@pytest.mark.parametrize(
+    ("inventory", "processes", "words"),
+    [
+        ({"mig_mode": "disabled", "compute_mode": "default"}, [], None),
+        ({"mig_mode": None, "compute_mode": None}, None, None),  # a card without MIG
+        ({"mig_mode": "enabled"}, [],
+         f"GPU 1 (PCI {BUS}) has MIG mode enabled: burnin does not judge MIG slices against a "
+         "whole card's datasheet"),
+        ({"compute_mode": "prohibited"}, [], f"GPU 1 (PCI {BUS}) is in compute mode 'prohibited'"),
+        ({"compute_mode": "exclusive-process"}, HOLDER,
+         f"GPU 1 (PCI {BUS}) is in compute mode 'exclusive-process' and another process holds "
+         "it: pid 4242 (train.py)"),
+        ({"compute_mode": "exclusive-process"}, [], None),  # exclusive, and free: burnin takes it
+        ({"compute_mode": "exclusive-process"}, None, None),  # cannot tell: the busy check says so
+        ({"compute_mode": "default"}, HOLDER, None),  # busy, but that is the busy check's call
+        # Device strings are escaped: a forged bus id cannot drive the terminal.
+        ({"mig_mode": "enabled", "pci_bus_id": "00:01.0\x1b[2J"}, [],
+         "GPU 1 (PCI 00:01.0\\x1b[2J) has MIG mode enabled"),
+    ],
+)  # fmt: skip
+def test_mode_refusals(
+    inventory: dict[str, Any], processes: list[dict[str, Any]] | None, words: str | None
+) -> None:
+    found = mode_refusals(1, {"pci_bus_id": BUS, **inventory}, processes)
+    assert all(text.isprintable() for text in found)
+    if words is None:
+        assert found == []
+        return
+    assert len(found) == 1 and words in found[0]
+    # The card is not at fault: nothing suggests returning or replacing it.
+    assert "nothing is wrong with the card" in found[0]
+    assert not re.search(r"\b(rma|return|replace)", found[0], re.IGNORECASE)
+
+
+@pytest.mark.parametrize(
+    ("card", "words"),
+    [
+        (gpu(mig_mode=(1, 1)), "has MIG mode enabled: burnin does not judge MIG slices"),
+        (gpu(compute_mode=2), "is in compute mode 'prohibited'"),
+        (gpu(compute_mode=3, processes=[(4242, 2**30, "train.py")]),
+         "is in compute mode 'exclusive-process' and another process holds it: pid 4242"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("force", [False, True])
+def test_cli_refuses_a_card_it_cannot_judge_even_forced(
+    tmp_path: Path, card: Any, words: str, force: bool
+) -> None:
+    cards = [gpu(), dataclasses.replace(card, bus_id=BUS, uuid="GPU-two")]
+    client = NvmlTelemetry(module=FakeNvml(cards))
+    result = _run(tmp_path, client, *(["--force"] if force else []))  # type: ignore[arg-type]
+    assert result.exit_code == 2, result.output
+    assert f"GPU 1 (PCI {BUS}) {words}" in result.output
+    assert "--force does not override this" in result.output
+    assert "GPU 0" not in result.output and "Traceback" not in result.output
+    assert not list(tmp_path.iterdir())  # nothing started, no run directory
+
+
+def test_a_card_without_mig_support_is_not_refused() -> None:
+    client = NvmlTelemetry(module=FakeNvml([gpu(mig_mode=error("NVMLError_NotSupported"))]))
+    inventory = client.inventory(0).to_dict()
+    assert inventory["mig_mode"] is None
+    plan, config = _plan(1)
+    assert run_preflight(plan, client, config, {0: inventory})[0].cannot_run.get("thermal") is None

@@ -11,6 +11,7 @@ import pytest
 from fakes import result_record, write_run
 
 from burnin.reports import OUTPUTS, write_reports
+from burnin.verdicts import evaluate
 
 HOSTILE = '<script>alert(1)</script>"\n{}\\\x1b[31m\x00'
 
@@ -123,6 +124,7 @@ def test_scenarios(
     tmp_path: Path, name: str, kwargs: dict, statuses: dict[int, str], run_status: str, code: int
 ) -> None:
     run_dir = write_run(tmp_path, **kwargs)
+    evaluate(run_dir)
     context = write_reports(run_dir)
     assert {g["index"]: g["status"] for g in context["gpus"]} == statuses
     assert (context["status"], context["exit_code"]) == (run_status, code)
@@ -147,6 +149,7 @@ def test_report_json_schema(tmp_path: Path) -> None:
             ]
         },
     )
+    evaluate(run_dir)
     write_reports(run_dir)
     data = json.loads((run_dir / "report.json").read_text())
     assert data["schema"] == "burnin.report/1"
@@ -191,6 +194,7 @@ def test_hostile_device_strings_are_escaped_everywhere(tmp_path: Path) -> None:
             ]
         },
     )
+    evaluate(run_dir)
     write_reports(run_dir)
     html = (run_dir / "report.html").read_text()
     assert "<script>" not in html and "&lt;script&gt;" in html
@@ -211,6 +215,7 @@ def test_junit_counts(tmp_path: Path) -> None:
         results={1: [result_record(1, wrong=2)]},
         events=[{"device": 0, "kind": "hang", "elapsed_s": 3.0}],
     )
+    evaluate(run_dir)
     write_reports(run_dir)
     suite = ET.parse(run_dir / "junit.xml").getroot().find("testsuite")
     assert suite is not None
@@ -224,6 +229,7 @@ def test_junit_counts(tmp_path: Path) -> None:
 
 def test_prometheus_values(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path, results={1: [result_record(1, tflops=2.5, wrong=2)]})
+    evaluate(run_dir)
     write_reports(run_dir)
     prom = (run_dir / "burnin.prom").read_text()
     assert 'burnin_run_exit_code{run_id="' in prom
@@ -235,6 +241,7 @@ def test_terminal_summary_format(tmp_path: Path) -> None:
     from burnin.reports.terminal import summary
 
     run_dir = write_run(tmp_path, results={1: [result_record(1, wrong=2)]})
+    evaluate(run_dir)
     text = summary(write_reports(run_dir))
     lines = text.splitlines()
     assert lines[0].startswith("# burnin")
@@ -247,7 +254,9 @@ def test_terminal_summary_format(tmp_path: Path) -> None:
 
 def test_strict_turns_warn_into_failure(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path, samples={0: [{"device": 0, "elapsed_s": 1, "temp_c": 86.0}]})
+    evaluate(run_dir)
     assert write_reports(run_dir)["exit_code"] == 0
+    evaluate(run_dir)
     assert write_reports(run_dir, strict=True)["exit_code"] == 3
 
 
@@ -256,6 +265,7 @@ def test_terminal_summary_escapes_control_characters(tmp_path: Path) -> None:
 
     forged = "A100\nPASS - node-a gpu9\x1b[2J\u202e"
     run_dir = write_run(tmp_path, inventory={0: {"name": forged, "serial": "S\rN"}})
+    evaluate(run_dir)
     text = summary(write_reports(run_dir))
     assert "\x1b" not in text and "\r" not in text and "\u202e" not in text
     assert not any(line.startswith("PASS - node-a gpu9") for line in text.splitlines())
@@ -267,6 +277,7 @@ def test_non_finite_metrics_become_null_in_report_json(tmp_path: Path) -> None:
     record["metrics"]["matmul_tflops_cv"] = float("nan")
     record["metrics"]["matmul_tflops_p99"] = float("inf")
     run_dir = write_run(tmp_path, results={0: [record]})
+    evaluate(run_dir)
     write_reports(run_dir)
     metrics = next(
         g for g in json.loads((run_dir / "report.json").read_text())["gpus"] if g["index"] == 0

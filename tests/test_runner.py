@@ -255,3 +255,45 @@ def test_watchdog_decisions(
     else:
         assert kinds == [kind] and message in events.records[0]["message"]
         assert not proc.is_alive()
+
+
+@pytest.mark.parametrize(("torch_sees", "missing"), [(0, [0, 1, 2]), (2, [2])])
+def test_missing_gpus_are_recorded_in_the_store(
+    tmp_path: Path, torch_sees: int, missing: list[int]
+) -> None:
+    """A card the driver lists and CUDA does not show gets an inventory record of its own, so
+    `burnin report` on the store alone fails the node again."""
+    from fake_pynvml import FakeGpu, FakeNvml
+
+    from burnin.devices import Device
+
+    cards = [
+        FakeGpu(uuid=f"GPU-{i}", serial=f"S{i}", bus_id=f"00000000:{i + 1:02x}:00.0")
+        for i in range(3)
+    ]
+    shown = [
+        Device(index=i, kind="simulated", name="sim", uuid=c.uuid, pci_bus_id=c.bus_id)
+        for i, c in enumerate(cards[:torch_sees])
+    ]
+    runtime = Runtime(
+        hostname="node-a",
+        cuda_devices=lambda: shown,
+        nvml_module=lambda: FakeNvml(cards),
+        path_exists=lambda path: True,
+        env={},
+    )
+    args = ["--device", "auto", "--duration", "1", "--set", "kernels.matmul.cpu_size=64"]
+    result = CliRunner().invoke(cli, ["run", *args, "--out", str(tmp_path)], obj=runtime)
+    assert result.exit_code == 3, result.output
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    inventory = RunStore(run_dir).load().nodes["node-a"].inventory
+    recorded = [r["device"] for r in inventory if r.get("missing")]
+    assert recorded == missing
+    assert {r["serial"] for r in inventory if r.get("missing")} == {
+        f"S{i}" for i in range(torch_sees, 3)
+    }
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert "GPU(s) missing" in manifest["device_note"]
+    assert [p["device"] for p in manifest["plan"]] == list(range(torch_sees))
+    again = CliRunner().invoke(cli, ["report", str(run_dir), "--quiet"])
+    assert again.exit_code == 3, again.output

@@ -13,11 +13,10 @@ from burnin.skus import (
     DTYPES,
     Sku,
     get_sku,
-    identify,
     load_skus,
     normalize_pci_device_id,
+    resolve,
     sku_for_name,
-    sku_for_pci_id,
     skus_for_pci_id,
 )
 from burnin.telemetry.base import Inventory
@@ -201,18 +200,19 @@ def test_get_sku_unknown_lists_known_keys() -> None:
 
 @pytest.mark.parametrize(("pci_id", "key"), UNIQUE_PCI_IDS)
 def test_pci_id_maps_to_sku(pci_id: str, key: str) -> None:
-    assert sku_for_pci_id(pci_id).key == key  # type: ignore[union-attr]
-    assert sku_for_pci_id(f"0x{pci_id.upper()}10DE").key == key  # type: ignore[union-attr]
+    for given in (pci_id, f"0x{pci_id.upper()}10DE"):
+        assert [s.key for s in skus_for_pci_id(given)] == [key]
+        assert resolve({"pci_device_id": given}).key == key  # type: ignore[union-attr]
 
 
 def test_shared_v100_id_is_ambiguous_alone() -> None:
     assert {s.key for s in skus_for_pci_id("1db1")} == {"V100-SXM2-16GB", "V100-SXM2-32GB"}
-    assert sku_for_pci_id("1db1") is None
+    assert resolve({"pci_device_id": "1db1"}) is None
 
 
 @pytest.mark.parametrize("pci_id", ["2237", "2901", "ffff", "not-an-id"])
 def test_unknown_pci_id(pci_id: str) -> None:
-    assert sku_for_pci_id(pci_id) is None and skus_for_pci_id(pci_id) == ()
+    assert resolve({"pci_device_id": pci_id}) is None and skus_for_pci_id(pci_id) == ()
 
 
 @pytest.mark.parametrize(("name", "key"), NVML_NAMES)
@@ -281,8 +281,8 @@ def _inv(**kw: object) -> Inventory:
         (_inv(), None),
     ],
 )
-def test_identify(inv: Inventory, key: str | None) -> None:
-    sku = identify(inv)
+def test_resolve_an_inventory(inv: Inventory, key: str | None) -> None:
+    sku = resolve(inv)
     assert (sku.key if sku else None) == key
 
 

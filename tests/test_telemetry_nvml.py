@@ -19,9 +19,13 @@ from fake_pynvml import NOT_SUPPORTED, FakeNvml, error, gpu
 
 from burnin.errors import TelemetryError
 from burnin.telemetry import nvml as nvml_module
+from burnin.telemetry import nvml_inventory, nvml_reads
 from burnin.telemetry.nvml import NvmlTelemetry, throttle_names
 
-NVML_SOURCE = Path(nvml_module.__file__).read_text(encoding="utf-8")
+# The NVML backend's modules: the only ones that call pynvml.
+NVML_SOURCE = "\n".join(
+    Path(m.__file__).read_text(encoding="utf-8") for m in (nvml_module, nvml_inventory)
+)
 FORBIDDEN = ("nvmlDeviceSet", "nvmlDeviceReset", "nvmlDeviceClear")
 # NVML function names as nvml.py writes them (``n.nvmlDeviceGetName``), not struct fields.
 CALLS = r"\.(nvml(?:Device|System|Event|Init|Shutdown|Gpm|Vgpu|Unit)\w*)"
@@ -368,22 +372,25 @@ def test_constants_and_error_codes_match_the_installed_binding() -> None:
         key = f"nvmlClocksThrottleReason{camel}"
         if key in assigned:
             assert int(assigned[key], 0) == bit, name
-    m = nvml_module
+    m, inv, r = nvml_module, nvml_inventory, nvml_reads
     copies = {
         "NVML_FI_DEV_MEMORY_TEMP": m._FI_MEMORY_TEMP,
         "NVML_TEMPERATURE_GPU": m._TEMP_GPU,
-        "NVML_CLOCK_SM": m._CLOCK_SM,
-        "NVML_CLOCK_MEM": m._CLOCK_MEM,
-        "NVML_MEMORY_ERROR_TYPE_CORRECTED": m._CORRECTED,
-        "NVML_MEMORY_ERROR_TYPE_UNCORRECTED": m._UNCORRECTED,
-        "NVML_VOLATILE_ECC": m._VOLATILE,
-        "NVML_AGGREGATE_ECC": m._AGGREGATE,
-        "NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS": m._RETIRED_SBE,
-        "NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR": m._RETIRED_DBE,
+        "NVML_CLOCK_SM": r._CLOCK_SM,
+        "NVML_CLOCK_MEM": r._CLOCK_MEM,
+        "NVML_MEMORY_ERROR_TYPE_CORRECTED": r._CORRECTED,
+        "NVML_MEMORY_ERROR_TYPE_UNCORRECTED": r._UNCORRECTED,
+        "NVML_VOLATILE_ECC": r._VOLATILE,
+        "NVML_AGGREGATE_ECC": r._AGGREGATE,
+        "NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS": inv._RETIRED_SBE,
+        "NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR": inv._RETIRED_DBE,
+        "NVML_DEVICE_MIG_ENABLE": inv._MIG_ENABLE,
         "nvmlEventTypeXidCriticalError": m._EVENT_XID,
         "NVML_NVLINK_MAX_LINKS": m._NVLINK_MAX_LINKS,
     }
-    thresholds = dict(m._THRESHOLDS)
+    for code, mode in inv.COMPUTE_MODES.items():
+        copies[f"NVML_COMPUTEMODE_{mode.upper().replace('-', '_')}"] = code
+    thresholds = dict(inv._THRESHOLDS)
     for kind, field in (
         ("SHUTDOWN", "shutdown"),
         ("SLOWDOWN", "slowdown"),
@@ -398,3 +405,204 @@ def test_constants_and_error_codes_match_the_installed_binding() -> None:
     copies["NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL"] = totals["nvlink_recovery_errors"]
     for name, value in copies.items():
         assert int(assigned[name], 0) == value, name
+
+
+# -- one card, one field: failures stay where they happen --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("attr", "field"),
+    [
+        ("power_mw", "power_w"),
+        ("utilization", "util_pct"),
+        ("pcie_gen", "pcie_gen"),
+        ("throttle", "throttle_reasons"),
+        ("margin", "temp_margin_c"),
+    ],
+)
+def test_one_failing_getter_drops_one_field_logged_once(
+    attr: str, field: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, _ = backend(gpu(**{attr: error("NVMLError_Unknown")}))
+    samples = [client.sample(0, float(t)) for t in range(3)]
+    for s in samples:
+        assert getattr(s, field) in (None, ())
+        assert field in s.unsupported and s.failed == (field,)
+        assert s.temp_c == 45 and s.sm_clock_mhz == 1980  # the rest of the reading is there
+    warnings = [r for r in caplog.records if field in r.getMessage()]
+    assert len(warnings) == 1 and "GPU 0" in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("attr", "field"),
+    [("serial", "serial"), ("vbios", "vbios_version"), ("remapped_rows", "remapped_rows_pending")],
+)
+def test_one_failing_inventory_getter_drops_one_field(attr: str, field: str) -> None:
+    client, _ = backend(gpu(**{attr: error("NVMLError_Unknown")}))
+    inv = client.inventory(0)
+    assert getattr(inv, field) is None and field in inv.failed
+    assert inv.uuid and inv.memory_total_mib == 81559
+
+
+@pytest.mark.parametrize("name", ["NVMLError_GpuIsLost", "NVMLError_ResetRequired"])
+def test_a_card_that_is_gone_fails_the_whole_reading(name: str) -> None:
+    client, _ = backend(gpu(power_mw=error(name)))
+    with pytest.raises(TelemetryError, match="NVML sample"):
+        client.sample(0, 1.0)
+
+
+# -- finding a run's card by identity ----------------------------------------------------------
+
+UUIDS = [f"GPU-{i}1111111-2222-3333-4444-555555555555" for i in range(4)]
+BUSES = [f"00000000:{0x18 + 0x10 * i:02x}:00.0" for i in range(4)]
+
+
+def node(**broken: Any) -> list[fake.FakeGpu]:
+    """Four cards; ``broken`` maps an NVML index (as "gpuN") to a handle error."""
+    return [
+        gpu(uuid=UUIDS[i], bus_id=BUSES[i], handle_error=broken.get(f"gpu{i}")) for i in range(4)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("uuid", "bus", "expected"),
+    [
+        (UUIDS[2], BUSES[2], 2),
+        (UUIDS[3], None, 3),
+        # CUDA reports a MIG slice's UUID; the PCI bus id still finds the card.
+        ("MIG-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", BUSES[1], 1),
+        (None, "0000:28:00.0", 1),  # a 4-digit domain names the same card
+        (None, None, None),
+    ],
+)
+def test_find_index_by_uuid_then_bus_id(uuid: str | None, bus: str | None, expected: Any) -> None:
+    client, _ = backend(*node(gpu0=error("NVMLError_GpuIsLost")))
+    assert client.find_index(uuid, bus) == expected
+    if expected is not None:
+        assert client.sample(expected, 1.0).temp_c == 45
+
+
+@pytest.mark.parametrize(
+    "handle_error", ["NVMLError_GpuIsLost", "NVMLError_InsufficientPower", "NVMLError_Unknown"]
+)
+def test_an_unreachable_card_fails_only_its_own_lookup(handle_error: str) -> None:
+    client, module = backend(*node(gpu1=error(handle_error)))
+    with pytest.raises(TelemetryError, match=f"no NVML device for UUID {UUIDS[1]}"):
+        client.find_index(UUIDS[1], BUSES[1])
+    assert [client.find_index(UUIDS[i], BUSES[i]) for i in (0, 2, 3)] == [0, 2, 3]
+    assert module.called("nvmlDeviceGetHandleByIndex") == 0  # never walked the node by position
+    assert client.inventory(2).uuid == UUIDS[2]
+
+
+# -- temperature: TemperatureV first, the deprecated call after --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "missing", "temp_c", "calls_v", "calls_old", "failed"),
+    [
+        # V answers: the deprecated call is never made.
+        ({"temp_v": 61, "temp": NOT_SUPPORTED}, (), 61, 3, 0, ()),
+        # The binding has no V (older nvidia-ml-py): the deprecated call, every time.
+        ({}, ("nvmlDeviceGetTemperatureV",), 45, 0, 3, ()),
+        # The driver does not support V: tried once, then the deprecated call only.
+        ({"temp_v": NOT_SUPPORTED}, (), 45, 1, 3, ()),
+        ({"temp_v": error("NVMLError_FunctionNotFound")}, (), 45, 1, 3, ()),
+        ({"temp_v": error("NVMLError_ArgumentVersionMismatch")}, (), 45, 1, 3, ()),
+        # A passing fault in V: fall back this time, try V again next time.
+        ({"temp_v": error("NVMLError_Unknown")}, (), 45, 3, 3, ()),
+        # Both fail: no temperature, said in the record and in the log.
+        ({"temp_v": NOT_SUPPORTED, "temp": NOT_SUPPORTED}, (), None, 1, 3, ()),
+        ({"temp_v": error("NVMLError_Unknown"), "temp": error("NVMLError_Unknown")}, (), None,
+         3, 3, ("temp_c",)),
+        ({"temp": NOT_SUPPORTED}, ("nvmlDeviceGetTemperatureV",), None, 0, 3, ()),
+    ],
+)  # fmt: skip
+def test_temperature_v_first_then_the_deprecated_call(
+    changes: dict[str, Any],
+    missing: tuple[str, ...],
+    temp_c: int | None,
+    calls_v: int,
+    calls_old: int,
+    failed: tuple[str, ...],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client, module = backend(gpu(**changes), missing=missing)
+    readings = [client.sample(0, float(t)) for t in range(3)]
+    assert [s.temp_c for s in readings] == [temp_c] * 3
+    assert module.called("nvmlDeviceGetTemperatureV") == calls_v
+    assert module.called("nvmlDeviceGetTemperature") == calls_old
+    assert readings[-1].failed == failed
+    blind = [r for r in caplog.records if "thermal guard cannot watch" in r.getMessage()]
+    if temp_c is None:
+        assert "temp_c" in readings[-1].unsupported
+        assert len(blind) == 1  # once per card, not once per sample
+    else:
+        assert "temp_c" not in readings[-1].unsupported and not blind
+
+
+# -- modes and placement ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "expected"),
+    [
+        ({"mig_mode": (0, 0)}, "mig_mode", "disabled"),
+        ({"mig_mode": (1, 1)}, "mig_mode", "enabled"),
+        ({"mig_mode": (1, 0)}, "mig_mode", "enabled"),  # disabling waits for a reset
+        ({"mig_mode": (0, 1)}, "mig_mode", "disabled"),  # enabling waits for a reset
+        ({"mig_mode": NOT_SUPPORTED}, "mig_mode", None),  # a card without MIG
+        ({"compute_mode": 0}, "compute_mode", "default"),
+        ({"compute_mode": 2}, "compute_mode", "prohibited"),
+        ({"compute_mode": 3}, "compute_mode", "exclusive-process"),
+        ({"compute_mode": NOT_SUPPORTED}, "compute_mode", None),
+        ({"numa_node": 1}, "numa_node", 1),
+        ({"numa_node": -1}, "numa_node", None),
+        ({"numa_node": NOT_SUPPORTED}, "numa_node", None),
+        ({"numa_node": error("NVMLError_Unknown")}, "numa_node", None),
+    ],
+)
+def test_modes_and_numa_node(changes: dict[str, Any], field: str, expected: Any) -> None:
+    client, _ = backend(gpu(**changes))
+    inv = client.inventory(0)
+    assert getattr(inv, field) == expected
+    assert (field in inv.unsupported) == (expected is None)
+
+
+def test_numa_node_where_the_binding_has_no_call() -> None:
+    client, _ = backend(missing=("nvmlDeviceGetNumaNodeId",))
+    inv = client.inventory(0)
+    assert inv.numa_node is None and "numa_node" in inv.unsupported
+
+
+@pytest.mark.parametrize(
+    ("cpu_count", "words", "size", "cpus"),
+    [
+        (16, [0xFFFF], 1, list(range(16))),
+        (2, [0b101], 1, [0, 2]),
+        (64, [1 << 63], 1, [63]),
+        # 130 CPUs need three 64-bit words; CPU 64 is bit 0 of the second.
+        (130, [0, 0b11, 0b10], 3, [64, 65, 129]),
+        (128, [0, 1 << 5], 2, [69]),
+        (16, [0], 1, None),  # an empty mask places nothing: not reported
+        (16, NOT_SUPPORTED, 1, None),
+        (16, error("NVMLError_Unknown"), 1, None),
+    ],
+)
+def test_cpu_affinity(
+    cpu_count: int, words: Any, size: int, cpus: list[int] | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nvml_inventory.os, "cpu_count", lambda: cpu_count)
+    client, module = backend(gpu(cpu_affinity=words))
+    record = client.inventory(0).to_dict()
+    assert record["cpu_affinity"] == cpus
+    asked = [args for name, args in module.calls if name == "nvmlDeviceGetCpuAffinity"]
+    assert [a[1] for a in asked] == [size]  # ceil(cpu_count / 64) words
+    assert ("cpu_affinity" in record["unsupported"]) == (cpus is None)
+
+
+def test_the_fake_lacks_what_it_is_told_to() -> None:
+    """The missing-function switch the tests above rely on can fail."""
+    assert hasattr(FakeNvml(), "nvmlDeviceGetTemperatureV")
+    assert not hasattr(
+        FakeNvml(missing=("nvmlDeviceGetTemperatureV",)), "nvmlDeviceGetTemperatureV"
+    )

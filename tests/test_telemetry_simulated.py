@@ -12,7 +12,7 @@ from burnin.errors import TelemetryError
 from burnin.sim.faults import make_fault
 from burnin.sim.model import DeviceActivity, SimulatedGpu, board_for, build_gpu
 from burnin.sim.telemetry import FaultTelemetry, SimulatedTelemetry, simulated_inventory
-from burnin.skus import identify, load_skus
+from burnin.skus import load_skus, resolve
 from burnin.telemetry.base import Sample, TelemetryClient
 
 H100 = "H100-SXM5-80GB"
@@ -54,7 +54,7 @@ def test_inventory_is_the_genuine_card_of_each_sku(key: str) -> None:
     assert inv.name == sku.nvml_names[0]
     assert inv.pci_device_id == sku.pci_device_ids[0]
     assert inv.memory_total_mib == sku.expected_memory_total_mib()
-    assert identify(inv) is sku  # the SKU table recognises it as itself
+    assert resolve(inv) is sku  # the SKU table recognises it as itself
     assert inv.sm_count == sku.sm_count and inv.compute_capability == sku.compute_capability
     assert inv.power_limit_min_w < inv.power_limit_default_w == sku.tdp_w
     assert inv.power_limit_enforced_w == sku.tdp_w <= inv.power_limit_max_w

@@ -12,7 +12,7 @@ from fakes import write_run
 
 from burnin.reports import write_reports
 from burnin.reports.timeline import timeline
-from burnin.verdicts import GpuData
+from burnin.verdicts import GpuData, evaluate
 
 RECORDS = [
     {"device": 0, "type": "start", "elapsed_s": 0.0},
@@ -153,6 +153,7 @@ class Timeline(HTMLParser):
 
 def test_report_html_shows_the_timeline(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path, devices=1, results={0: RECORDS}, samples={0: SAMPLES})
+    evaluate(run_dir)
     write_reports(run_dir)
     parser = Timeline()
     parser.feed((run_dir / "report.html").read_text())
@@ -175,6 +176,7 @@ def test_kernel_names_are_escaped(tmp_path: Path) -> None:
     records = [dict(r) for r in RECORDS]
     records[1]["kernel"] = "<script>alert(1)</script>"
     run_dir = write_run(tmp_path, devices=1, results={0: records}, samples={0: SAMPLES})
+    evaluate(run_dir)
     write_reports(run_dir)
     html = (run_dir / "report.html").read_text()
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html

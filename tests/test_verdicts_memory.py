@@ -12,8 +12,8 @@ from fakes import write_run
 
 from burnin.config import RunConfig
 from burnin.reports import write_reports
-from burnin.verdicts import CheckContext, GpuData, Verdict, registered
-from burnin.verdicts.memory import link_gbps
+from burnin.verdicts import CheckContext, GpuData, Verdict, evaluate, registered
+from burnin.verdicts.pcie_bw import link_gbps
 
 H100 = {"kind": "cuda", "name": "NVIDIA H100 80GB HBM3", "sku": "H100-SXM5-80GB"}
 CPU = {"kind": "cpu", "name": "CPU fallback (x86_64)"}
@@ -267,6 +267,7 @@ def test_report_shows_per_dtype_tflops_fractions_bandwidth_and_wrong_places(
             }
         },
     )
+    evaluate(run_dir)
     context = write_reports(run_dir)
     gpu = json.loads((run_dir / "report.json").read_text())["gpus"][0]
     assert gpu["status"] == "FAIL"  # the stuck bit

@@ -280,26 +280,46 @@ def test_allreduce_skip_and_error(extra: dict[str, Any], status: str, text: str)
         assert "gpu 3 did not join" in verdict.message and verdict.action == "retest"
 
 
+AR_START = {"type": "kernel-start", "kernel": "allreduce"}
+
+
+def _hang(last_progress_s: float, at_s: float) -> dict[str, Any]:
+    return {"kind": "hang", "elapsed_s": at_s, "last_progress_s": last_progress_s}
+
+
 @pytest.mark.parametrize(
-    ("peer_events", "peer_records", "status"),
+    ("peers", "stalled", "status", "named"),
     [
-        ([{"kind": "hang", "device": 1}], [], "SKIP"),  # the hang is the peer's
-        ([], [{"type": "error", "error": "RuntimeError: CUDA error"}], "SKIP"),
-        ([{"kind": "device-start", "device": 1}], [], "ERROR"),  # nobody else to blame
+        # gpu1 hung at 5 s (seen at 11 s); gpu2, torn down with the group at 9 s, is not blamed.
+        ({1: ([_hang(5.0, 11.0)], [AR_START]),
+          2: ([{"kind": "crash", "elapsed_s": 9.0}], [AR_START])}, [], "SKIP", "gpu1"),
+        ({1: ([{"kind": "hang", "device": 1}], [])}, [], "SKIP", "gpu1"),  # no times: any failure
+        ({1: ([], [{"type": "error", "error": "RuntimeError: CUDA error"}])}, [], "SKIP", "gpu1"),
+        # No record explains it, but this rank saw gpu2 make no progress while it waited.
+        ({1: ([], [AR_START]), 2: ([], [AR_START])}, [2], "SKIP", "gpu2"),
+        ({1: ([{"kind": "device-start", "device": 1}], [])}, [], "ERROR", None),  # nobody to blame
     ],
-)
-def test_a_broken_collective_is_blamed_on_the_peer_that_failed(
-    peer_events: list[dict[str, Any]], peer_records: list[dict[str, Any]], status: str
+)  # fmt: skip
+def test_a_broken_collective_is_blamed_on_the_peer_that_stopped_answering_first(
+    peers: dict[int, tuple[list[dict[str, Any]], list[dict[str, Any]]]],
+    stalled: list[int],
+    status: str,
+    named: str | None,
 ) -> None:
-    mine = ar_result(0, error="sweep: RuntimeError: Connection closed by peer", n=2)
-    gpus = [
-        GpuData("node-a", 0, dict(H100), [], [mine], [], ["allreduce"]),
-        GpuData("node-a", 1, dict(H100), [], peer_records, peer_events, ["allreduce"]),
-    ]
+    members = [0, *peers]
+    mine = ar_result(0, error="sweep: RuntimeError: Connection closed by peer", n=len(members))
+    mine.update(members=members, stalled=stalled)
+    gpus = [GpuData("node-a", 0, dict(H100), [], [AR_START, mine], [], ["allreduce"])]
+    for dev, (events, records) in peers.items():
+        gpus.append(GpuData("node-a", dev, dict(H100), [], records, events, ["allreduce"]))
     verdict = judge(allreduce, gpus)[0]
     assert verdict.status.name == status
-    if status == "SKIP":
-        assert "stopped when gpu1 failed" in verdict.message
+    assert verdict.action == "retest"  # a peer of a broken group is never sent for RMA
+    if named:
+        assert f"peer {named} stopped answering" in verdict.message
+        assert "Connection closed by peer" in verdict.message
+        others = {f"gpu{d}" for d in peers} - {named}
+        assert not any(f"{o} " in verdict.message for o in others)
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,9 @@ from burnin.worker import (
     STOP_INTERRUPTED,
     STOP_THERMAL,
     WorkerArgs,
+    cpu_binding,
+    node_peers,
+    placement_of,
     worker_entry,
     worker_main,
 )
@@ -134,3 +139,99 @@ def test_worker_records_are_json_lines_written_as_made(tmp_path: Path) -> None:
     assert all(json.loads(line) for line in lines)
     progress = [json.loads(x) for x in lines if '"progress"' in x]
     assert progress and progress[0]["elapsed_s"] < json.loads(lines[-1])["elapsed_s"]
+
+
+PLAN = [
+    {"node": "node-t", "device": 0, "kernels": ["matmul", "allreduce"], "start_offset_s": 0},
+    {"node": "node-t", "device": 1, "kernels": ["matmul", "allreduce"], "start_offset_s": 5},
+    {"node": "node-t", "device": 2, "kernels": ["matmul"], "start_offset_s": 10},
+    {"node": "other", "device": 3, "kernels": ["allreduce"], "start_offset_s": 0},
+]
+
+
+@pytest.mark.parametrize(
+    ("device", "kernel", "devices", "spread_s"),
+    [
+        (1, "allreduce", [0, 1], 5.0),
+        (2, "matmul", [0, 1, 2], 10.0),
+        (2, "allreduce", [0, 1, 2], 5.0),
+    ],
+)
+def test_node_peers_come_from_the_manifest(
+    tmp_path: Path, device: int, kernel: str, devices: list[int], spread_s: float
+) -> None:
+    manifest = {"plan": PLAN, "config": {"watchdog": {"timeout_s": 20.0}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    results = tmp_path / "nodes" / "node-t" / "results.jsonl"
+    peers = node_peers(results, "node-t", device, kernel)
+    assert peers == {
+        "meet_dir": str(results.parent),
+        "devices": devices,
+        "start_spread_s": spread_s,
+        "watchdog_s": 20.0,
+    }
+
+
+def test_node_peers_name_an_unreadable_manifest(tmp_path: Path) -> None:
+    results = tmp_path / "nodes" / "node-t" / "results.jsonl"
+    peers = node_peers(results, "node-t", 0, "allreduce")
+    assert peers["meet_dir"] == str(results.parent) and "devices" not in peers
+    assert "cannot read the node's plan" in peers["plan_error"]
+
+
+HERE = sorted(os.sched_getaffinity(0))  # the CPUs this test may run on
+
+
+@pytest.mark.parametrize(
+    ("placement", "available", "expected"),
+    [
+        ({"cpu_affinity": [0, 1, 2, 3], "numa_node": 0}, {0, 1, 2, 3, 4, 5, 6, 7}, [0, 1, 2, 3]),
+        ({"cpu_affinity": [6, 4, 5]}, {0, 1, 4, 5}, [4, 5]),  # only CPUs that exist here, sorted
+        ({"cpu_affinity": [8, 9]}, {0, 1}, None),  # none of them here: no binding at all
+        ({"cpu_affinity": None, "numa_node": None}, {0, 1}, None),  # unknown
+        ({}, {0, 1}, None),  # keys absent (CPU fallback, older inventory): no binding
+        ({"cpu_affinity": "0-3"}, {0, 1}, None),  # not a list of ids: not guessed at
+        ({"cpu_affinity": [True, 1]}, {0, 1}, [1]),
+    ],
+)
+def test_cpu_binding(
+    placement: dict[str, Any], available: set[int], expected: list[int] | None
+) -> None:
+    assert cpu_binding(placement, available) == expected
+
+
+@pytest.mark.parametrize(
+    ("placement", "bound"),
+    [
+        ({"cpu_affinity": HERE[:1], "numa_node": 0}, HERE[:1]),
+        ({"cpu_affinity": [*HERE[-1:], 100000]}, HERE[-1:]),
+        ({"numa_node": 1}, None),
+        ({}, None),
+    ],
+)
+def test_worker_binds_to_its_gpus_cpus_and_records_it(
+    tmp_path: Path, placement: dict[str, Any], bound: list[int] | None
+) -> None:
+    """Run in a child process: binding the test process itself would outlive the test."""
+    ctx = mp_context()
+    args = dataclasses.replace(_args(tmp_path), placement=placement)
+    out = ctx.Queue()
+    proc = ctx.Process(target=_worker_then_affinity, args=(args, out))
+    proc.start()
+    affinity = out.get(timeout=60)
+    proc.join(timeout=10)
+    assert proc.exitcode == 0
+    assert affinity == (bound or HERE)  # what the process really runs on afterwards
+    start = _records(args)[0]
+    assert start["binding"] == {"cpu_affinity": bound, "numa_node": placement.get("numa_node")}
+
+
+def _worker_then_affinity(args: WorkerArgs, out: Any) -> None:
+    worker_main(args, [0.0], [0])
+    out.put(sorted(os.sched_getaffinity(0)))
+
+
+def test_placement_of_keeps_only_the_placement_keys() -> None:
+    record = {"device": 0, "cpu_affinity": [0, 1], "numa_node": None, "uuid": "GPU-x"}
+    assert placement_of(record) == {"cpu_affinity": [0, 1], "numa_node": None}
+    assert placement_of({"device": 0}) == {}

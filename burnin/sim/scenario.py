@@ -68,18 +68,6 @@ class Scenario:
         """Faults of one node as ``{gpu index: faults}`` (the Runtime's ``faults`` shape)."""
         return {g: f for (n, g), f in self.faults.items() if n == node}
 
-    def expected_checks(self) -> dict[tuple[int, int], set[str]]:
-        """Every faulty card and the check ids that must flag it (the detection contract)."""
-        expected: dict[tuple[int, int], set[str]] = {}
-        for where, faults in self.faults.items():
-            for fault in faults:
-                checks = EXPECTED_CHECKS.get(fault.kind, ())
-                expected.setdefault(where, set()).update(checks)
-                if fault.kind == "duplicate-serial":
-                    twin = (int(fault.params["twin_node"]), int(fault.params["twin_gpu"]))
-                    expected.setdefault(twin, set()).update(checks)
-        return expected
-
 
 def scenario_names() -> list[str]:
     """Names of the scenarios shipped in ``configs/scenarios/``."""

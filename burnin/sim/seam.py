@@ -40,15 +40,21 @@ class FaultySeam(DeviceSeam):
         self._rng = random.Random(seed)
         self._sdc_step: int | None = None
         self._sdc_decision = False
+        self._sdc_victims: dict[int, int] = {}  # count -> the index corrupted at this step
+        self._sdc_flips: dict[tuple[int, int], tuple[int, int]] = {}  # -> (element, bit)
         self._memory_pass: int | None = None
         self._memory_hits_now: list[tuple[int, int, str]] = []
 
-    def corrupt(self, result: Any, step: int) -> Any:
+    def corrupt(self, result: Any, step: int, index: int = 0, count: int = 1) -> Any:
         """Return ``result`` (a torch tensor) as a faulty card would deliver it.
 
-        Corruption flips one raw bit (adding 1 would round away in bf16 at large magnitudes).
-        Every result verified at the same ``step`` shares one decision, so an ``sdc`` rate is
-        the share of verifications that find corruption, however many products each checks.
+        ``result`` is the ``index``-th of ``count`` results of one kind that leave the device at
+        ``step`` (a batch's products: ``count`` of them, in order). Corruption flips one raw bit
+        (adding 1 would round away in bf16 at large magnitudes). Every result at the same
+        ``step`` shares one decision, and a hit corrupts one result of each kind (drawn over
+        ``count``), so an ``sdc`` rate is the share of verifications that find corruption,
+        however many products each checks. Reading the same product again at the same step
+        gives the same wrong value, as a wrong buffer would.
         """
         constant = self.faults.get("sdc-constant")
         if constant is not None:
@@ -59,16 +65,23 @@ class FaultySeam(DeviceSeam):
             return result
         sdc = self.faults.get("sdc")
         if sdc is not None and self._sdc_hit(step, float(sdc.params.get("rate", 0.05))):
+            if count > 1 and count not in self._sdc_victims:
+                self._sdc_victims[count] = self._rng.randrange(count)
+            if index != self._sdc_victims.get(count, 0):
+                return result
             result = result.clone()
             flat = result.view(-1)
-            pos = self._rng.randrange(flat.numel())
-            _flip_bit(flat, pos, self._rng.randrange(_mantissa_bits(result)))
+            if (index, count) not in self._sdc_flips:
+                pos = self._rng.randrange(flat.numel())
+                self._sdc_flips[(index, count)] = pos, self._rng.randrange(_mantissa_bits(result))
+            _flip_bit(flat, *self._sdc_flips[(index, count)])
             return result
         return result
 
     def _sdc_hit(self, step: int, rate: float) -> bool:
         if self._sdc_step != step:
             self._sdc_step, self._sdc_decision = step, self._rng.random() < rate
+            self._sdc_victims, self._sdc_flips = {}, {}
         return self._sdc_decision
 
     def read_back(self, words: Any, offset_bytes: int, region_bytes: int, pass_id: int) -> Any:
@@ -310,6 +323,9 @@ class SimulatedSeam(FaultySeam):
 
     def batch_steps(self, kernel: str, measured: int) -> int:
         return BATCH_STEPS.get(kernel, BATCH_STEPS["matmul"])
+
+    def shares_host(self, kernel: str) -> bool:
+        return False  # the model's link rate is the card's alone: no turns on the node
 
     def delay_s(self, elapsed_s: float, kernel: str = "matmul") -> float:
         return 0.0  # slowness is in the model's time, not in a sleep of the CPU's

@@ -2,9 +2,12 @@
 
 Everything burnin knows about a card passes through the :class:`TelemetryClient` protocol as
 small frozen dataclasses with units in their field names. A value the hardware cannot report is
-``None`` and its field name is listed in ``unsupported`` ("not supported"), never a zero, so a
-check can tell "no errors" from "could not read the error counter". Backends raise
-:class:`burnin.errors.TelemetryError` and nothing else.
+``None`` and its field name is listed in ``unsupported`` ("not reported"), never a zero, so a
+check can tell "no errors" from "could not read the error counter"; a field whose read raised
+an error (rather than "not supported") is also named in ``failed``. Backends raise
+:class:`burnin.errors.TelemetryError` and nothing else. A backend may also offer
+``find_index(uuid, pci_bus_id) -> int | None``, the telemetry index of one card looked up by
+identity, so that a run touches only its own cards (see ``burnin.runner``).
 """
 
 from __future__ import annotations
@@ -79,8 +82,15 @@ class Inventory:
     pcie_current_width: int | None = None
     gpu_part_number: str | None = None  # the GPU chip's part number, e.g. "2321-886-A1"
     processes: tuple[str, ...] | None = None  # names of processes on the card; () = none ran
+    # Modes that decide whether a whole-card burn-in can run at all (read only, never set).
+    mig_mode: str | None = None  # "enabled" / "disabled" (current mode; None = no MIG support)
+    compute_mode: str | None = None  # "default", "exclusive-process", "prohibited"
+    # Placement facts for the workers: CPUs and NUMA node close to the card.
+    cpu_affinity: tuple[int, ...] | None = None  # sorted CPU ids (nvmlDeviceGetCpuAffinity)
+    numa_node: int | None = None
     simulated: bool = False
     unsupported: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()  # of ``unsupported``: reads that raised an error (logged)
 
     def to_dict(self) -> dict[str, Any]:
         return _to_dict(self)
@@ -117,6 +127,7 @@ class Sample:
     nvlink_recovery_errors: int | None = None
     nvlink_crc_errors: int | None = None  # CRC flit + CRC data
     unsupported: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()  # of ``unsupported``: reads that raised an error (logged)
 
     def to_dict(self) -> dict[str, Any]:
         return _to_dict(self)

@@ -1,41 +1,48 @@
-"""NVML backend: the only module that imports ``pynvml`` (from the nvidia-ml-py distribution).
+"""NVML backend: the only package that imports ``pynvml`` (from the nvidia-ml-py distribution).
 
-Every ``pynvml.NVMLError`` becomes a :class:`TelemetryError` through one decorator, except
-``NotSupported`` (and the other "this card cannot tell" codes), which becomes ``None`` plus the
-field's name in ``unsupported``: a GeForce card without an InfoROM has no serial and no
-lifetime ECC counters, and a check must see "not reported", never a zero. Only getters are
-called: burnin never changes a clock, a power limit, persistence, ECC or MIG mode, never resets a
-card and never clears a counter (a test fails on any ``nvmlDeviceSet*``/``Reset*``/``Clear*``).
-XIDs arrive through the NVML event API, polled with a zero timeout so the sampler never blocks.
-``pynvml`` is imported when the backend is created, so nothing else in burnin pays for it.
-API names and enum values: reference/nvml.md §2 (nvidia-ml-py 13.615.71).
+Each reading calls every getter on its own. ``NotSupported`` (and the other "this card cannot
+tell" codes) makes that one field ``None`` and names it in ``unsupported``, never a zero; any
+other error of one getter drops that one field too, names it in ``failed`` and is logged once per
+card and field, so one broken sensor never hides the others. Only errors that mean the card or
+the library is gone (GPU lost, reset required, driver not loaded) fail a whole reading, as one
+:class:`TelemetryError` through one decorator. A run finds each of its cards by UUID, then PCI
+bus id (:meth:`NvmlTelemetry.find_index`): NVML enumerates every GPU of the node, including cards
+hidden by ``CUDA_VISIBLE_DEVICES``, lost or unpowered, and those must not matter to the others.
+Only getters are called: never a clock, power limit, persistence, ECC or MIG change, a reset or a
+counter clear (a test fails on any ``nvmlDeviceSet*``/``Reset*``/``Clear*``). XIDs arrive through
+the NVML event API, polled with a zero timeout so the sampler never blocks. The inventory lives
+in :mod:`burnin.telemetry.nvml_inventory`, one reading's bookkeeping in
+:mod:`burnin.telemetry.nvml_reads`. API names and enum values: nvidia-ml-py 13.615.71
+``pynvml.py`` and NVIDIA's ``nvml.h``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from burnin.errors import TelemetryError
 from burnin.telemetry.base import DriverInfo, Event, Inventory, Sample
+from burnin.telemetry.nvml_reads import (
+    _CLOCK_MEM,
+    _CLOCK_SM,
+    _CORRECTED,
+    _UNCORRECTED,
+    _VOLATILE,
+    Reads,
+    cuda_version,
+    watts,
+)
 
 T = TypeVar("T")
+log = logging.getLogger("burnin")
 
-# Enum values from nvml.h (reference/nvml.md §2.4, §2.7, §2.9, §2.10, §2.12-2.14).
+# Enum values from nvml.h (as pynvml.py 13.615.71 defines them).
 _TEMP_GPU = 0  # NVML_TEMPERATURE_GPU
-_THRESHOLDS = (  # NVML_TEMPERATURE_THRESHOLD_{SHUTDOWN, SLOWDOWN, MEM_MAX, GPU_MAX}
-    ("shutdown_temp_c", 0),
-    ("slowdown_temp_c", 1),
-    ("mem_max_temp_c", 2),
-    ("gpu_max_temp_c", 3),
-)
-_CLOCK_SM, _CLOCK_MEM = 1, 2  # NVML_CLOCK_SM, NVML_CLOCK_MEM
-_CORRECTED, _UNCORRECTED = 0, 1  # NVML_MEMORY_ERROR_TYPE_*
-_VOLATILE, _AGGREGATE = 0, 1  # NVML_VOLATILE_ECC, NVML_AGGREGATE_ECC
-_RETIRED_SBE, _RETIRED_DBE = 0, 1  # NVML_PAGE_RETIREMENT_CAUSE_{MULTIPLE_SINGLE_BIT, DOUBLE_BIT}
 # Field values API ids (pynvml NVML_FI_DEV_*): one call reads them all, each with its own status.
 _FI_MEMORY_TEMP = 82  # NVML_FI_DEV_MEMORY_TEMP
 _FI_NVLINK_TOTALS = (  # error counters summed over all links
@@ -50,8 +57,25 @@ _NVLINK_MAX_LINKS = 36  # NVML_NVLINK_MAX_LINKS in nvidia-ml-py 13.615.71
 _MAX_EVENTS_PER_POLL = 256
 # c_nvmlFieldValue_t.valueType -> the union member holding the value (pynvml c_nvmlValue_t).
 _VALUE_MEMBER = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")
+# "This card cannot tell": the field is not reported, nothing is wrong.
+_SOFT_ERRORS = (
+    "NVMLError_NotSupported",
+    "NVMLError_NoPermission",
+    "NVMLError_FunctionNotFound",  # the installed driver lacks the symbol
+    "NVMLError_NoData",
+    "NVMLError_Deprecated",
+)
+# The card or the library is gone: no field of this reading can be trusted.
+_FATAL_ERRORS = (
+    "NVMLError_GpuIsLost",
+    "NVMLError_ResetRequired",
+    "NVMLError_Uninitialized",
+    "NVMLError_DriverNotLoaded",
+)
+# nvmlDeviceGetTemperatureV errors after which this card keeps to nvmlDeviceGetTemperature.
+_NO_TEMPERATURE_V = (*_SOFT_ERRORS, "NVMLError_ArgumentVersionMismatch")
 
-# Clock-event ("throttle") reason bits -> canonical names (nvml.h; reference/nvml.md §2.7).
+# Clock-event ("throttle") reason bits -> canonical names (nvml.h nvmlClocksEventReason*).
 THROTTLE_BITS: tuple[tuple[int, str], ...] = (
     (0x001, "gpu_idle"),
     (0x002, "applications_clocks_setting"),
@@ -89,6 +113,10 @@ def nvml_errors(fn: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+def _error_classes(module: Any, names: Iterable[str]) -> tuple[type, ...]:
+    return tuple(getattr(module, name) for name in names if hasattr(module, name))
+
+
 class NvmlTelemetry:
     """Reads cards through NVML; ``module`` lets tests pass a fake with pynvml's API."""
 
@@ -96,19 +124,9 @@ class NvmlTelemetry:
         if module is None:
             import pynvml as module
         self.nvml = module
-        self._soft_errors: tuple[type, ...] = tuple(
-            getattr(module, name)
-            for name in (
-                "NVMLError_NotSupported",
-                "NVMLError_NoPermission",
-                "NVMLError_FunctionNotFound",
-                "NVMLError_NoData",
-                "NVMLError_Deprecated",
-            )
-            if hasattr(module, name)
-        )
-        # Asking for an NVLink index past the card's last link answers InvalidArgument.
-        self._link_errors = (*self._soft_errors, module.NVMLError_InvalidArgument)
+        self.soft_errors = _error_classes(module, _SOFT_ERRORS)
+        self.fatal_errors = _error_classes(module, _FATAL_ERRORS)
+        self._no_temperature_v = _error_classes(module, _NO_TEMPERATURE_V)
         try:
             module.nvmlInit()
         except module.NVMLError as exc:
@@ -116,85 +134,114 @@ class NvmlTelemetry:
         self._handles: dict[int, Any] = {}
         self._fans: dict[int, int | None] = {}
         self._links: dict[int, tuple[int, ...]] = {}
+        self._temperature_v: dict[int, bool] = {}  # False: the card has no TemperatureV
+        self._warned: set[tuple[int, str]] = set()
+        self._warn_lock = threading.Lock()
         # Event sets are not thread-safe (nvml.h); inventory and the sampler may both touch it.
         self._event_lock = threading.Lock()
         self._event_set: Any = None
         self._events_tried = False
+        self._xid_tried: set[int] = set()
         self._xid_devices: set[int] = set()
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _handle(self, index: int) -> Any:
+    def handle(self, index: int) -> Any:
         if index not in self._handles:
             self._handles[index] = self.nvml.nvmlDeviceGetHandleByIndex(index)
         return self._handles[index]
 
-    def _read(
-        self, missing: list[str], names: str | tuple[str, ...], fn: Callable[..., Any], *args: Any
-    ) -> Any:
-        """``fn(*args)``, or None with ``names`` recorded as unsupported on a soft error."""
+    def warn_once(self, index: int, names: Iterable[str], error: str) -> None:
+        """Log a failed read once per card and field: the sampler repeats it every interval."""
+        with self._warn_lock:
+            new = [name for name in names if (index, name) not in self._warned]
+            self._warned.update((index, name) for name in new)
+        if new:
+            where = f"GPU {index}" if index >= 0 else "node"
+            log.warning("NVML %s: %s not read (%s)", where, ", ".join(new), error)
+
+    def system(self, fn: Callable[[], Any]) -> Any:
+        """A node-wide value, None where this driver cannot tell or the read failed (logged)."""
         try:
-            return fn(*args)
-        except self._soft_errors:
-            missing.extend((names,) if isinstance(names, str) else names)
+            return fn()
+        except self.fatal_errors:
+            raise
+        except self.soft_errors:
+            return None
+        except self.nvml.NVMLError as exc:
+            self.warn_once(-1, (fn.__name__,), str(exc))
             return None
 
-    def _fields(self, missing: list[str], handle: Any, wanted: dict[str, int]) -> dict[str, Any]:
+    def _fields(self, read: Reads, handle: Any, wanted: dict[str, int]) -> dict[str, Any]:
         """Several field values in one call: name -> value, None (and missing) where absent."""
         names = tuple(wanted)
-        values = self._read(
-            missing, names, self.nvml.nvmlDeviceGetFieldValues, handle, list(wanted.values())
-        )
+        values = read(names, self.nvml.nvmlDeviceGetFieldValues, handle, list(wanted.values()))
         out: dict[str, Any] = dict.fromkeys(names)
         for name, value in zip(names, values if values is not None else (), strict=False):
-            # The call succeeds as a whole; each field has its own return code (nvml.md §2.14).
+            # The call succeeds as a whole; each field has its own return code (nvml.h).
             if value.nvmlReturn != 0 or not 0 <= value.valueType < len(_VALUE_MEMBER):
-                missing.append(name)
+                read.drop(name)
                 continue
             out[name] = getattr(value.value, _VALUE_MEMBER[value.valueType])
         return out
 
-    def _fan_count(self, index: int, handle: Any) -> int | None:
+    def fan_count(self, index: int, handle: Any) -> int | None:
         if index not in self._fans:
-            ignored: list[str] = []
-            count = self._read(ignored, "fan_count", self.nvml.nvmlDeviceGetNumFans, handle)
+            count = Reads(self, index)("fan_count", self.nvml.nvmlDeviceGetNumFans, handle)
             self._fans[index] = int(count) if count is not None else None
         return self._fans[index]
 
-    def _nvlinks(self, index: int, handle: Any) -> tuple[int, ...]:
+    def _link_state(self, handle: Any, link: int) -> int | None:
+        """A link's state; None past the card's last link (InvalidArgument) or where it cannot
+        tell: any answer but a lost card only means this link cannot be watched."""
+        try:
+            return int(self.nvml.nvmlDeviceGetNvLinkState(handle, link))
+        except self.fatal_errors:
+            raise
+        except self.nvml.NVMLError:
+            return None
+
+    def nvlinks(self, index: int, handle: Any) -> tuple[int, ...]:
         """Link indices NVML reports a state for (cached: links do not come and go)."""
         if index not in self._links:
-            found = []
-            for link in range(getattr(self.nvml, "NVML_NVLINK_MAX_LINKS", _NVLINK_MAX_LINKS)):
-                try:
-                    self.nvml.nvmlDeviceGetNvLinkState(handle, link)
-                except self._link_errors:
-                    continue
-                found.append(link)
-            self._links[index] = tuple(found)
+            count = getattr(self.nvml, "NVML_NVLINK_MAX_LINKS", _NVLINK_MAX_LINKS)
+            self._links[index] = tuple(
+                link for link in range(count) if self._link_state(handle, link) is not None
+            )
         return self._links[index]
 
-    def _ensure_events(self) -> None:
-        """Create the event set and register every card for XIDs, once."""
+    def links_up(self, handle: Any, links: tuple[int, ...]) -> int:
+        return sum(1 for link in links if self._link_state(handle, link))
+
+    def ecc(self, read: Reads, name: str, handle: Any, kind: int, counter: int) -> int | None:
+        value = read(name, self.nvml.nvmlDeviceGetTotalEccErrors, handle, kind, counter)
+        return int(value) if value is not None else None
+
+    def watch_xids(self, indices: Iterable[int]) -> None:
+        """Register these cards for XID events, once each; a card that cannot stays unwatched."""
+        n = self.nvml
         with self._event_lock:
-            if self._events_tried:
+            if not self._events_tried:
+                self._events_tried = True
+                with contextlib.suppress(n.NVMLError):
+                    self._event_set = n.nvmlEventSetCreate()
+            if self._event_set is None:
                 return
-            self._events_tried = True
-            n = self.nvml
-            try:
-                event_set = n.nvmlEventSetCreate()
-            except n.NVMLError:
-                return
-            # XIDs are an extra: a card that cannot register keeps its inventory and samples.
-            for index in range(int(n.nvmlDeviceGetCount())):
+            for index in indices:
+                if index in self._xid_tried:
+                    continue
+                self._xid_tried.add(index)
+                # XIDs are an extra: a card that cannot register keeps its inventory and samples.
                 try:
-                    handle = self._handle(index)
+                    handle = self.handle(index)
                     if n.nvmlDeviceGetSupportedEventTypes(handle) & _EVENT_XID:
-                        n.nvmlDeviceRegisterEvents(handle, _EVENT_XID, event_set)
+                        n.nvmlDeviceRegisterEvents(handle, _EVENT_XID, self._event_set)
                         self._xid_devices.add(index)
                 except n.NVMLError:
                     continue
-            self._event_set = event_set
+
+    def xid_supported(self, index: int) -> bool:
+        return index in self._xid_devices
 
     # -- the protocol ------------------------------------------------------------------------
 
@@ -203,164 +250,92 @@ class NvmlTelemetry:
         return int(self.nvml.nvmlDeviceGetCount())
 
     @nvml_errors
+    def find_index(self, uuid: str | None, pci_bus_id: str | None) -> int | None:
+        """The NVML index of the card with this UUID, else this PCI bus id.
+
+        Only this card is asked: another card of the node that is lost, hidden or unpowered
+        does not matter. Returns None when neither identity is given.
+
+        Raises:
+            TelemetryError: NVML has no card with either identity (the message says why).
+        """
+        n, tried = self.nvml, []
+        lookups = (
+            ("UUID", uuid, n.nvmlDeviceGetHandleByUUID),
+            ("PCI bus id", pci_bus_id, n.nvmlDeviceGetHandleByPciBusId),
+        )
+        for what, key, lookup in lookups:
+            if not key:
+                continue
+            try:
+                handle = lookup(key)
+                index = int(n.nvmlDeviceGetIndex(handle))
+            except n.NVMLError as exc:
+                tried.append(f"{what} {key}: {exc}")
+                continue
+            self._handles[index] = handle
+            return index
+        if tried:
+            raise TelemetryError(f"no NVML device for {'; '.join(tried)}")
+        return None
+
+    @nvml_errors
     def driver_info(self) -> DriverInfo:
-        missing: list[str] = []
         n = self.nvml
         return DriverInfo(
-            driver_version=self._read(missing, "driver", n.nvmlSystemGetDriverVersion),
-            nvml_version=self._read(missing, "nvml", n.nvmlSystemGetNVMLVersion),
-            cuda_driver_version=_cuda_version(
-                self._read(missing, "cuda", n.nvmlSystemGetCudaDriverVersion)
-            ),
+            driver_version=self.system(n.nvmlSystemGetDriverVersion),
+            nvml_version=self.system(n.nvmlSystemGetNVMLVersion),
+            cuda_driver_version=cuda_version(self.system(n.nvmlSystemGetCudaDriverVersion)),
             backend="nvml",
         )
 
     @nvml_errors
     def inventory(self, index: int) -> Inventory:
-        n, h, miss = self.nvml, self._handle(index), []
-        read = functools.partial(self._read, miss)
-        pci = read(("pci_device_id", "pci_subsystem_id", "pci_bus_id"), n.nvmlDeviceGetPciInfo, h)
-        mem = read("memory_total_mib", n.nvmlDeviceGetMemoryInfo, h)
-        cc = read("compute_capability", n.nvmlDeviceGetCudaComputeCapability, h)
-        limits = read(
-            ("power_limit_min_w", "power_limit_max_w"),
-            n.nvmlDeviceGetPowerManagementLimitConstraints,
-            h,
-        )
-        ecc_mode = read("ecc_enabled", n.nvmlDeviceGetEccMode, h)
-        remap = read(
-            (
-                "remapped_rows_correctable",
-                "remapped_rows_uncorrectable",
-                "remapped_rows_pending",
-                "remapped_rows_failure",
-            ),
-            n.nvmlDeviceGetRemappedRows,
-            h,
-        )
-        hist = read(
-            tuple(f"remap_banks_{b}" for b in ("max", "high", "partial", "low", "none")),
-            n.nvmlDeviceGetRowRemapperHistogram,
-            h,
-        )
-        pages_sbe = read("retired_pages_sbe", n.nvmlDeviceGetRetiredPages, h, _RETIRED_SBE)
-        pages_dbe = read("retired_pages_dbe", n.nvmlDeviceGetRetiredPages, h, _RETIRED_DBE)
-        pending = read("retired_pages_pending", n.nvmlDeviceGetRetiredPagesPendingStatus, h)
-        energy_mj = read("total_energy_j", n.nvmlDeviceGetTotalEnergyConsumption, h)
-        fans = self._fan_count(index, h)
-        if fans is None:
-            miss.append("fan_count")
-        links = self._nvlinks(index, h)
-        if not links:
-            miss.extend(("nvlink_links_total", "nvlink_links_up"))
-        self._ensure_events()
-        cuda = self._read([], "cuda", n.nvmlSystemGetCudaDriverVersion)
-        thresholds = {
-            name: read(name, n.nvmlDeviceGetTemperatureThreshold, h, kind)
-            for name, kind in _THRESHOLDS
-        }
-        miss.append("sm_count")  # NVML has no full-GPU SM count (nvml.md §2.15); torch adds it
-        return Inventory(
-            index=index,
-            uuid=read("uuid", n.nvmlDeviceGetUUID, h),
-            serial=read("serial", n.nvmlDeviceGetSerial, h),
-            name=read("name", n.nvmlDeviceGetName, h),
-            board_part_number=read("board_part_number", n.nvmlDeviceGetBoardPartNumber, h),
-            pci_bus_id=pci.busId if pci else None,
-            # pciDeviceId holds the device id in the upper 16 bits, the vendor id below.
-            pci_device_id=f"{(pci.pciDeviceId >> 16) & 0xFFFF:04x}" if pci else None,
-            pci_subsystem_id=f"{pci.pciSubSystemId & 0xFFFFFFFF:08x}" if pci else None,
-            vbios_version=read("vbios_version", n.nvmlDeviceGetVbiosVersion, h),
-            inforom_image_version=read(
-                "inforom_image_version", n.nvmlDeviceGetInforomImageVersion, h
-            ),
-            inforom_valid=self._inforom_valid(miss, h),
-            memory_total_mib=int(mem.total // 2**20) if mem else None,
-            compute_capability=f"{cc[0]}.{cc[1]}" if cc else None,
-            power_limit_default_w=_watts(
-                read("power_limit_default_w", n.nvmlDeviceGetPowerManagementDefaultLimit, h)
-            ),
-            power_limit_enforced_w=_watts(
-                read("power_limit_enforced_w", n.nvmlDeviceGetEnforcedPowerLimit, h)
-            ),
-            power_limit_min_w=_watts(limits[0]) if limits else None,
-            power_limit_max_w=_watts(limits[1]) if limits else None,
-            max_sm_clock_mhz=read("max_sm_clock_mhz", n.nvmlDeviceGetMaxClockInfo, h, _CLOCK_SM),
-            max_mem_clock_mhz=read("max_mem_clock_mhz", n.nvmlDeviceGetMaxClockInfo, h, _CLOCK_MEM),
-            pcie_max_gen=read("pcie_max_gen", n.nvmlDeviceGetGpuMaxPcieLinkGeneration, h),
-            # NVML has no card-only width: the max width is "device and system" (nvml.md §2.3).
-            pcie_max_width=read("pcie_max_width", n.nvmlDeviceGetMaxPcieLinkWidth, h),
-            pcie_system_max_gen=read(
-                "pcie_system_max_gen", n.nvmlDeviceGetMaxPcieLinkGeneration, h
-            ),
-            pcie_system_max_width=read("pcie_system_max_width", n.nvmlDeviceGetMaxPcieLinkWidth, h),
-            pcie_replay_count=read("pcie_replay_count", n.nvmlDeviceGetPcieReplayCounter, h),
-            slowdown_temp_c=thresholds["slowdown_temp_c"],
-            shutdown_temp_c=thresholds["shutdown_temp_c"],
-            gpu_max_temp_c=thresholds["gpu_max_temp_c"],
-            mem_max_temp_c=thresholds["mem_max_temp_c"],
-            ecc_enabled=bool(ecc_mode[0]) if ecc_mode else None,
-            fan_count=fans,
-            driver_version=self._read([], "driver", n.nvmlSystemGetDriverVersion),
-            cuda_driver_version=_cuda_version(cuda),
-            ecc_aggregate_sbe=self._ecc(miss, "ecc_aggregate_sbe", h, _CORRECTED, _AGGREGATE),
-            ecc_aggregate_dbe=self._ecc(miss, "ecc_aggregate_dbe", h, _UNCORRECTED, _AGGREGATE),
-            ecc_volatile_sbe=self._ecc(miss, "ecc_volatile_sbe", h, _CORRECTED, _VOLATILE),
-            ecc_volatile_dbe=self._ecc(miss, "ecc_volatile_dbe", h, _UNCORRECTED, _VOLATILE),
-            retired_pages_sbe=len(pages_sbe) if pages_sbe is not None else None,
-            retired_pages_dbe=len(pages_dbe) if pages_dbe is not None else None,
-            retired_pages_pending=bool(pending) if pending is not None else None,
-            remapped_rows_correctable=int(remap[0]) if remap else None,
-            remapped_rows_uncorrectable=int(remap[1]) if remap else None,
-            remapped_rows_pending=bool(remap[2]) if remap else None,
-            remapped_rows_failure=bool(remap[3]) if remap else None,
-            remap_banks_max=hist.max if hist else None,
-            remap_banks_high=hist.high if hist else None,
-            remap_banks_partial=hist.partial if hist else None,
-            remap_banks_low=hist.low if hist else None,
-            remap_banks_none=hist.none if hist else None,
-            total_energy_j=energy_mj / 1000 if energy_mj is not None else None,
-            nvlink_links_total=len(links) if links else None,
-            nvlink_links_up=self._links_up(h, links) if links else None,
-            xid_events_supported=index in self._xid_devices,
-            unsupported=tuple(dict.fromkeys(miss)),
-        )
+        from burnin.telemetry.nvml_inventory import read_inventory
+
+        return read_inventory(self, index)
+
+    @nvml_errors
+    def identity(self, index: int) -> dict[str, str | None]:
+        from burnin.telemetry.nvml_inventory import read_identity
+
+        return read_identity(self, index)
 
     @nvml_errors
     def sample(self, index: int, elapsed_s: float) -> Sample:
-        n, h, miss = self.nvml, self._handle(index), []
-        read = functools.partial(self._read, miss)
+        n, h, read = self.nvml, self.handle(index), Reads(self, index)
         util = read("util_pct", n.nvmlDeviceGetUtilizationRates, h)
         mem = read("mem_used_mib", n.nvmlDeviceGetMemoryInfo, h)
         energy_mj = read("energy_j", n.nvmlDeviceGetTotalEnergyConsumption, h)
-        fields = self._fields(miss, h, {"mem_temp_c": _FI_MEMORY_TEMP, **dict(_FI_NVLINK_TOTALS)})
+        fields = self._fields(read, h, {"mem_temp_c": _FI_MEMORY_TEMP, **dict(_FI_NVLINK_TOTALS)})
         mem_temp = fields["mem_temp_c"]
         if mem_temp == 0:
-            # GeForce GDDR6X answers 0 for this field (nvml.md §2.4, nsfminer#150): no sensor.
-            miss.append("mem_temp_c")
+            # GeForce GDDR6X answers 0 for this field (nsfminer#150): no sensor, not 0 C.
+            read.drop("mem_temp_c")
             mem_temp = None
         fan_pct = fan_rpm = fan_target = None
-        if self._fan_count(index, h):
+        if self.fan_count(index, h):
             fan_pct = read("fan_pct", n.nvmlDeviceGetFanSpeed, h)
             fan_rpm = read("fan_rpm", n.nvmlDeviceGetFanSpeedRPM, h)
             fan_target = read("fan_target_pct", n.nvmlDeviceGetTargetFanSpeed, h, 0)
         else:
-            miss.extend(("fan_pct", "fan_rpm", "fan_target_pct"))
-        links = self._nvlinks(index, h)
+            read.drop(("fan_pct", "fan_rpm", "fan_target_pct"))
+        links = self.nvlinks(index, h)
         if not links:
-            miss.append("nvlink_links_up")
+            read.drop("nvlink_links_up")
         crc = [fields.pop(name) for name in ("nvlink_crc_flit", "nvlink_crc_data")]
         if None in crc:
-            miss.append("nvlink_crc_errors")
-        miss[:] = [m for m in miss if m not in ("nvlink_crc_flit", "nvlink_crc_data")]
+            read.drop("nvlink_crc_errors")
+        for parts in (read.missing, read.failed):
+            parts[:] = [m for m in parts if m not in ("nvlink_crc_flit", "nvlink_crc_data")]
         return Sample(
             index=index,
             elapsed_s=elapsed_s,
-            temp_c=read("temp_c", n.nvmlDeviceGetTemperature, h, _TEMP_GPU),
+            temp_c=self._temperature(read, h),
             mem_temp_c=mem_temp,
             temp_margin_c=read("temp_margin_c", n.nvmlDeviceGetMarginTemperature, h),
-            power_w=_watts(read("power_w", n.nvmlDeviceGetPowerUsage, h)),
-            power_limit_w=_watts(read("power_limit_w", n.nvmlDeviceGetEnforcedPowerLimit, h)),
+            power_w=watts(read("power_w", n.nvmlDeviceGetPowerUsage, h)),
+            power_limit_w=watts(read("power_limit_w", n.nvmlDeviceGetEnforcedPowerLimit, h)),
             energy_j=energy_mj / 1000 if energy_mj is not None else None,
             sm_clock_mhz=read("sm_clock_mhz", n.nvmlDeviceGetClockInfo, h, _CLOCK_SM),
             mem_clock_mhz=read("mem_clock_mhz", n.nvmlDeviceGetClockInfo, h, _CLOCK_MEM),
@@ -369,23 +344,29 @@ class NvmlTelemetry:
             fan_pct=fan_pct,
             fan_rpm=fan_rpm,
             fan_target_pct=fan_target,
-            throttle_reasons=self._throttle(miss, h),
-            ecc_volatile_sbe=self._ecc(miss, "ecc_volatile_sbe", h, _CORRECTED, _VOLATILE),
-            ecc_volatile_dbe=self._ecc(miss, "ecc_volatile_dbe", h, _UNCORRECTED, _VOLATILE),
+            throttle_reasons=self._throttle(read, h),
+            ecc_volatile_sbe=self.ecc(read, "ecc_volatile_sbe", h, _CORRECTED, _VOLATILE),
+            ecc_volatile_dbe=self.ecc(read, "ecc_volatile_dbe", h, _UNCORRECTED, _VOLATILE),
             pcie_gen=read("pcie_gen", n.nvmlDeviceGetCurrPcieLinkGeneration, h),
             pcie_width=read("pcie_width", n.nvmlDeviceGetCurrPcieLinkWidth, h),
             pcie_replay_count=read("pcie_replay_count", n.nvmlDeviceGetPcieReplayCounter, h),
-            nvlink_links_up=self._links_up(h, links) if links else None,
+            nvlink_links_up=self.links_up(h, links) if links else None,
             nvlink_replay_errors=fields["nvlink_replay_errors"],
             nvlink_recovery_errors=fields["nvlink_recovery_errors"],
             nvlink_crc_errors=None if None in crc else int(crc[0]) + int(crc[1]),
-            unsupported=tuple(dict.fromkeys(miss)),
+            unsupported=read.unsupported(),
+            failed=read.errors(),
         )
 
     @nvml_errors
     def events(self, elapsed_s: float) -> list[Event]:
-        """XIDs seen since the previous call; never blocks (wait timeout 0, bounded loop)."""
-        self._ensure_events()
+        """XIDs seen since the previous call; never blocks (wait timeout 0, bounded loop).
+
+        Cards are registered as their inventory is read; a caller that never read one gets
+        every card of the node.
+        """
+        if not self._xid_tried:
+            self.watch_xids(range(int(self.nvml.nvmlDeviceGetCount())))
         n, found = self.nvml, []
         with self._event_lock:
             if self._event_set is None:
@@ -413,7 +394,7 @@ class NvmlTelemetry:
     @nvml_errors
     def processes(self, index: int) -> list[dict[str, Any]]:
         """Compute processes on the card (for preflight): pid, name, used_memory_mib."""
-        n, handle = self.nvml, self._handle(index)
+        n, handle = self.nvml, self.handle(index)
         found = []
         for proc in n.nvmlDeviceGetComputeRunningProcesses(handle):
             # A process of another container or user, or one that just exited, may not be
@@ -442,47 +423,44 @@ class NvmlTelemetry:
 
     # -- multi-call readings ---------------------------------------------------------------
 
-    def _inforom_valid(self, missing: list[str], handle: Any) -> bool | None:
+    def _temperature(self, read: Reads, handle: Any) -> int | None:
+        """GPU temperature (C): nvmlDeviceGetTemperatureV, else the deprecated call (pynvml.py:
+        "will be removed in CUDA 14.0"), which older drivers and bindings still need. The guard
+        goes blind only when both fail, and the log says so once."""
+        n, index, errors = self.nvml, read.index, []
+        getter_v = getattr(n, "nvmlDeviceGetTemperatureV", None)
+        if getter_v is not None and self._temperature_v.get(index, True):
+            try:
+                return int(getter_v(handle, _TEMP_GPU))
+            except self.fatal_errors:
+                raise
+            except n.NVMLError as exc:
+                if isinstance(exc, self._no_temperature_v):
+                    self._temperature_v[index] = False
+                errors.append(f"nvmlDeviceGetTemperatureV: {exc}")
         try:
-            self.nvml.nvmlDeviceValidateInforom(handle)
-        except self.nvml.NVMLError_CorruptedInforom:
-            return False
-        except self._soft_errors:
-            missing.append("inforom_valid")
-            return None
-        return True
+            return int(n.nvmlDeviceGetTemperature(handle, _TEMP_GPU))
+        except self.fatal_errors:
+            raise
+        except n.NVMLError as exc:
+            errors.append(f"nvmlDeviceGetTemperature: {exc}")
+            hard = not isinstance(exc, self.soft_errors)
+        why = "; ".join(errors) + "; the thermal guard cannot watch this card"
+        read.drop("temp_c", why, failed=hard)
+        return None
 
-    def _ecc(self, missing: list[str], name: str, handle: Any, kind: int, counter: int) -> Any:
-        value = self._read(
-            missing, name, self.nvml.nvmlDeviceGetTotalEccErrors, handle, kind, counter
-        )
-        return int(value) if value is not None else None
-
-    def _throttle(self, missing: list[str], handle: Any) -> tuple[str, ...]:
+    def _throttle(self, read: Reads, handle: Any) -> tuple[str, ...]:
         n = self.nvml
         # The "Throttle" name is deprecated (removed in CUDA 14); old drivers lack the new one.
         getter = getattr(n, "nvmlDeviceGetCurrentClocksEventReasons", None)
-        mask = self._read([], "throttle_reasons", getter, handle) if getter else None
+        mask = None
+        if getter is not None:
+            try:
+                mask = getter(handle)
+            except self.fatal_errors:
+                raise
+            except n.NVMLError:
+                pass
         if mask is None:
-            mask = self._read(
-                missing, "throttle_reasons", n.nvmlDeviceGetCurrentClocksThrottleReasons, handle
-            )
+            mask = read("throttle_reasons", n.nvmlDeviceGetCurrentClocksThrottleReasons, handle)
         return throttle_names(int(mask)) if mask is not None else ()
-
-    def _links_up(self, handle: Any, links: tuple[int, ...]) -> int:
-        up = 0
-        for link in links:
-            with contextlib.suppress(*self._link_errors):
-                up += 1 if self.nvml.nvmlDeviceGetNvLinkState(handle, link) else 0
-        return up
-
-
-def _watts(milliwatts: Any) -> float | None:
-    return milliwatts / 1000 if milliwatts is not None else None
-
-
-def _cuda_version(encoded: Any) -> str | None:
-    """12040 -> "12.4" (major * 1000 + minor * 10, the CUDA convention; nvml.md §2.1)."""
-    if not encoded:
-        return None
-    return f"{encoded // 1000}.{encoded % 1000 // 10}"

@@ -1,182 +1,69 @@
 """Verdicts: pure checks over the run store, one registry, worst-of aggregation to exit codes.
 
-Workers never judge. After (or without) a run, :func:`evaluate` loads each device's records into
-a :class:`GpuData` and calls every registered check on it; a check is a small pure function that
-returns zero or more :class:`Verdict` records with the observed value, the limit, the unit, a
-sentence a technician understands and the action to take. Status order is
-``SKIP < PASS < WARN < FAIL < ERROR``; SKIP marks a check that could not run (no sensor, no
-data) and never counts as a pass. A device's status is the worst of its verdicts, the run's the
-worst of its devices'.
+Workers never judge. After (or without) a run, :func:`evaluate` (the verdicts stage,
+``stage.py``) loads each device's records into a :class:`GpuData`, calls every registered check
+that applies to it and writes ``verdicts.jsonl``; reports render that file. The model (status,
+verdict, device data) is in ``model.py``, the registry in ``registry.py``; each built-in check
+lives in a module named after its check id (``lifecycle``, ``network`` and ``evidence`` hold
+small families, one id each) and is imported here, so importing this package registers them
+all. Shared parts: ``finding.py`` (one finding type, one fold), ``peers.py`` (one peer
+statistic), ``limits.py`` (one way to read a threshold), ``records.py`` (questions about a
+device's records).
 """
 
-from __future__ import annotations
+from burnin.verdicts.model import (
+    CheckContext,
+    GpuData,
+    Status,
+    Verdict,
+    device_status,
+    exit_code,
+    nothing_judged,
+    worst,
+)
+from burnin.verdicts.registry import Check, check, checks, registered
+from burnin.verdicts.stage import evaluate, read_verdicts, snapshot
 
-import enum
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+# Built-in checks, imported for their registration, in the order of their verdicts: those
+# that judge an inventory first (the order burnin inspect lists them in), then the run's.
+# isort: off
+from burnin.verdicts import identity as identity
+from burnin.verdicts import firmware as firmware
+from burnin.verdicts import wear as wear
+from burnin.verdicts import ecc as ecc
+from burnin.verdicts import retired_pages as retired_pages
+from burnin.verdicts import row_remap as row_remap
+from burnin.verdicts import pcie_link as pcie_link
+from burnin.verdicts import pcie_replay as pcie_replay
+from burnin.verdicts import power as power
+from burnin.verdicts import fan as fan
+from burnin.verdicts import xid as xid
+from burnin.verdicts import throttle as throttle
+from burnin.verdicts import thermal as thermal
+from burnin.verdicts import sdc as sdc
+from burnin.verdicts import throughput as throughput
+from burnin.verdicts import stability as stability
+from burnin.verdicts import membw as membw
+from burnin.verdicts import pcie_bw as pcie_bw
+from burnin.verdicts import network as network
+from burnin.verdicts import lifecycle as lifecycle
+from burnin.verdicts import evidence as evidence
+# isort: on
 
-from burnin.errors import EXIT_FAIL, EXIT_INCOMPLETE, EXIT_PASS
-
-
-class Status(enum.IntEnum):
-    SKIP = 0
-    PASS = 1
-    WARN = 2
-    FAIL = 3
-    ERROR = 4
-
-
-@dataclass(frozen=True, kw_only=True)
-class Verdict:
-    check: str
-    status: Status
-    message: str
-    observed: Any = None
-    limit: Any = None
-    unit: str = ""
-    action: str = "none"  # rma, reseat, retest, inspect-cooling, return-to-seller, none
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["status"] = self.status.name
-        return out
-
-
-@dataclass
-class GpuData:
-    """Everything recorded about one device, as plain records."""
-
-    node: str
-    index: int
-    inventory: dict[str, Any]
-    samples: list[dict[str, Any]]
-    records: list[dict[str, Any]]  # results.jsonl lines of this device
-    events: list[dict[str, Any]]
-    planned_kernels: list[str]
-
-    def results(self, kernel: str | None = None) -> list[dict[str, Any]]:
-        return [
-            r
-            for r in self.records
-            if r.get("type") == "result" and (kernel is None or r.get("kernel") == kernel)
-        ]
-
-    def of_type(self, kind: str) -> list[dict[str, Any]]:
-        return [r for r in self.records if r.get("type") == kind]
-
-    def sample_values(self, key: str) -> list[float]:
-        return [s[key] for s in self.samples if isinstance(s.get(key), int | float)]
-
-    def metric(self, name: str) -> float | None:
-        """The latest result's figure ``name``; None when absent or not a number (a NaN is
-        stored as null), so a check never judges a figure that was not measured."""
-        values = [
-            v
-            for r in self.results()
-            if isinstance(v := r.get("metrics", {}).get(name), int | float)
-            and not isinstance(v, bool)
-        ]
-        return values[-1] if values else None
-
-
-@dataclass
-class CheckContext:
-    thresholds: dict[str, Any]
-    fleet: list[GpuData]
-    manifest: dict[str, Any] = field(default_factory=dict)
-    # Figures a check derives once per device and reads again for every peer.
-    cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
-        """``compute()`` once per ``key`` for this run's checks (a device's figure read again
-        for each of its peers would otherwise cost the fleet's size squared)."""
-        if key not in self.cache:
-            self.cache[key] = compute()
-        return self.cache[key]
-
-
-CheckFn = Callable[[GpuData, CheckContext], Iterable[Verdict]]
-_CHECKS: dict[str, CheckFn] = {}
-
-
-def check(name: str) -> Callable[[CheckFn], CheckFn]:
-    """Register a check function under its DESIGN.md check id; duplicates raise."""
-
-    def wrap(fn: CheckFn) -> CheckFn:
-        if name in _CHECKS:
-            raise ValueError(f"check {name!r} is already registered")
-        _CHECKS[name] = fn
-        return fn
-
-    return wrap
-
-
-def registered() -> dict[str, CheckFn]:
-    _load_builtins()
-    return dict(_CHECKS)
-
-
-def _load_builtins() -> None:
-    from burnin.verdicts import (  # noqa: F401  # noqa: F401
-        compute,
-        health,
-        lifecycle,
-        memory,
-        memory_health,
-        network,
-        screening,
-    )
-
-
-def worst(statuses: Iterable[Status]) -> Status:
-    return max(statuses, default=Status.PASS)
-
-
-def device_status(verdicts: Iterable[Verdict]) -> Status:
-    found = [v.status for v in verdicts]
-    return worst(found) if found else Status.ERROR
-
-
-def nothing_judged(verdicts: list[Verdict]) -> Verdict | None:
-    """An ERROR for a device none of whose checks could run: it was not certified at all."""
-    if any(v.status != Status.SKIP for v in verdicts):
-        return None
-    return Verdict(
-        check="incomplete",
-        status=Status.ERROR,
-        action="retest",
-        message="no check could judge this card (every check was skipped; see their reasons): "
-        "it is not certified",
-    )
-
-
-def exit_code(statuses: Iterable[Status], strict: bool = False) -> int:
-    """The process exit code from every device's status (DESIGN.md).
-
-    A FAIL anywhere is 3 even beside an ERROR elsewhere: a card that computes wrong answers
-    goes back to the vendor, whatever happened to its neighbours. Then ERROR is 4 (incomplete),
-    WARN is 3 under ``--strict``, and anything else 0. No device at all is incomplete.
-    """
-    found = set(statuses)
-    if Status.FAIL in found:
-        return EXIT_FAIL
-    if Status.ERROR in found or not found:
-        return EXIT_INCOMPLETE
-    if strict and Status.WARN in found:
-        return EXIT_FAIL
-    return EXIT_PASS
-
-
-def run_checks(
-    gpus: list[GpuData], thresholds: dict[str, Any], manifest: dict[str, Any]
-) -> dict[tuple[str, int], list[Verdict]]:
-    """Every registered check on every device: {(node, index): verdicts}."""
-    ctx = CheckContext(thresholds=thresholds, fleet=gpus, manifest=manifest)
-    checks = registered()
-    out = {}
-    for g in gpus:
-        verdicts = [v for fn in checks.values() for v in fn(g, ctx)]
-        unjudged = nothing_judged(verdicts)
-        out[(g.node, g.index)] = [*verdicts, unjudged] if unjudged else verdicts
-    return out
+__all__ = [
+    "Check",
+    "CheckContext",
+    "GpuData",
+    "Status",
+    "Verdict",
+    "check",
+    "checks",
+    "device_status",
+    "evaluate",
+    "exit_code",
+    "nothing_judged",
+    "read_verdicts",
+    "registered",
+    "snapshot",
+    "worst",
+]

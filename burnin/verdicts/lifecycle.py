@@ -6,10 +6,14 @@ This is what keeps a broken run from looking like a passed one. Each planned ker
 "GPU is lost", XID 79), ``killed``/``not-started``/``interrupted`` (Ctrl-C, SIGTERM), or an
 ``orphaned`` worker (the parent was killed). Each of those is an ERROR whose message cites the
 last telemetry reading and the events just before it, because "it hung" alone sends a
-technician nowhere. A ``thermal-guard`` event (the runner stopped a card that reached its
-critical temperature) is a ``thermal`` FAIL with the reading. The ``preflight`` event gives a
-``preflight`` verdict: PASS when the GPU was free, WARN when the run was forced onto a busy
-GPU, SKIP (never PASS) for what could not be checked, naming the checks that could not run.
+technician nowhere. Ranks of one all-reduce fall together: when a device hangs or dies inside
+the node's all-reduce after a peer of that all-reduce stopped answering (NCCL's default error
+handling tears the whole group down), the failure is the peer's, so this device gets an
+``allreduce`` ERROR (re-test) naming the peer that stopped answering first, never a crash. A
+``thermal-guard`` event (the runner stopped a card that reached its critical temperature) is a
+``thermal`` FAIL with the reading. The ``preflight`` event gives a ``preflight`` verdict: PASS
+when the GPU was free, WARN when the run was forced onto a busy GPU, SKIP (never PASS) for what
+could not be checked, naming the checks that could not run.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
+from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict
+from burnin.verdicts.registry import check
 
 _EVENT_CHECKS = {"hang": "hang", "crash": "crash", "lost": "lost"}
 # A lost card is first reseated (XID 79, "fallen off the bus": seating, riser, power); a hang or
@@ -77,8 +82,54 @@ def _stopped_by(ctx: CheckContext) -> str:
     return _text(reason) if reason else "a stop request"
 
 
+def failed_at_s(event: Mapping[str, Any]) -> float | None:
+    """When a hang/crash/lost event's device stopped answering: a hang's last progress (the
+    watchdog notices only ``timeout_s`` later), else the event's time."""
+    keys = ("last_progress_s", "elapsed_s") if event.get("kind") == "hang" else ("elapsed_s",)
+    for key in keys:
+        value = event.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def _ran_allreduce(gpu: GpuData) -> bool:
+    return any(s.get("kernel") == "allreduce" for s in gpu.of_type("kernel-start"))
+
+
+def in_allreduce(gpu: GpuData) -> bool:
+    """Whether the device was inside the all-reduce kernel when its records end."""
+    starts = gpu.of_type("kernel-start")
+    return bool(starts) and starts[-1].get("kernel") == "allreduce" and not gpu.results("allreduce")
+
+
+def first_failed_peers(gpu: GpuData, fleet: list[GpuData], before_s: float | None) -> list[int]:
+    """The node's other all-reduce devices that stopped answering first, and earlier than
+    ``before_s`` (None = at any time): those with the earliest failure time."""
+    times: dict[int, float] = {}
+    for peer in fleet:
+        if peer.node != gpu.node or peer.index == gpu.index or not _ran_allreduce(peer):
+            continue
+        failed = [
+            t
+            for e in peer.events
+            if e.get("kind") in _EVENT_CHECKS and (t := failed_at_s(e)) is not None
+        ]
+        if failed and (before_s is None or min(failed) < before_s):
+            times[peer.index] = min(failed)
+    first = min(times.values(), default=None)
+    return sorted(d for d, t in times.items() if t == first)
+
+
+def _collateral(gpu: GpuData, ctx: CheckContext, event: Mapping[str, Any]) -> list[int]:
+    if event.get("kind") not in ("hang", "crash") or not in_allreduce(gpu):
+        return []
+    return first_failed_peers(gpu, ctx.fleet, failed_at_s(event))
+
+
 @check("incomplete")
 def incomplete(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """What happened to the run: hang, crash, lost card, killed, missing results."""
     explained = False
     errors = [_text(e.get("error")) for e in gpu.of_type("error")]
     for event in gpu.events:
@@ -91,6 +142,21 @@ def incomplete(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
             evidence = f"{describe_sample(event.get('last_sample'))}; " + describe_events(
                 event.get("recent_events")
             )
+            peers = _collateral(gpu, ctx, event)
+            if peers:
+                names = ", ".join(f"gpu{d}" for d in peers)
+                yield Verdict(
+                    check="allreduce",
+                    status=Status.ERROR,
+                    observed=event.get("elapsed_s"),
+                    unit="s",
+                    action="retest",
+                    message=f"peer {names} stopped answering in the all-reduce (its own verdicts "
+                    f"say why) and this GPU's worker went down with the group ({kind} at "
+                    f"{_num(event.get('elapsed_s'))} s: {_text(why)}); this GPU is not "
+                    f"judged: re-test it once {names} is fixed ({evidence})",
+                )
+                continue
             yield Verdict(
                 check=_EVENT_CHECKS[kind],
                 status=Status.ERROR,

@@ -13,18 +13,19 @@ Every device carries the node's whole pair table, so any one record is enough to
 from __future__ import annotations
 
 import functools
-import statistics
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from burnin.config import ThresholdsSection
 from burnin.kernels.collectives import typical_pair_gbps
-from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
-from burnin.verdicts.reference import Finding, combine, is_cpu, reference_sku
+from burnin.skus import resolve
+from burnin.verdicts.finding import Finding, fold
+from burnin.verdicts.lifecycle import first_failed_peers
+from burnin.verdicts.limits import limit
+from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict, is_cpu
+from burnin.verdicts.registry import check
 
 Pair = tuple[int, int]
-_DEFAULTS = ThresholdsSection()
 # nccl-tests' tolerance on its bandwidth floor: "Avg bus bandwidth" FAILs below 0.9 × the
 # floor (src/common.cu, reference/anchors.md); burnin WARNs below the floor, FAILs below this.
 FLOOR_FAIL_SHARE = 0.9
@@ -32,9 +33,33 @@ FLOOR_FAIL_SHARE = 0.9
 _PEER_FAILURES = {"hang", "crash", "lost", "killed"}
 
 
-def _threshold(ctx: CheckContext, name: str) -> float:
-    value = ctx.thresholds.get(name)
-    return float(getattr(_DEFAULTS, name) if value is None else value)
+@dataclass(frozen=True, kw_only=True)
+class AllreduceThresholds:
+    min_allreduce_busbw_gbps: float = limit(
+        0.0,
+        unit="GB/s",
+        source="0 = off; judged on cards of a known SKU only, WARN below it, FAIL below 0.9 × "
+        "it (nccl-tests); Azure NHC check_nccl_allreduce uses 460 for 8× H100 SXM at 16 GiB "
+        "(nd96isr_h100_v5.conf), 431 for H200 (nd96isr_h200_v5.conf)",
+        hi=1e6,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlowLinkThresholds:
+    slow_link_warn_ratio: float = limit(
+        0.9,
+        unit="fraction of the typical pair's busbw",
+        source="nccl-tests' 0.9 × floor tolerance (src/common.cu)",
+        hi=1,
+    )
+    slow_link_fail_ratio: float = limit(
+        0.75,
+        unit="fraction of the typical pair's busbw",
+        source="DCGM diag's '0.75 × measured' minimum (diag-skus.yaml.in), the typical pair as "
+        "the measured value",
+        hi=1,
+    )
 
 
 def last_allreduce(gpu: GpuData) -> dict[str, Any] | None:
@@ -88,8 +113,9 @@ def isolate(busbw: Mapping[Pair, float], warn_ratio: float) -> LinkFindings:
     return LinkFindings(typical, best, culprits, slow_pairs)
 
 
-@check("allreduce")
+@check("allreduce", thresholds=AllreduceThresholds)
 def allreduce(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """All-reduce correctness (exact sums) and node bus bandwidth vs a floor."""
     result = last_allreduce(gpu)
     if result is None:
         return  # not planned, or no result: the lifecycle checks make that an ERROR
@@ -120,18 +146,30 @@ def allreduce(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         f"{metrics.get('allreduce_avg_busbw_gbps', busbw):.3g} GB/s over {len(sizes)} sizes)"
         f"{absent}",
     )
-    yield combine("allreduce", [exact, _floor(gpu, ctx, busbw)], busbw, "GB/s")
+    yield fold(
+        "allreduce",
+        [exact, _floor(gpu, ctx, busbw)],
+        observed=round(busbw, 3),
+        unit="GB/s",
+        every=True,
+    )
 
 
 def _error_verdict(gpu: GpuData, ctx: CheckContext, result: dict[str, Any], absent: str) -> Verdict:
-    """ERROR, unless a member of the group failed: then the hang or crash is that peer's."""
+    """ERROR, unless a member of the group failed: then the hang or crash is that peer's.
+
+    The peer named is the one that stopped answering first (a hang counts from its last
+    progress), else the peers this rank saw make no progress while it waited, else any member
+    with a failure record.
+    """
     members = set(result.get("members") or [])
-    failed = sorted(
+    group = [g for g in ctx.fleet if g.node == gpu.node and g.index in members]
+    failed = [d for d in first_failed_peers(gpu, group, None) if d in members]
+    failed = failed or sorted(int(d) for d in result.get("stalled") or [] if d in members)
+    failed = failed or sorted(
         g.index
-        for g in ctx.fleet
-        if g.node == gpu.node
-        and g.index != gpu.index
-        and g.index in members
+        for g in group
+        if g.index != gpu.index
         and (any(e.get("kind") in _PEER_FAILURES for e in g.events) or g.of_type("error"))
     )
     if failed:
@@ -139,8 +177,10 @@ def _error_verdict(gpu: GpuData, ctx: CheckContext, result: dict[str, Any], abse
         return Verdict(
             check="allreduce",
             status=Status.SKIP,
-            message=f"the all-reduce stopped when {names} failed (its own verdicts say why), "
-            f"so this GPU was not fully tested: {result['error']}",
+            action="retest",
+            message=f"peer {names} stopped answering during the all-reduce (its own verdicts "
+            f"say why), so this GPU's all-reduce did not complete and is not judged: re-test "
+            f"it once {names} is fixed ({result['error']})",
         )
     return Verdict(
         check="allreduce",
@@ -151,10 +191,10 @@ def _error_verdict(gpu: GpuData, ctx: CheckContext, result: dict[str, Any], abse
 
 
 def _floor(gpu: GpuData, ctx: CheckContext, busbw: float) -> Finding:
-    floor = _threshold(ctx, "min_allreduce_busbw_gbps")
+    floor = ctx.limits(AllreduceThresholds).min_allreduce_busbw_gbps
     if not floor:
         return Finding(Status.SKIP, "no busbw floor configured")
-    if reference_sku(gpu) is None:
+    if resolve(gpu.inventory, named=True) is None:
         return Finding(Status.SKIP, f"busbw floor {floor:g} GB/s not applied: SKU unknown")
     if busbw < FLOOR_FAIL_SHARE * floor:
         status = Status.FAIL
@@ -210,8 +250,9 @@ def _wrong_verdict(gpu: GpuData, ctx: CheckContext, result: dict[str, Any], wron
     )
 
 
-@check("slow-link")
+@check("slow-link", thresholds=SlowLinkThresholds)
 def slow_link(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """The GPU or GPU pair that pairwise all-reduce isolates as slow."""
     result = last_allreduce(gpu)
     if result is None:
         return
@@ -224,7 +265,8 @@ def slow_link(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         yield Verdict(check="slow-link", status=Status.SKIP, message=f"no pairwise table: {why}")
         return
     busbw = {p: float(row.get("busbw_gbps") or 0.0) for p, row in table.items()}
-    found = isolate(busbw, _threshold(ctx, "slow_link_warn_ratio"))
+    t = ctx.limits(SlowLinkThresholds)
+    found = isolate(busbw, t.slow_link_warn_ratio)
     me = gpu.index
     skip = None
     if me not in found.best_gbps:
@@ -239,7 +281,7 @@ def slow_link(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     if skip:
         yield Verdict(check="slow-link", status=Status.SKIP, message=skip)
         return
-    yield _link_verdict(me, busbw, found, _threshold(ctx, "slow_link_fail_ratio"))
+    yield _link_verdict(me, busbw, found, t.slow_link_fail_ratio)
 
 
 def _world(result: dict[str, Any]) -> int:
@@ -284,66 +326,6 @@ def _link_verdict(
         message=f"pairwise busbw: best pair {found.best_gbps[me]:.3g} GB/s, typical pair "
         f"{typical:.3g} GB/s over {len(found.best_gbps)} devices{note}",
     )
-
-
-def allreduce_summary(gpus: list[GpuData]) -> dict[str, dict[str, Any]]:
-    """Per node, the all-reduce figures the report shows (pure; from the records).
-
-    Returns:
-        {node: {"busbw_gbps", "avg_busbw_gbps", "world_size", "backend", "sizes", "pairs",
-        "wrong", "pair_size_bytes", "typical_pair_gbps", "matrix"}}. The busbw figures are the
-        median over the node's devices (equal in a healthy run: the group's time is the
-        slowest rank's).
-    """
-    out: dict[str, dict[str, Any]] = {}
-    for node in sorted({g.node for g in gpus}):
-        results = [r for g in gpus if g.node == node and (r := last_allreduce(g))]
-        measured = [r for r in results if r.get("sizes")]
-        if not measured:
-            continue
-        first = max(measured, key=lambda r: len(r.get("pairs") or []))
-        pairs = first.get("pairs") or []
-        out[node] = {
-            "busbw_gbps": _median(r["metrics"].get("allreduce_busbw_gbps") for r in measured),
-            "avg_busbw_gbps": _median(
-                r["metrics"].get("allreduce_avg_busbw_gbps") for r in measured
-            ),
-            "world_size": first.get("world_size"),
-            "backend": first.get("backend"),
-            "sizes": first.get("sizes") or [],
-            "pairs": pairs,
-            "wrong": sum(int(r.get("wrong") or 0) for r in results),
-            **_matrix(pairs),
-        }
-    return out
-
-
-def _matrix(pairs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The pair table as a device × device matrix with each cell's share of the typical pair."""
-    busbw = {(int(p["devices"][0]), int(p["devices"][1])): float(p["busbw_gbps"]) for p in pairs}
-    if not busbw:
-        return {"pair_size_bytes": None, "typical_pair_gbps": None, "matrix": None}
-    typical = typical_pair_gbps(busbw)
-    devices = sorted({d for pair in busbw for d in pair})
-
-    def cell(a: int, b: int) -> dict[str, Any] | None:
-        value = busbw.get((min(a, b), max(a, b)))
-        if a == b or value is None:
-            return None
-        ratio = round(value / typical, 4) if typical else None
-        return {"peer": b, "busbw_gbps": value, "ratio": ratio}
-
-    rows = [{"device": a, "cells": [cell(a, b) for b in devices]} for a in devices]
-    return {
-        "pair_size_bytes": pairs[0].get("size_bytes"),
-        "typical_pair_gbps": round(typical, 6),
-        "matrix": {"devices": devices, "rows": rows},
-    }
-
-
-def _median(values: Any) -> float | None:
-    found = [float(v) for v in values if isinstance(v, int | float)]
-    return round(statistics.median(found), 6) if found else None
 
 
 def _bytes(size: int) -> str:

@@ -1,33 +1,45 @@
-"""Memory and host-link checks: device memory bandwidth (``membw``) and PCIe (``pcie-bw``).
+"""``pcie-bw``: host<->device bandwidth against the link's theoretical rate and against peers.
 
-``membw`` judges the best of copy and triad GB/s against the SKU's datasheet peak and against
-peers (memtest's and the copies' wrong bits are ``sdc`` findings, judged in compute.py).
-``pcie-bw`` judges the slower of pinned host-to-device and device-to-host GB/s against the
-theoretical rate of the link the card reports (generation × width, PCI-SIG line rates and
-encodings) and against peers. On the CPU fallback there is no datasheet and no link: those
-comparisons SKIP with their reason, and peers (logical devices) are still compared.
+The slower of pinned host-to-device and device-to-host GB/s is judged against the theoretical
+rate of the link the card reports (generation × width, PCI-SIG line rates and encodings) and
+against peers. On the CPU fallback there is no link: the kernel copies host memory to host
+memory, and the check SKIPs with that reason.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
-from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
-from burnin.verdicts.reference import (
-    Finding,
-    combine,
-    fraction_finding,
-    last_result,
-    no_sku_reason,
-    peer_finding,
-    peer_group,
-    reference_sku,
-)
+from burnin.skus import resolve
+from burnin.verdicts.finding import Finding, fold, fraction_finding
+from burnin.verdicts.limits import limit
+from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict
+from burnin.verdicts.peers import PeerThresholds, peer_finding, peer_group
+from burnin.verdicts.records import last_result
+from burnin.verdicts.registry import check
 
 # Usable GB/s per lane after line encoding (PCI-SIG base specifications): Gen1/2 use 8b/10b at
 # 2.5/5 GT/s, Gen3-5 128b/130b at 8/16/32 GT/s, Gen6 64 GT/s PAM4 with 242/256 FLIT efficiency.
 LANE_GBPS = {1: 0.25, 2: 0.5, 3: 8 * 128 / 130 / 8, 4: 16 * 128 / 130 / 8, 5: 32 * 128 / 130 / 8}
 LANE_GBPS[6] = 64 * 242 / 256 / 8
+
+
+@dataclass(frozen=True, kw_only=True)
+class PcieBwThresholds(PeerThresholds):
+    pcie_warn_link_fraction: float = limit(
+        0.75,
+        unit="fraction of the link's theoretical rate",
+        source="Azure NHC check_gpu_bw fails under 24 GB/s on Gen4 x16 (31.5) and 48 GB/s on "
+        "Gen5 x16 (63), both ≈ 0.76",
+        hi=1,
+    )
+    pcie_fail_link_fraction: float = limit(
+        0.5,
+        unit="fraction of the link's theoretical rate",
+        source="what a link trained one generation down or at half width delivers",
+        hi=1,
+    )
 
 
 def link_gbps(gen: int, width: int) -> float | None:
@@ -36,42 +48,9 @@ def link_gbps(gen: int, width: int) -> float | None:
     return lane * width if lane and width > 0 else None
 
 
-@check("membw")
-def membw(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
-    result = last_result(gpu, "membw")
-    gbps = gpu.metric("membw_gbps")
-    if result is None or gbps is None:
-        return
-    t = ctx.thresholds
-    findings: list[Finding] = []
-    sku = reference_sku(gpu)
-    if sku is None:
-        findings.append(Finding(Status.SKIP, f"datasheet: {no_sku_reason(gpu)}"))
-    else:
-        findings.append(
-            fraction_finding(
-                "membw",
-                gbps,
-                sku.peak_membw_gbps,
-                f"the {sku.key} datasheet peak",
-                float(t.get("membw_warn_peak_fraction", 0.65)),
-                float(t.get("membw_fail_peak_fraction", 0.57)),
-                "GB/s",
-                "rma",
-            )
-        )
-
-    def key_of(g: GpuData) -> object:
-        return (peer_group(g), (last_result(g, "membw") or {}).get("size_mib"))
-
-    findings.append(
-        peer_finding(gpu, ctx, lambda g: g.metric("membw_gbps"), key_of, "membw", "GB/s", "rma")
-    )
-    yield combine("membw", findings, gbps, "GB/s")
-
-
-@check("pcie-bw")
+@check("pcie-bw", thresholds=PcieBwThresholds)
 def pcie_bw(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """Host<->device bandwidth vs the link's theoretical rate and vs peers."""
     result = last_result(gpu, "pcie")
     if result is None:
         return
@@ -84,9 +63,15 @@ def pcie_bw(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
             "no PCIe link on the CPU fallback: the kernel copied host memory to host memory "
             f"({h2d:.3g} GB/s one way, {d2h:.3g} GB/s back)"
         )
-        yield combine("pcie-bw", [Finding(Status.SKIP, text)], slower, "GB/s")
+        yield fold(
+            "pcie-bw",
+            [Finding(Status.SKIP, text)],
+            observed=round(slower, 3),
+            unit="GB/s",
+            every=True,
+        )
         return
-    findings = [_link_finding(gpu, slower, ctx.thresholds)]
+    findings = [_link_finding(gpu, slower, ctx.limits(PcieBwThresholds))]
 
     def key_of(g: GpuData) -> object:
         return (peer_group(g), (last_result(g, "pcie") or {}).get("size_mib"))
@@ -96,12 +81,12 @@ def pcie_bw(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         return None if up is None or down is None else min(up, down)
 
     findings.append(peer_finding(gpu, ctx, value_of, key_of, "pcie", "GB/s", "reseat"))
-    yield combine("pcie-bw", findings, slower, "GB/s")
+    yield fold("pcie-bw", findings, observed=round(slower, 3), unit="GB/s", every=True)
 
 
-def _link_finding(gpu: GpuData, slower: float, t: dict[str, object]) -> Finding:
+def _link_finding(gpu: GpuData, slower: float, t: PcieBwThresholds) -> Finding:
     inv = gpu.inventory
-    sku = reference_sku(gpu)
+    sku = resolve(gpu.inventory, named=True)
     gen, width = inv.get("pcie_max_gen"), inv.get("pcie_max_width")
     source = "the card's maximum link"
     # A Gen5 card in a Gen4 slot can only carry Gen4: judge against what both support
@@ -121,8 +106,8 @@ def _link_finding(gpu: GpuData, slower: float, t: dict[str, object]) -> Finding:
         slower,
         rate,
         f"{source} Gen{gen} x{width}",
-        _number(t, "pcie_warn_link_fraction", 0.75),
-        _number(t, "pcie_fail_link_fraction", 0.5),
+        t.pcie_warn_link_fraction,
+        t.pcie_fail_link_fraction,
         "GB/s",
         "reseat",
     )
@@ -131,11 +116,6 @@ def _link_finding(gpu: GpuData, slower: float, t: dict[str, object]) -> Finding:
         text = f"{finding.text}; the link ran at Gen{now[0]} x{now[1]} under load"
         return Finding(finding.status, text, finding.limit, finding.action)
     return finding
-
-
-def _number(t: dict[str, object], key: str, default: float) -> float:
-    value = t.get(key, default)
-    return float(value) if isinstance(value, int | float) else default
 
 
 def _link_under_load(gpu: GpuData) -> tuple[int, int] | None:

@@ -1,113 +1,21 @@
-"""Shared plumbing of the screening and health checks: one verdict per check from many findings.
+"""Questions every check asks of a device's records.
 
-A screening check looks at several facts (PCI id vs name, memory size, SM count, duplicates...).
-Each fact gives a finding; :class:`Findings` folds them into the single verdict the report shows:
-the worst problem (all problems named in the message), else PASS naming what was verified, else
-SKIP naming what could not be read, because a check that verified nothing must never read as a
-pass. The helpers here also answer the questions every check asks: the effective threshold,
-the card's SKU, the claimed SKU, whether a run happened at all (``burnin inspect`` builds data
-with no samples and no records: checks that need a run then emit nothing), and which samples were
-taken while a kernel ran ("under load").
+The claimed SKU, whether the device ran its planned load to the end, when the thermal guard
+stopped it, which samples were taken while a kernel ran ("under load"), how fast a counter grew,
+the last result of a kernel and its cross-device digests, and whether heat throttling was seen.
+Pure functions over :class:`~burnin.verdicts.model.GpuData`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from typing import Any
 
-from burnin.config import ThresholdsSection
-from burnin.inventory import card_sku
 from burnin.skus import Sku, load_skus
-from burnin.verdicts import CheckContext, GpuData, Status, Verdict
+from burnin.verdicts.model import CheckContext, GpuData, is_cpu
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ThresholdsSection)}
 # A sample counts as "under load" without kernel records when the GPU is this busy (%).
 _BUSY_UTIL_PCT = 50.0
 _CLOSERS = ("result", "error", "done")
-
-
-@dataclass
-class _Finding:
-    status: Status
-    message: str
-    observed: Any = None
-    limit: Any = None
-    unit: str = ""
-    action: str = "none"
-
-
-@dataclass
-class Findings:
-    """Collects a check's findings and folds them into one :class:`Verdict`."""
-
-    check: str
-    items: list[_Finding] = field(default_factory=list)
-    gaps: list[str] = field(default_factory=list)
-
-    def problem(
-        self,
-        status: Status,
-        message: str,
-        *,
-        observed: Any = None,
-        limit: Any = None,
-        unit: str = "",
-        action: str = "none",
-    ) -> None:
-        self.items.append(_Finding(status, message, observed, limit, unit, action))
-
-    def ok(self, message: str, *, observed: Any = None, limit: Any = None, unit: str = "") -> None:
-        self.items.append(_Finding(Status.PASS, message, observed, limit, unit))
-
-    def gap(self, what: str) -> None:
-        """Something this check could not read (named in a PASS or SKIP message)."""
-        self.gaps.append(what)
-
-    def verdict(self) -> Verdict:
-        if not self.items:
-            reason = "; ".join(self.gaps) or "nothing to judge"
-            return Verdict(check=self.check, status=Status.SKIP, message=f"not judged: {reason}")
-        ranked = sorted(self.items, key=lambda f: -f.status)
-        top = ranked[0]
-        shown = (
-            [f for f in ranked if f.status == Status.PASS]
-            if top.status == Status.PASS
-            else [f for f in ranked if f.status > Status.PASS]
-        )
-        message = "; ".join(f.message for f in shown)
-        if top.status == Status.PASS and self.gaps:
-            message += f" (not checked: {'; '.join(self.gaps)})"
-        return Verdict(
-            check=self.check,
-            status=top.status,
-            message=message,
-            observed=top.observed,
-            limit=top.limit,
-            unit=top.unit,
-            action=top.action,
-        )
-
-
-def limit(ctx: CheckContext, name: str) -> Any:
-    """The run's threshold ``name``, or ThresholdsSection's default (old stores, inspect)."""
-    value = ctx.thresholds.get(name)
-    return _DEFAULTS[name] if value is None else value
-
-
-def is_cpu(gpu: GpuData) -> bool:
-    """The CPU fallback: no card to screen or reference (a simulated card, kind ``simulated``,
-    computes on the CPU but stands for a GPU, so it is judged like one)."""
-    return gpu.inventory.get("kind") == "cpu"
-
-
-def ran(gpu: GpuData) -> bool:
-    """Whether a run produced (or planned) anything; False for an ``inspect`` snapshot."""
-    return bool(gpu.samples or gpu.records or gpu.planned_kernels or gpu.events)
-
-
-def sku_of(gpu: GpuData) -> Sku | None:
-    return card_sku(gpu.inventory)
 
 
 def claimed_sku(gpu: GpuData, ctx: CheckContext) -> tuple[str | None, Sku | None]:
@@ -212,13 +120,6 @@ def values(samples: list[dict[str, Any]], key: str) -> list[float]:
     return [s[key] for s in samples if isinstance(s.get(key), int | float)]
 
 
-def unsupported(gpu: GpuData, name: str) -> bool:
-    """Whether ``name`` is listed as not supported by the card (inventory or any sample)."""
-    if name in gpu.inventory.get("unsupported", ()):
-        return True
-    return any(name in s.get("unsupported", ()) for s in gpu.samples)
-
-
 def growth_per_min(gpu: GpuData, key: str) -> float | None:
     """How fast a sampled counter grew, per minute of run (first to last sample)."""
     points = sorted(
@@ -229,3 +130,68 @@ def growth_per_min(gpu: GpuData, key: str) -> float | None:
     if len(points) < 2 or points[-1][0] <= points[0][0]:
         return None
     return (points[-1][1] - points[0][1]) / ((points[-1][0] - points[0][0]) / 60.0)
+
+
+_THROTTLE_HEAT = {"hw_slowdown", "hw_thermal_slowdown", "sw_thermal_slowdown", "sw_power_cap"}
+
+
+_THROTTLE_HEAT |= {"hw_power_brake_slowdown"}
+
+
+def no_sku_reason(gpu: GpuData) -> str:
+    if is_cpu(gpu):
+        return "no datasheet reference on the CPU fallback"
+    return f"no SKU known for {gpu.inventory.get('name') or 'this card'!r}"
+
+
+def heat_action(gpu: GpuData) -> str:
+    """``inspect-cooling`` when power or thermal throttling was seen during the run."""
+    seen = {r for s in gpu.samples for r in s.get("throttle_reasons") or ()}
+    return "inspect-cooling" if seen & _THROTTLE_HEAT else "retest"
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` if it is a dict, else {}: a store from elsewhere may hold any shape."""
+    return value if isinstance(value, dict) else {}
+
+
+def digests(result: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """A matmul result's cross-device digests by dtype, well-formed ones only."""
+    out = {}
+    for dtype, digest in as_dict((result or {}).get("cross")).items():
+        probe = digest.get("probe") if isinstance(digest, dict) else None
+        if isinstance(digest, dict) and isinstance(digest.get("sha256"), str):
+            numeric = isinstance(probe, list) and all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in probe
+            )
+            scale = digest.get("scale")
+            out[str(dtype)] = digest | {
+                "probe": probe if numeric else None,
+                "scale": float(scale) if isinstance(scale, int | float) else 0.0,
+            }
+    return out
+
+
+def last_result(gpu: GpuData, kernel: str) -> dict[str, Any] | None:
+    found = gpu.results(kernel)
+    return found[-1] if found else None
+
+
+def guarded(gpu: GpuData) -> str | None:
+    """Why speed is not judged on a card the thermal guard stopped, or None if it was not.
+
+    Cut short while it throttled, its figures mix full-speed and throttled batches in a share
+    set by when the guard tripped, and how many batches it got in depends on the host's
+    scheduling; the thermal FAIL is the finding.
+    """
+    stop_s = guard_stop_s(gpu)
+    if stop_s is None:
+        return None
+    return f"the thermal guard stopped the stress at {stop_s:g} s: see the thermal verdict"
+
+
+_NOT_SET = ("", "n/a", "none", "unknown")
+
+
+def present(value: Any) -> bool:
+    return value is not None and str(value).strip().lower() not in _NOT_SET

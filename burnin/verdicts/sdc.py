@@ -1,14 +1,13 @@
-"""Compute checks: wrong answers (``sdc``), matmul ``throughput`` and its ``stability``.
+"""``sdc``: wrong answers, from any kernel and from the comparison across devices.
 
-``sdc`` fails a card on any wrong element any kernel found (matmul's known answer and
+A card fails on any wrong element any kernel found (matmul's known answer and
 self-consistency, memtest's patterns, the data membw and pcie moved) and on the cross-device
 comparison: devices that computed the same seeded random product with the same GPU model,
 torch, CUDA and cuBLAS must agree bit for bit (cuBLAS documents bit-identical results across
 runs for one architecture, SM count and toolkit), so the odd one out of three or more is named;
 devices whose setups differ are compared on a probe vector within a stated tolerance. A device
 whose own checks already failed is left out of its peers' comparisons, so a healthy card next
-to a bad one stays PASS. ``throughput`` judges TFLOP/s per dtype against the SKU's datasheet
-peak and against peers; ``stability`` the variation over time (per-batch cv and dips).
+to a bad one stays PASS.
 """
 
 from __future__ import annotations
@@ -19,22 +18,10 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from burnin.verdicts import CheckContext, GpuData, Status, Verdict, check
-from burnin.verdicts.findings import guard_stop_s
-from burnin.verdicts.reference import (
-    Finding,
-    as_dict,
-    combine,
-    digests,
-    fraction_finding,
-    heat_action,
-    is_cpu,
-    last_result,
-    no_sku_reason,
-    peer_finding,
-    peer_group,
-    reference_sku,
-)
+from burnin.verdicts.finding import Finding, fold
+from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict
+from burnin.verdicts.records import digests, last_result
+from burnin.verdicts.registry import check
 
 # kernel -> (what a wrong unit is called, what one check is called, what a failure means)
 _WORDS = {
@@ -49,11 +36,11 @@ _GENERIC = ("wrong element(s)", "verifications", "this card returns wrong result
 # output's unit roundoff (tf32: its 10-bit input mantissa; fp8: its bf16 output).
 _EPS = {"fp32": 2.0**-23, "tf32": 2.0**-10, "bf16": 2.0**-7, "fp16": 2.0**-10, "fp8": 2.0**-7}
 _TOL_SIGMAS = 8.0
-_MIN_BATCHES = 5  # fewer per-batch figures than this say nothing about variation
 
 
 @check("sdc")
 def sdc(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
+    """Wrong results: known-answer and cross-device comparison of matmul, memtest patterns."""
     results = [r for r in gpu.results() if "wrong_elements" in r or "verifications" in r]
     verifies = gpu.of_type("verify")
     if not results and not verifies:
@@ -69,17 +56,9 @@ def sdc(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     findings += _cross_findings(gpu, ctx)
     judged = [f for f in findings if f.status != Status.SKIP]
     status = max((f.status for f in judged), default=Status.SKIP)
-    worst = [f for f in findings if f.status == status]
-    yield Verdict(
-        check="sdc",
-        status=status,
-        # A digest mismatch alone says "wrong" without a count: no number beats a made-up one.
-        observed=wrong_total if wrong_total or status < Status.WARN else None,
-        limit=0,
-        unit="wrong elements",
-        action=worst[0].action if status >= Status.WARN else "none",
-        message="; ".join(f.text for f in sorted(findings, key=lambda f: -f.status)),
-    )
+    # A digest mismatch alone says "wrong" without a count: no number beats a made-up one.
+    observed = wrong_total if wrong_total or status < Status.WARN else None
+    yield fold("sdc", findings, observed=observed, limit=0, unit="wrong elements", every=True)
 
 
 def _kernel_finding(
@@ -218,155 +197,4 @@ def _tolerance(
         f"{label}: within tolerance of devices with other setups ({where}; bitwise needs the "
         "same GPU model, torch and CUDA)",
         0,
-    )
-
-
-@check("throughput")
-def throughput(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
-    tflops = gpu.metric("matmul_tflops")
-    if tflops is None:
-        return
-    if (skip := _guarded(gpu)) is not None:
-        yield combine("throughput", [Finding(Status.SKIP, skip)], tflops, "TFLOP/s")
-        return
-    result = last_result(gpu, "matmul") or {}
-    t = ctx.thresholds
-    main = result.get("dtype")
-    size = result.get("size")
-    findings: list[Finding] = []
-    floor = float(t.get("min_matmul_tflops", 0.0) or 0.0)
-    if floor:
-        findings.append(
-            fraction_finding(
-                "matmul", tflops, floor, "the configured floor", 1.0, 1.0, "TFLOP/s", "retest"
-            )
-        )
-    sku = reference_sku(gpu)
-    if sku is None:
-        findings.append(Finding(Status.SKIP, f"datasheet: {no_sku_reason(gpu)}"))
-    for dtype in list(as_dict(result.get("dtypes"))) or [main]:
-        label = dtype or "matmul"
-        value = gpu.metric(f"matmul_{dtype}_tflops") if dtype else None
-        value = tflops if value is None and dtype == main else value
-        if value is None:
-            continue
-        if sku is not None:
-            findings.append(_datasheet(gpu, ctx, sku, label, value, size))
-
-        def value_of(g: GpuData, d: str | None = dtype) -> float | None:
-            if guard_stop_s(g) is not None:
-                return None  # a card cut short while it throttled is no one's yardstick
-            if d == (last_result(g, "matmul") or {}).get("dtype"):
-                return g.metric("matmul_tflops")
-            return g.metric(f"matmul_{d}_tflops") if d else None
-
-        def key_of(g: GpuData, d: str | None = dtype) -> Any:
-            return (peer_group(g), (last_result(g, "matmul") or {}).get("size"), d)
-
-        findings.append(
-            peer_finding(gpu, ctx, value_of, key_of, label, "TFLOP/s", heat_action(gpu))
-        )
-    yield combine("throughput", findings, tflops, "TFLOP/s")
-
-
-def _guarded(gpu: GpuData) -> str | None:
-    """Why speed is not judged on a card the thermal guard stopped, or None if it was not.
-
-    Cut short while it throttled, its figures mix full-speed and throttled batches in a share
-    set by when the guard tripped, and how many batches it got in depends on the host's
-    scheduling; the thermal FAIL is the finding.
-    """
-    stop_s = guard_stop_s(gpu)
-    if stop_s is None:
-        return None
-    return f"the thermal guard stopped the stress at {stop_s:g} s: see the thermal verdict"
-
-
-def _datasheet(
-    gpu: GpuData, ctx: CheckContext, sku: Any, label: str, value: float, size: Any
-) -> Finding:
-    t = ctx.thresholds
-    min_size = int(t.get("throughput_min_size_for_peak", 4096))
-    peak = sku.peak_tflops_for(label)
-    if peak is None:
-        return Finding(Status.SKIP, f"{label}: no {sku.key} datasheet peak for this dtype")
-    if isinstance(size, int) and size < min_size:
-        return Finding(
-            Status.SKIP, f"{label}: {size}³ is too small to compare with the datasheet peak"
-        )
-    return fraction_finding(
-        label,
-        value,
-        peak,
-        f"the {sku.key} datasheet peak",
-        float(t.get("throughput_warn_peak_fraction", 0.5)),
-        float(t.get("throughput_fail_peak_fraction", 0.375)),
-        "TFLOP/s",
-        heat_action(gpu),
-    )
-
-
-@check("stability")
-def stability(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
-    result = last_result(gpu, "matmul")
-    cv_value = (result or {}).get("metrics", {}).get("matmul_tflops_cv")
-    if result is None or not isinstance(cv_value, int | float):
-        return
-    t = ctx.thresholds
-    main = result.get("dtype")
-    cv = float(cv_value)
-    batches = as_dict(as_dict(result.get("dtypes")).get(main)).get("batches")
-    skip = None
-    if is_cpu(gpu):
-        skip = f"CPU fallback: logical devices share cores, so cv {cv:.3f} measures the scheduler"
-    elif (guarded := _guarded(gpu)) is not None:
-        skip = guarded
-    elif isinstance(batches, int) and batches < _MIN_BATCHES:
-        skip = f"only {batches} timed batch(es): too short to judge"
-    if skip:
-        yield combine("stability", [Finding(Status.SKIP, skip)], cv, "cv")
-        return
-    max_cv = float(t.get("stability_max_cv", 0.05))
-    findings = [
-        Finding(
-            Status.WARN, f"per-batch TFLOP/s varies: cv {cv:.3f} > {max_cv:g}", max_cv, "retest"
-        )
-        if cv > max_cv
-        else Finding(Status.PASS, f"per-batch cv {cv:.3f}", max_cv)
-    ]
-    windows = [
-        (float(p.get("elapsed_s", 0.0)), float(p["tflops"]))
-        for p in gpu.of_type("progress")
-        if p.get("kernel") == "matmul"
-        and p.get("dtype", main) == main
-        and isinstance(p.get("tflops"), int | float)
-    ]
-    findings.append(_dips(gpu, windows, float(t.get("stability_max_dip", 0.10))))
-    yield combine("stability", findings, cv, "cv")
-
-
-def _dips(gpu: GpuData, windows: list[tuple[float, float]], max_dip: float) -> Finding:
-    if len(windows) < 3:
-        return Finding(Status.SKIP, f"{len(windows)} one-second window(s): dips need 3")
-    median = statistics.median(v for _, v in windows)
-    line = (1.0 - max_dip) * median
-    dips = [(at, v) for at, v in windows if v < line]
-    if not dips:
-        return Finding(Status.PASS, f"no dip below {1 - max_dip:.2f} x the median over time")
-    at, worst = min(dips, key=lambda d: d[1])
-    reasons = sorted(
-        {
-            r
-            for s in gpu.samples
-            if abs(float(s.get("elapsed_s", -1e9)) - at) <= 1.5
-            for r in s.get("throttle_reasons") or ()
-        }
-    )
-    why = f" while throttled ({', '.join(reasons)})" if reasons else ""
-    return Finding(
-        Status.WARN,
-        f"{len(dips)} of {len(windows)} windows dipped below {1 - max_dip:.2f} x the median "
-        f"{median:.4g} TFLOP/s; worst {worst:.4g} at {at:.1f} s{why}",
-        line,
-        heat_action(gpu),
     )

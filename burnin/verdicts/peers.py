@@ -1,0 +1,180 @@
+"""Peers: a card judged against the cards like it, with one statistic for every comparison.
+
+Peers are devices of the same SKU (or the same name where the SKU is unknown); each check says
+which of them compare (the same kernel shape, the same load, the same power). :func:`peer_stats`
+is the one statistic: the median and the robust z = 0.6745·(x − median)/MAD of Iglewicz &
+Hoaglin, with a floor under the MAD because identical cards have MAD ≈ 0. :func:`peer_finding`
+turns it into a finding for a figure where higher is better (TFLOP/s, GB/s, perf/W); thermal and
+power use the statistic with their own rule. On the CPU fallback, logical devices share two or
+more cores with each other and the OS, so their gaps measure the scheduler more than the
+hardware: there a peer gap is never judged. A simulated fleet runs on the CPU but is judged as
+the GPUs it models. The thresholds every comparison shares are :class:`PeerThresholds`.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+
+from burnin.skus import resolve
+from burnin.verdicts.finding import Finding
+from burnin.verdicts.limits import limit
+from burnin.verdicts.model import CheckContext, GpuData, Status, is_cpu
+from burnin.verdicts.records import full_load, loaded_samples, values
+
+MIN_PEERS = 3  # with two devices the median sits between them: neither can be the outlier
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerThresholds:
+    """How far from its same-SKU peers a card may sit (every peer comparison shares these)."""
+
+    peer_z: float = limit(
+        3.5,
+        unit="robust z",
+        source="Iglewicz & Hoaglin (1993): outlier cutoff of the modified z-score "
+        "0.6745·(x − median)/MAD",
+        hi=1e6,
+    )
+    peer_warn_drop: float = limit(
+        0.05,
+        unit="fraction",
+        source="an outlier must also sit this share below the peer median: DCGM "
+        "targeted_power holds its moving average within ±5 %",
+        hi=1,
+    )
+    peer_fail_ratio: float = limit(
+        0.75,
+        unit="fraction of the peer median",
+        source="DCGM diag's '0.75 × measured' minimum (diag-skus.yaml.in), the peers' median "
+        "as the measured value",
+        hi=1,
+    )
+    peer_mad_floor: float = limit(
+        0.01,
+        unit="fraction of the median",
+        source="identical cards have MAD ≈ 0, so a z-score alone flags noise; the floor asks "
+        "for a real gap (burnin)",
+        hi=1,
+    )
+
+
+def peer_group(gpu: GpuData) -> tuple[str, str]:
+    """Devices comparable as peers: same SKU, else the same reported name and kind."""
+    sku = resolve(gpu.inventory, named=True)
+    if sku is not None:
+        return ("sku", sku.key)
+    return (str(gpu.inventory.get("kind", "cuda")), str(gpu.inventory.get("name")))
+
+
+def robust_z(value: float, population: Sequence[float], floor: float) -> float:
+    """Iglewicz & Hoaglin's modified z-score of ``value`` in ``population`` (which holds it):
+    0.6745·(x − median)/MAD, the MAD no smaller than ``floor`` (identical cards have MAD ≈ 0)."""
+    median = statistics.median(population)
+    mad = statistics.median(abs(v - median) for v in population)
+    return 0.6745 * (value - median) / max(mad, floor, 1e-12)
+
+
+@dataclass(frozen=True)
+class PeerStats:
+    """Where a device's value sits among its peers' values."""
+
+    peers: int  # comparable peers, the device itself not counted
+    median: float  # of the peers' values and the device's
+    peer_median: float  # of the peers' values alone
+    z: float  # robust z of the device's value among all of them
+
+
+def peer_stats(
+    value: float, others: Sequence[float], *, floor_share: float = 0.0, floor: float = 0.0
+) -> PeerStats | None:
+    """The device's ``value`` against its peers' ``others``; None with too few peers.
+
+    The MAD floor is ``floor`` or ``floor_share`` × |median|, whichever is larger.
+    """
+    if len(others) < MIN_PEERS - 1:
+        return None
+    population = [*others, value]
+    median = statistics.median(population)
+    z = robust_z(value, population, max(floor, floor_share * abs(median)))
+    return PeerStats(len(others), median, statistics.median(others), z)
+
+
+def peer_finding(
+    gpu: GpuData,
+    ctx: CheckContext,
+    value_of: Callable[[GpuData], float | None],
+    key_of: Callable[[GpuData], Hashable],
+    what: str,
+    unit: str,
+    fail_action: str = "retest",
+) -> Finding:
+    """Judge ``value_of(gpu)`` against the devices of the fleet with the same ``key_of``.
+
+    WARN when the robust z is at or below ``-peer_z`` and the value is at least
+    ``peer_warn_drop`` under the median; FAIL under ``peer_fail_ratio`` × the median; SKIP on
+    the CPU fallback. Higher is better for every figure judged here.
+    """
+    value = value_of(gpu)
+    key = key_of(gpu)
+    if value is None:
+        return Finding(Status.SKIP, f"{what}: no value to compare with peers")
+    others = [
+        v for g in ctx.fleet if g is not gpu and key_of(g) == key and (v := value_of(g)) is not None
+    ]
+    t = ctx.limits(PeerThresholds)
+    stats = peer_stats(value, others, floor_share=t.peer_mad_floor)
+    if stats is None:
+        return Finding(
+            Status.SKIP, f"{what}: {len(others)} comparable peer(s), {MIN_PEERS - 1} needed"
+        )
+    median, z = stats.median, stats.z
+    ratio = value / median if median else 1.0
+    where = (
+        f"{what} {value:.4g} {unit} = {ratio:.2f} x the median of {stats.peers + 1} peers "
+        f"({median:.4g}, robust z {z:+.1f})"
+    )
+    z_cut, fail_ratio, warn_drop = t.peer_z, t.peer_fail_ratio, t.peer_warn_drop
+    if is_cpu(gpu):
+        # Logical CPU devices share the same cores, so their spread measures the scheduler
+        # (0.7 x the median is common with 8 devices on 2 loaded cores), not a card.
+        return Finding(Status.SKIP, f"{where}: not judged (logical CPU devices share cores)")
+    if z <= -z_cut and ratio < fail_ratio:
+        limit = fail_ratio * median
+        return Finding(Status.FAIL, f"{where}, below {fail_ratio:g} x", limit, fail_action)
+    if z <= -z_cut and ratio <= 1.0 - warn_drop:
+        return Finding(Status.WARN, f"{where}: an outlier", (1 - warn_drop) * median, "retest")
+    return Finding(Status.PASS, where)
+
+
+def under_load(gpu: GpuData, ctx: CheckContext) -> tuple[float | None, float | None]:
+    """(median power_w, settled temp_c) while a kernel ran; None where not sampled.
+
+    The settled temperature is the median over the second half of the loaded samples, past
+    the first minutes' climb, so a card that started later is not judged cooler for it.
+    """
+
+    def compute() -> tuple[float | None, float | None]:
+        loaded = loaded_samples(gpu)
+        power = values(loaded, "power_w")
+        temps = values(loaded[len(loaded) // 2 :], "temp_c")
+        return (
+            statistics.median(power) if power else None,
+            statistics.median(temps) if temps else None,
+        )
+
+    return ctx.memo(("under_load", gpu.node, gpu.index), compute)
+
+
+def same_load_peers(gpu: GpuData, ctx: CheckContext) -> list[GpuData]:
+    """Same SKU (peer group), the same planned kernels, run to the end: the same load."""
+    group, kernels = peer_group(gpu), sorted(gpu.planned_kernels)
+    return [
+        g
+        for g in ctx.fleet
+        if g is not gpu
+        and full_load(g)
+        and peer_group(g) == group
+        and sorted(g.planned_kernels) == kernels
+    ]
