@@ -251,6 +251,7 @@ class _Session:
             if deadline is None and ctx.monotonic() >= planned_end:
                 deadline = time.monotonic() + self.timeout_s
             late = deadline is not None and time.monotonic() >= deadline
+            late = late and ctx.seam.may_never_come([d for d in self.devices if d not in here])
             if len(here) == len(self.devices) or late or ctx.should_stop():
                 store.compare_set("members", "", json.dumps(here))
                 break

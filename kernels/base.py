@@ -56,6 +56,13 @@ class DeviceSeam:
         not depend on what the others do, so it measures for the kernel's whole time."""
         return True
 
+    def may_never_come(self, devices: Sequence[int]) -> bool:
+        """Whether the node's ``devices`` that have not arrived at a rendezvous may never come,
+        so the wait ends at its wall-clock timeout (kernels/allreduce.py). On hardware they
+        may; a modelled node knows its failed devices, and a healthy one arrives however late
+        the host launched it."""
+        return True
+
     def corrupt(self, result: Any, step: int, index: int = 0, count: int = 1) -> Any:
         """``result`` (a torch tensor) as the device delivers it: the ``index``-th of ``count``
         results of one kind that leave the device at ``step`` (a batch's products, in order)."""

@@ -589,6 +589,6 @@ def test_burnin_run_blames_the_card_that_hung_in_the_all_reduce_not_its_peers(
     records = [json.loads(line) for line in lines]
     peers = [r for r in records if r.get("kernel") == "allreduce" and r["type"] == "result"]
     assert sorted(r["device"] for r in peers) == [0, 1, 3]
-    assert all(r["stalled"] == [2] for r in peers), [(r["device"], r.get("stalled"), r.get("error")) for r in peers]
+    assert all(r["stalled"] == [2] for r in peers)
     binding = [r["binding"] for r in records if r["type"] == "start"]
     assert binding == [{"cpu_affinity": None, "numa_node": None}] * 4  # CPU inventory: unbound

@@ -360,8 +360,8 @@ class DeviceActivity:
     started (multiprocessing shared memory).
     """
 
-    _STARTED, _BUSY, _HUNG, _CLOCK, _SAMPLED, _STATE, _WALL = range(7)
-    _SLOTS = 7
+    _STARTED, _BUSY, _HUNG, _CLOCK, _SAMPLED, _STATE, _WALL, _FAILED = range(8)
+    _SLOTS = 8
     RUNNING, STALLED, ENDED = 0.0, 1.0, 2.0
 
     def __init__(self, count: int) -> None:
@@ -400,6 +400,20 @@ class DeviceActivity:
     def stalled(self, slot: int) -> None:
         """The device stopped answering at its current clock (hang, lost)."""
         self._set(slot, self._STATE, self.STALLED)
+
+    def failed(self, slot: int) -> None:
+        """The device's fault struck (hang, lost, crash): it may never reach a collective."""
+        self._set(slot, self._FAILED, 1.0)
+
+    def has_failed(self, slot: int) -> bool:
+        return bool(self._get(slot, self._FAILED))
+
+    def any_failed(self) -> bool:
+        """Whether a device of the node failed and its worker is not gone yet, so a wait on
+        that peer may never end by itself."""
+        return any(
+            self.has_failed(slot) and self.state(slot) != self.ENDED for slot in range(self.count)
+        )
 
     def ended(self, slot: int, now: float) -> None:
         """The device's worker is gone; ``now`` is the instant it counts as gone."""

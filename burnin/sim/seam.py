@@ -230,8 +230,10 @@ NVLINK_BUSBW_SHARE = 0.45
 
 
 # Seconds a device waiting for its peers (a heartbeat with no device work since the previous
-# one) lets its clock run, per heartbeat, so a kernel's wait on a peer that never comes ends.
-# The allowance is forgotten at the device's next work: what it records stays the same.
+# one) lets its clock run, per heartbeat, once a device of the node has failed, so a kernel's
+# wait on a peer that never comes ends. The allowance is forgotten at the device's next work,
+# and waits on a healthy node (whose length is the host's) never get one: what a device
+# records stays the same.
 IDLE_STEP_S = 1.0
 # CPU steps (products, copies, calls) per timed batch of a simulated device: a batch stands for
 # its share of the kernel's modelled time however many the CPU runs, and a fixed count keeps
@@ -301,13 +303,18 @@ class SimulatedSeam(FaultySeam):
             self._wait_for_sampler()
         else:
             self._idle_beats += 1
-            if self._idle_beats > 1:  # the worker beats once before each kernel by itself
+            # The worker beats once before each kernel by itself.
+            peer_failed = self._activity is None or self._activity.any_failed()
+            if self._idle_beats > 1 and peer_failed:
                 self._idle_s += IDLE_STEP_S
         elapsed_s = self._now - self._started
-        for kind in ("hang", "lost"):
+        for kind in ("hang", "lost", "crash"):
             fault = self.faults.get(kind)
             due = fault is not None and elapsed_s >= float(fault.params.get("after_s", 5.0))
             if due and self._activity is not None:
+                self._activity.failed(self.gpu.index)
+                if kind == "crash":
+                    continue
                 if kind == "hang":
                     self._activity.hung(self.gpu.index)  # a stuck kernel keeps the card busy
                 else:
@@ -326,6 +333,10 @@ class SimulatedSeam(FaultySeam):
 
     def shares_host(self, kernel: str) -> bool:
         return False  # the model's link rate is the card's alone: no turns on the node
+
+    def may_never_come(self, devices: Sequence[int]) -> bool:
+        activity = self._activity
+        return activity is None or all(activity.has_failed(d) for d in devices)
 
     def delay_s(self, elapsed_s: float, kernel: str = "matmul") -> float:
         return 0.0  # slowness is in the model's time, not in a sleep of the CPU's

@@ -47,7 +47,11 @@ class Sampler:
         self._thread.join(timeout=max(5.0, 2 * self._interval_s))
 
     def sample_once(self, elapsed_s: float, only: Sequence[int] | None = None) -> None:
-        """Sample the devices (all, or the run indices in ``only``) and the node's events."""
+        """Read the node's events, then sample the devices (all, or the run indices in
+        ``only``). Events come first, so an event before ``elapsed_s`` (an XID) is always
+        stored before a sample error at ``elapsed_s`` that follows from it, however the
+        devices' instants are grouped."""
+        self._read_events(elapsed_s)
         for run_index, tel_index in self._devices:
             if only is not None and run_index not in only:
                 continue
@@ -70,13 +74,19 @@ class Sampler:
             record["device"] = run_index
             self._samples.write(record)
             self.count += 1
-        if elapsed_s <= self._events_s:
-            return  # the node's events up to here were read already (devices sampled apart)
-        self._events_s = elapsed_s
+
+    def _read_events(self, elapsed_s: float) -> None:
+        # Read at every sampled instant, even one behind another device's: a device that
+        # started late has its events read before its own samples. A backend returns each
+        # event once; a failure is recorded once per new instant.
+        new_instant = elapsed_s > self._events_s
+        self._events_s = max(self._events_s, elapsed_s)
         try:
             events = self._client.events(elapsed_s)
         except TelemetryError as exc:
             events = []
+            if not new_instant:
+                return
             self._events.write(
                 {
                     "device": None,
