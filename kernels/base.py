@@ -59,8 +59,8 @@ class DeviceSeam:
     def may_never_come(self, devices: Sequence[int]) -> bool:
         """Whether the node's ``devices`` that have not arrived at a rendezvous may never come,
         so the wait ends at its wall-clock timeout (kernels/allreduce.py). On hardware they
-        may; a modelled node knows its failed devices, and a healthy one arrives however late
-        the host launched it."""
+        may; a modelled node knows its failed and finished (e.g. guard-stopped) devices, and a
+        healthy one arrives however late the host launched it."""
         return True
 
     def corrupt(self, result: Any, step: int, index: int = 0, count: int = 1) -> Any:

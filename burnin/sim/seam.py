@@ -336,7 +336,9 @@ class SimulatedSeam(FaultySeam):
 
     def may_never_come(self, devices: Sequence[int]) -> bool:
         activity = self._activity
-        return activity is None or all(activity.has_failed(d) for d in devices)
+        return activity is None or all(
+            activity.has_failed(d) or activity.state(d) == DeviceActivity.ENDED for d in devices
+        )
 
     def delay_s(self, elapsed_s: float, kernel: str = "matmul") -> float:
         return 0.0  # slowness is in the model's time, not in a sleep of the CPU's
