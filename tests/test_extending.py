@@ -73,7 +73,7 @@ def test_page_has_a_block_per_recipe() -> None:
     wanted = {
         "kernels/count.py",
         "burnin/verdicts/count.py",
-        "toml",
+        "burnin/data/skus.toml",
         "reports/templates/_count.html.j2",
     }
     assert wanted <= set(BLOCKS)
@@ -195,7 +195,7 @@ def sku_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, skus
     """The packaged table plus the recipe's SKU, as skus.resolve() sees it during the test."""
     path = tmp_path / "skus.toml"
     shipped = (ROOT / "burnin" / "data" / "skus.toml").read_text(encoding="utf-8")
-    path.write_text(shipped + "\n" + BLOCKS["toml"], encoding="utf-8")
+    path.write_text(shipped + "\n" + BLOCKS["burnin/data/skus.toml"], encoding="utf-8")
     table = skus.load_skus(path)  # validates the recipe's table like the shipped ones
     monkeypatch.setattr(skus, "_load_default", lambda: table)
     skus._resolve.cache_clear()
