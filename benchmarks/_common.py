@@ -81,7 +81,7 @@ def context(device: Any, config: Any, duration_s: float, seed: int = 1234) -> An
         config=config,
         duration_s=duration_s,
         seed=seed,
-        seam=DeviceSeam((), seed=seed),
+        seam=DeviceSeam(seed=seed),
         emit=records.append,
     )
 
@@ -140,7 +140,7 @@ def _sample_until(uuid: str | None, interval_s: float, stop: Any, reply: Any) ->
     with tempfile.TemporaryDirectory(prefix="burnin-bench-") as tmp:
         samples = JsonlWriter(Path(tmp) / "samples.jsonl")
         events = JsonlWriter(Path(tmp) / "events.jsonl")
-        sampler = Sampler(client, [(0, index)], samples, events, interval_s, time.monotonic())
+        sampler = Sampler(client, [(0, index)], samples, events, interval_s)
         sampler.start()
         parent = os.getppid()
         while not stop.wait(1.0) and os.getppid() == parent:

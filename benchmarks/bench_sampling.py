@@ -6,7 +6,7 @@
 Target: sampling at 1 Hz on 8 GPUs costs < 1 % of kernel throughput. Both sides run
 the same plain ``torch.matmul`` loop (batches of ~0.1 s, one synchronisation each); the harness
 side also runs the real :class:`~burnin.telemetry.sampler.Sampler` thread polling 8 simulated
-GPUs (:class:`~burnin.telemetry.simulated.SimulatedTelemetry`, the same protocol and record path
+GPUs (:class:`~burnin.sim.telemetry.SimulatedTelemetry`, the same protocol and record path
 as NVML: read, ``to_dict``, JSON line appended to ``samples.jsonl``) every ``--interval``
 seconds. Rounds alternate which side goes first (ABBA). Throughput is each side's total work
 over its whole time (a mean, so the sampler's brief bursts count), in TFLOP per second of this
@@ -68,10 +68,10 @@ class SimulatedSampling:
     """The run's Sampler thread on ``gpus`` simulated H100s, writing a real samples.jsonl."""
 
     def __init__(self, gpus: int, interval_s: float) -> None:
+        from burnin.sim.model import board_for, build_gpu
+        from burnin.sim.telemetry import SimulatedTelemetry
         from burnin.store import JsonlWriter
         from burnin.telemetry.sampler import Sampler
-        from burnin.telemetry.simmodel import board_for, build_gpu
-        from burnin.telemetry.simulated import SimulatedTelemetry
 
         board = board_for("H100-SXM5-80GB")
         cards = [build_gpu(board, seed=1, node=0, index=i, noise=0.01) for i in range(gpus)]
@@ -81,9 +81,7 @@ class SimulatedSampling:
         self._samples = JsonlWriter(root / "samples.jsonl")
         self._events = JsonlWriter(root / "events.jsonl")
         devices = [(i, i) for i in range(gpus)]
-        self.sampler = Sampler(
-            self.client, devices, self._samples, self._events, interval_s, time.monotonic()
-        )
+        self.sampler = Sampler(self.client, devices, self._samples, self._events, interval_s)
 
     def __enter__(self) -> SimulatedSampling:
         self.sampler.start()
@@ -101,8 +99,8 @@ def poll_cost_s(gpus: int, polls: int = 300) -> float:
     CPU time, so other processes on a shared machine do not inflate it)."""
     with SimulatedSampling(gpus, 3600.0) as sampling:
         start = time.thread_time()
-        for _ in range(polls):
-            sampling.sampler.sample_once()
+        for k in range(polls):
+            sampling.sampler.sample_once(float(k))  # one instant per poll, as the thread's
         return (time.thread_time() - start) / polls
 
 

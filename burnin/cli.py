@@ -217,7 +217,7 @@ def run(
     init_logging(quiet)
     config = _load(profile, device, gpus, duration, out, overrides, strict, force, expect_gpus)
     if simulate:
-        from burnin.simulate import execute_simulated
+        from burnin.sim.run import execute_simulated
 
         outcome = execute_simulated(simulate, config, ["burnin", *sys.argv[1:]])
     else:
@@ -270,7 +270,7 @@ def plan(
 
     config = _load(profile, device, gpus, duration, out, overrides, expect_gpus=expect_gpus)
     if simulate:
-        from burnin.simulate import format_simulated_plan
+        from burnin.sim.run import format_simulated_plan
 
         click.echo(format_simulated_plan(simulate, config))
         return

@@ -26,7 +26,6 @@ from typing import Any
 from burnin.config import RampSection, RunConfig
 from burnin.devices import Device
 from burnin.errors import InputError
-from burnin.faults import Fault
 from burnin.text import printable
 
 # Launcher variables holding this node's rank, in order of preference: torchrun's node rank,
@@ -60,14 +59,10 @@ class WorkItem:
     start_offset_s: float
     seed: int
     threads: int = 0
-    faults: tuple[Fault, ...] = ()
     tdp_w: float | None = None  # the card's SKU TDP, for the power estimate; None = unknown
-    # A picklable callable ``(faults, seed) -> DeviceSeam`` (e.g. a simulator's seam class or a
-    # functools.partial of it); None = kernels.base.DeviceSeam.
+    # A picklable callable ``(seed=...) -> DeviceSeam`` (a simulated or a test's faulty device,
+    # e.g. a functools.partial of its seam class); None = kernels.base.DeviceSeam.
     seam_factory: Any = None
-    # The clock the worker reads for record times and kernel deadlines: a picklable callable
-    # (a simulated fleet's scaled clock, burnin.simulate); None = time.monotonic.
-    clock: Any = None
 
     @property
     def duration_s(self) -> float:
@@ -200,12 +195,10 @@ def build_plan(
     devices: Sequence[Device],
     node: str,
     device_note: str = "",
-    faults: Mapping[int, Sequence[Fault]] | None = None,
     cpu_count: int = 1,
     env: Mapping[str, str] | None = None,
     tdp_w: Mapping[int, float | None] | None = None,
     seam_factories: Mapping[int, Any] | None = None,
-    clock: Any = None,
 ) -> Plan:
     """The work of every device on this node.
 
@@ -214,12 +207,11 @@ def build_plan(
         devices: the devices of this node, in start order.
         node: this node's name (already a safe path component).
         device_note: how the devices were chosen, for the output and the report.
-        faults: injected faults per device index (tests and simulation).
         cpu_count: logical CPUs, shared among CPU-fallback devices.
         env: the launcher's environment (node rank); None = single node.
         tdp_w: each device's TDP in W by device index, for the power estimate.
-        seam_factories: each device's seam factory by device index (simulated fleets).
-        clock: the workers' clock (simulated fleets); None = time.monotonic.
+        seam_factories: each device's seam factory by device index (a simulated fleet's
+            devices, a test's faulty ones).
 
     Returns:
         The plan; start offsets already include this node's rank offset.
@@ -242,10 +234,8 @@ def build_plan(
             start_offset_s=round(placement.offset_s + offsets[i], 6),
             seed=config.run.seed,
             threads=threads if dev.torch_device == "cpu" else 0,
-            faults=tuple((faults or {}).get(dev.index, ())),
             tdp_w=(tdp_w or {}).get(dev.index),
             seam_factory=(seam_factories or {}).get(dev.index),
-            clock=clock,
         )
         for i, dev in enumerate(devices)
     )

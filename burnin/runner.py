@@ -35,7 +35,7 @@ from burnin.store import RunStore, safe_name
 from burnin.supervisor import Supervisor, warm_up
 from burnin.telemetry.base import TelemetryClient
 from burnin.telemetry.sampler import Sampler
-from burnin.watch import FaultTelemetry, guard_limit
+from burnin.watch import guard_limit
 
 log = logging.getLogger("burnin")
 
@@ -61,12 +61,10 @@ def prepare(config: RunConfig, runtime: Runtime) -> tuple[Plan, TelemetryClient]
             # plan, the records and the path, whatever the host calls itself.
             safe_name(runtime.hostname),
             note,
-            runtime.faults,
-            runtime.cpu_count,
+            cpu_count=runtime.cpu_count,
             env=runtime.env,
             tdp_w={dev: _tdp_w(record) for dev, record in inventory.items()},
             seam_factories=runtime.seam_factories,
-            clock=runtime.worker_clock,
         )
     except BaseException:
         client.close()
@@ -186,9 +184,6 @@ def execute(config: RunConfig, runtime: Runtime, argv: list[str]) -> RunOutcome:
         except BaseException:
             client.close()
             raise
-        client = FaultTelemetry.wrap(
-            client, runtime.faults, {i.device.index: i.device.telemetry_index for i in plan.items}
-        )
         manifest = _manifest(store, plan, client, argv, runtime, preflight)
         store.write_manifest(manifest)
         log.info("run %s: %s", store.path.name, plan.device_note)
@@ -196,6 +191,8 @@ def execute(config: RunConfig, runtime: Runtime, argv: list[str]) -> RunOutcome:
         stopped = _run(plan, store, client, runtime, signals, preflight, manifest)
         if stopped:
             log.warning("stopped by %s: writing a partial report", stopped)
+        if not runtime.node_reports:  # the caller reports over several nodes' stores at once
+            return RunOutcome(run_dir=store.path, exit_code=0, context={})
         evaluate(store.path)
         context = write_reports(store.path, strict=config.run.strict)
     return RunOutcome(run_dir=store.path, exit_code=context["exit_code"], context=context)
@@ -227,7 +224,8 @@ def _run(
     """Sample and stress until every device is done; returns the stop reason, if any."""
     config = plan.config
     fsync_s = config.store.fsync_interval_s
-    t0 = runtime.monotonic()
+    timeline = runtime.build_timeline(plan)
+    t0 = timeline.start()
     samples = store.writer(plan.node, "samples", fsync_interval_s=fsync_s)
     events = store.writer(plan.node, "events", fsync_interval_s=fsync_s)
     for result in preflight:
@@ -246,8 +244,7 @@ def _run(
         t0,
         signals,
         limits=limits,
-        fault_telemetry=client if isinstance(client, FaultTelemetry) else None,
-        clock=runtime.monotonic,
+        timeline=timeline,
     )
     sampler = Sampler(
         client,
@@ -255,9 +252,7 @@ def _run(
         supervisor.watch.samples,  # type: ignore[arg-type]  # a pass-through JsonlWriter
         supervisor.watch.events,  # type: ignore[arg-type]
         config.telemetry.interval_s,
-        t0,
-        runtime.monotonic,
-        time_scale=runtime.time_scale,
+        timeline,
     )
     sampler.start()
     stopped: str | None = None
@@ -278,7 +273,7 @@ def _run(
         client.close()
         samples.close()
         events.close()
-        manifest["elapsed_s"] = round(runtime.monotonic() - t0, 3)
+        manifest["elapsed_s"] = round(timeline.elapsed(), 3)
         store.write_manifest(manifest)
     return stopped
 
@@ -348,7 +343,6 @@ def _manifest(
                 "start_offset_s": i.start_offset_s,
                 "tdp_w": i.tdp_w,
                 "kernels": [k.name for k in i.kernels],
-                "faults": [f.kind for f in i.faults],
             }
             for i in plan.items
         ],

@@ -1,11 +1,10 @@
 """The world a command runs in, injected through ``ctx.obj``: host, clock, devices, telemetry.
 
 Production code gets :class:`Runtime` with real defaults; tests pass their own (fake telemetry,
-injected faults, a fixed host name) to ``CliRunner.invoke(..., obj=...)``. ``faults`` is the
-test-only switch of the foundation: faults attached to device indices reach the device seam of
-the real code path, exactly as a simulated scenario's faults do. What tells a GPU node from a
-CPU-only one is injectable too (the driver's device node, the pynvml module, the CUDA devices),
-and :func:`discover` turns it into the run's devices plus the evidence the ``gpu-count`` and
+device seams that carry faults, a fixed host name) to ``CliRunner.invoke(..., obj=...)``, and a
+simulated fleet builds one per node (burnin/sim/run.py). What tells a GPU node from a CPU-only
+one is injectable too (the driver's device node, the pynvml module, the CUDA devices), and
+:func:`discover` turns it into the run's devices plus the evidence the ``gpu-count`` and
 ``telemetry`` checks judge (:mod:`burnin.verdicts.evidence`): the cards the driver lists that
 CUDA does not show, a shortfall against ``run.expect_gpus``, and GPUs nobody watched.
 """
@@ -19,8 +18,9 @@ import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from burnin.clock import Timeline, WallTimeline
 from burnin.config import RunConfig
 from burnin.devices import (
     GPU_KINDS,
@@ -31,9 +31,11 @@ from burnin.devices import (
     select,
 )
 from burnin.errors import TelemetryError
-from burnin.faults import Fault
 from burnin.telemetry.base import DriverInfo, TelemetryClient
 from burnin.telemetry.null import NullTelemetry
+
+if TYPE_CHECKING:
+    from burnin.plan import Plan
 
 log = logging.getLogger("burnin")
 
@@ -95,7 +97,6 @@ class Runtime:
     # The default serves NVML through ``nvml_module`` (see __post_init__).
     telemetry_factory: Callable[[Sequence[Device]], TelemetryClient] = default_telemetry
     cuda_devices: Callable[[], list[Device]] | None = None  # None = ask torch
-    faults: dict[int, tuple[Fault, ...]] = field(default_factory=dict)
     cpu_count: int = field(default_factory=lambda: os.cpu_count() or 1)
     monotonic: Callable[[], float] = time.monotonic
     wall_time: Callable[[], float] = time.time
@@ -106,19 +107,27 @@ class Runtime:
     # module NVML is read through (tests pass tests/fake_pynvml.FakeNvml).
     path_exists: Callable[[str], bool] = os.path.exists
     nvml_module: Callable[[], Any] = load_pynvml
-    # Simulated fleets (burnin.simulate) only. time_scale: simulated seconds per wall second
-    # (the sampler waits interval / time_scale); worker_clock: the picklable clock workers read
-    # (None = time.monotonic); seam_factories: per device index, a picklable
-    # ``(faults, seed) -> DeviceSeam`` (None/absent = kernels.base.DeviceSeam).
-    time_scale: float = 1.0
-    worker_clock: Callable[[], float] | None = None
+    # The run's time (burnin.clock): None = the host's clock (``monotonic``); a simulated fleet
+    # injects its virtual one.
+    timeline: Callable[[Plan], Timeline] | None = None
+    # Per device index, a picklable ``(seed=...) -> DeviceSeam`` (absent: kernels.base.DeviceSeam,
+    # a real device); a simulated fleet's devices and a test's faulty ones come in here.
     seam_factories: dict[int, Callable[..., Any]] = field(default_factory=dict)
+    # Whether the node's run writes its own reports (False where a caller merges several
+    # nodes' stores and reports once, as a simulated fleet does).
+    node_reports: bool = True
 
     def __post_init__(self) -> None:
         if self.telemetry_factory is default_telemetry:
             self.telemetry_factory = functools.partial(
                 default_telemetry, load_nvml=self.nvml_module
             )
+
+    def build_timeline(self, plan: Plan) -> Timeline:
+        """The timeline of one node's run of ``plan``."""
+        if self.timeline is not None:
+            return self.timeline(plan)
+        return WallTimeline(self.monotonic)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,9 +14,12 @@ starting one costs milliseconds instead of a fresh interpreter and torch import 
   their whole process group and the rest of the node goes on. Each such event carries the last
   telemetry sample and the recent events of that device.
 
-So a run ends within its planned duration plus the watchdog timeout plus process start-up,
-whatever the devices do. A stop request (Ctrl-C, SIGTERM) sets every device's stop flag, gives
-the workers ``watchdog.grace_s`` to write their results and kills what is left.
+Every "when" comes from the injected :class:`~burnin.clock.Timeline`: the host's clock on
+hardware; in a simulated fleet each device's modelled time, where a device starts exactly at
+its planned offset and counts as hung ``watchdog.timeout_s`` of its own time after it stopped
+answering. So a run ends within its planned duration plus the watchdog timeout plus process
+start-up, whatever the devices do. A stop request (Ctrl-C, SIGTERM) sets every device's stop
+flag, gives the workers ``watchdog.grace_s`` to write their results and kills what is left.
 """
 
 from __future__ import annotations
@@ -27,14 +30,14 @@ import multiprocessing as mp
 import os
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from burnin.clock import Timeline, WallTimeline
 from burnin.plan import Plan, WorkItem
 from burnin.signals import StopSignals
 from burnin.store import JsonlWriter
-from burnin.watch import FaultTelemetry, TelemetryWatch
+from burnin.watch import TelemetryWatch
 from burnin.worker import STOP_INTERRUPTED, STOP_THERMAL, WorkerArgs, placement_of, worker_entry
 
 log = logging.getLogger("burnin")
@@ -44,10 +47,6 @@ log = logging.getLogger("burnin")
 # preloaded too, which makes that re-run a dictionary lookup.
 PRELOAD = ["torch", "burnin.worker", "burnin.kernels", "burnin.kernels.base", "burnin.cli"]
 _POLL_S = 0.05
-# A clock that can be held (a simulated fleet's) stands still from a worker's launch until its
-# first heartbeat, but never longer than this many wall seconds, so a worker that never
-# answers cannot stop the run's time: the watchdog (wall time) deals with it.
-_START_HOLD_MAX_S = 2.0
 
 
 def mp_context() -> Any:
@@ -94,7 +93,7 @@ class _Running:
     proc: Any
     item: WorkItem
     slot: int
-    started_mono: float
+    started_mono: float  # the first heartbeat value (the timeline's launch instant)
 
 
 class Supervisor:
@@ -105,11 +104,10 @@ class Supervisor:
         results_path: the node's results.jsonl (workers append to it).
         samples: the node's samples writer (the sampler writes through ``self.watch``).
         events: the node's events writer.
-        t0: the run's start, on ``clock``.
+        t0: the run's start on the devices' clock (what :meth:`Timeline.start` returned).
         signals: the active stop-signal handler.
         limits: thermal guard limits per device index (C, source).
-        fault_telemetry: the CPU path's lost-fault hook, told when each device starts.
-        clock: monotonic clock (records' elapsed_s); heartbeats use ``time.monotonic``.
+        timeline: when devices start and when they count as hung (default: wall time).
     """
 
     def __init__(
@@ -121,8 +119,7 @@ class Supervisor:
         t0: float,
         signals: StopSignals,
         limits: dict[int, tuple[float, str]] | None = None,
-        fault_telemetry: FaultTelemetry | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        timeline: Timeline | None = None,
     ) -> None:
         cfg = plan.config
         self.plan = plan
@@ -130,8 +127,7 @@ class Supervisor:
         self._events = events
         self._t0 = t0
         self._signals = signals
-        self._faults = fault_telemetry
-        self._clock = clock
+        self._timeline = timeline if timeline is not None else WallTimeline()
         self._timeout_s = cfg.watchdog.timeout_s
         self._grace_s = cfg.watchdog.grace_s
         self._step_s = cfg.ramp.step_s
@@ -144,8 +140,6 @@ class Supervisor:
         self._slot_of = {item.device.index: slot for slot, item in enumerate(plan.items)}
         self._running: dict[int, _Running] = {}
         self._starts: list[float] = []  # recorded elapsed_s of every device start
-        # slot -> (the heartbeat value the parent set at launch, wall deadline of the hold)
-        self._holding: dict[int, tuple[float, float]] = {}
         self.watch = TelemetryWatch(samples, events, limits, on_guard=self.guard)
 
     def guard(self, dev: int) -> None:
@@ -155,10 +149,11 @@ class Supervisor:
             self._stops[slot] = STOP_THERMAL
 
     def _elapsed(self) -> float:
-        return round(self._clock() - self._t0, 6)
+        return self._timeline.elapsed()
 
-    def _record(self, kind: str, dev: int | None, **extra: Any) -> None:
-        self._events.write({"device": dev, "elapsed_s": self._elapsed(), "kind": kind, **extra})
+    def _record(self, kind: str, dev: int | None, at_s: float | None = None, **extra: Any) -> None:
+        at_s = self._elapsed() if at_s is None else at_s
+        self._events.write({"device": dev, "elapsed_s": at_s, "kind": kind, **extra})
 
     def run(self) -> str | None:
         """Start, watch and finish every worker; returns the stop reason if one was requested."""
@@ -169,18 +164,18 @@ class Supervisor:
                 if self._signals.requested:
                     self._stop_all(self._signals.requested, [item for _, item in pending])
                     return self._signals.requested
-                elapsed = self._elapsed()
-                while pending and pending[0][1].start_offset_s <= elapsed and self._may_start():
+                while (
+                    pending
+                    and self._timeline.due(pending[0][1].start_offset_s)
+                    and self._may_start()
+                ):
                     slot, item = pending.pop(0)
                     self._start(slot, item, alive_r)
-                self._release_started()
                 for slot in list(self._running):
                     self._check(slot)
                 time.sleep(_POLL_S)
             return None
         finally:
-            for slot in list(self._holding):
-                self._release(slot)
             for slot in list(self._running):  # only on an unexpected error: leave nothing behind
                 kill_group(self._running.pop(slot).proc)
             alive_w.close()
@@ -188,7 +183,7 @@ class Supervisor:
 
     def _may_start(self) -> bool:
         """Whether one more device may start now without exceeding the ramp limit."""
-        if self._step_s <= 0:
+        if self._step_s <= 0 or not self._timeline.ramped():
             return True
         now = self._elapsed()
         ramping = sum(1 for s in self._starts if now - s < self._step_s)
@@ -208,7 +203,6 @@ class Supervisor:
             slots=dict(self._slot_of),
             placement=placement_of(self.plan.inventory.get(dev, {})),
         )
-        self._beats[slot] = time.monotonic()
         proc = self._ctx.Process(
             target=worker_entry,
             name=f"burnin-dev{dev}",
@@ -216,25 +210,22 @@ class Supervisor:
             daemon=True,
         )
         launch = time.monotonic()
-        self._hold(slot)
+        # The first heartbeat value goes in before the process exists: the watchdog may look
+        # at the slot as soon as it does.
+        self._beats[slot] = self._timeline.launch(dev, item.start_offset_s)[1]
         try:
             proc.start()
         except (OSError, EOFError, RuntimeError) as exc:
-            self._release(slot)
+            self._timeline.ended(dev)
             self._record("crash", dev, message=f"could not start the worker process: {exc}")
             return
-        # The start time, the ramp and the watchdog all count from the moment the process
-        # exists (the first start may wait for the forkserver's torch import), not from the
-        # request; a later start can only be later, so the ramp rule holds on recorded times.
-        self._beats[slot] = time.monotonic()
-        launch_s = round(self._beats[slot] - launch, 4)
-        if slot in self._holding:
-            self._holding[slot] = (self._beats[slot], self._beats[slot] + _START_HOLD_MAX_S)
-        elapsed = self._elapsed()
+        # The recorded start and the watchdog count from the moment the process exists; a
+        # later start can only be later, so the ramp rule holds on recorded times.
+        launch_s = round(time.monotonic() - launch, 4)
+        elapsed, beat = self._timeline.launch(dev, item.start_offset_s)
+        self._beats[slot] = beat
         self._starts.append(elapsed)
-        self._running[slot] = _Running(proc, item, slot, time.monotonic())
-        if self._faults is not None and item.device.telemetry_index is not None:
-            self._faults.mark_started(item.device.telemetry_index)
+        self._running[slot] = _Running(proc, item, slot, beat)
         self._events.write(
             {
                 "device": dev,
@@ -246,33 +237,14 @@ class Supervisor:
             }
         )
 
-    def _hold(self, slot: int) -> None:
-        hold = getattr(self._clock, "hold", None)
-        if hold is not None:
-            hold()
-            self._holding[slot] = (self._beats[slot], time.monotonic() + _START_HOLD_MAX_S)
-
-    def _release(self, slot: int) -> None:
-        if self._holding.pop(slot, None) is not None:
-            self._clock.release()  # type: ignore[attr-defined]
-
-    def _release_started(self) -> None:
-        """Let the clock run again for workers that beat, died or took too long to start."""
-        now = time.monotonic()
-        for slot, (beat, until) in list(self._holding.items()):
-            run = self._running.get(slot)
-            if run is None or self._beats[slot] != beat or not run.proc.is_alive() or now > until:
-                self._release(slot)
-
-    def _evidence(self, run: _Running) -> dict[str, Any]:
+    def _evidence(self, run: _Running, last_progress_s: float | None = None) -> dict[str, Any]:
         dev = run.item.device.index
+        if last_progress_s is None:
+            found = self._timeline.no_progress(dev, self._beats[run.slot], -1.0)
+            last_progress_s = found[1] if found is not None else self._elapsed()
         return {
             "pid": run.proc.pid,
-            # Heartbeats are wall time; the run's clock may be a simulated one, so go back
-            # from "now" by the heartbeat's age rather than mixing the two clocks.
-            "last_progress_s": round(
-                self._elapsed() - (time.monotonic() - self._beats[run.slot]), 3
-            ),
+            "last_progress_s": last_progress_s,
             "last_sample": self.watch.last_sample(dev),
             "recent_events": self.watch.recent_events(dev),
         }
@@ -280,38 +252,50 @@ class Supervisor:
     def _check(self, slot: int) -> None:
         run = self._running[slot]
         dev = run.item.device.index
-        lost = self.watch.lost(dev)
-        now = time.monotonic()
+        timeline = self._timeline
         if not run.proc.is_alive():
             run.proc.join(timeout=1.0)
             kill_group(run.proc, join_s=0.1)  # anything the worker left in its group
             code = run.proc.exitcode
+            at_s = timeline.device_elapsed(dev)
             del self._running[slot]
+            timeline.ended(dev)
             if code == 0:
-                self._record("device-end", dev, exitcode=0)
+                self._record("device-end", dev, at_s, exitcode=0)
                 return
+            lost = self.watch.lost(dev)
             kind = "lost" if lost else "crash"
             why = describe_exit(code)
             message = f"the GPU disappeared, then the worker {why}" if lost else f"worker {why}"
-            self._record(kind, dev, message=message, exitcode=code, **self._evidence(run))
+            evidence = self._evidence(run)
+            self._record(kind, dev, at_s, message=message, exitcode=code, **evidence)
             return
+        if not timeline.settled(dev):
+            return
+        lost = self.watch.lost(dev)
+        stalled = timeline.no_progress(dev, self._beats[slot], self._timeout_s)
+        over_s = timeline.overrun_s(dev, run.started_mono, run.item.duration_s + self._timeout_s)
+        at_s, last_s = stalled if stalled is not None else (None, None)
         if lost is not None:
             reason = lost.get("message") or f"{lost.get('kind')} {lost.get('code') or ''}".strip()
             message = f"the GPU disappeared ({reason}); worker killed"
-        elif now - self._beats[slot] > self._timeout_s:
+            at_s = timeline.device_elapsed(dev)
+        elif stalled is not None:
+            assert at_s is not None and last_s is not None
             message = (
-                f"no progress for {now - self._beats[slot]:.1f} s "
+                f"no progress for {at_s - last_s:.1f} s "
                 f"(watchdog.timeout_s = {self._timeout_s:g}); worker killed"
             )
-        elif now - run.started_mono > run.item.duration_s + self._timeout_s:
-            over = now - run.started_mono - run.item.duration_s
+        elif over_s > 0:
+            over = over_s + self._timeout_s
             message = f"still running {over:.1f} s after its planned end; worker killed"
         else:
             return
-        evidence = self._evidence(run)
+        evidence = self._evidence(run, last_s)
         kill_group(run.proc)
         del self._running[slot]
-        self._record("lost" if lost else "hang", dev, message=message, **evidence)
+        timeline.ended(dev)
+        self._record("lost" if lost else "hang", dev, at_s, message=message, **evidence)
 
     def _stop_all(self, reason: str, never_started: list[WorkItem]) -> None:
         for slot in self._running:

@@ -8,24 +8,20 @@ device hangs, crashes or is lost), notices a card that disappears (``GPU is lost
 XID 79 "fallen off the bus", or a backend's ``lost`` event) and trips the thermal guard: a
 reading at or above the device's limit stops that device's stress at once and records a
 ``thermal-guard`` event, which the lifecycle checks turn into a ``thermal`` FAIL.
-:class:`FaultTelemetry` is the CPU path's runtime hook for an injected ``lost`` fault: it makes
-the telemetry report the card gone, as NVML would.
+A card with an injected ``lost`` fault reaches it the same way: its telemetry reports the card
+gone, as NVML would (``FaultTelemetry`` in burnin/sim/telemetry.py).
 """
 
 from __future__ import annotations
 
 import re
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from burnin.config import RunConfig
-from burnin.errors import TelemetryError
-from burnin.faults import Fault
 from burnin.store import JsonlWriter
-from burnin.telemetry.base import Event, Sample, TelemetryClient
 
 # NVML raises NVMLError_GpuIsLost ("GPU is lost"); XID 79 is "GPU has fallen off the bus"
 # (reference/nvml.md §2.12).
@@ -155,76 +151,3 @@ class TelemetryWatch:
     def guarded(self, dev: int) -> bool:
         with self._lock:
             return dev in self._guarded
-
-
-class FaultTelemetry:
-    """Wraps a telemetry client so an injected ``lost`` fault looks like NVML's ``GPU is lost``.
-
-    The simulated backend models lost cards itself; on the CPU fallback the null backend knows
-    nothing of faults, so the runner wraps it: ``after_s`` seconds after the device's worker
-    started, reading that device raises ``TelemetryError("... GPU is lost ...")`` while the
-    seam stalls the worker, the same pair of symptoms a real lost card shows.
-    """
-
-    def __init__(
-        self,
-        client: TelemetryClient,
-        lost_after_s: Mapping[int, float],
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._client = client
-        self._lost_after_s = dict(lost_after_s)  # telemetry index -> after_s
-        self._started: dict[int, float] = {}
-        self._clock = clock
-
-    @classmethod
-    def wrap(
-        cls,
-        client: TelemetryClient,
-        faults: Mapping[int, Sequence[Fault]],
-        telemetry_index: Mapping[int, int | None],
-        clock: Callable[[], float] = time.monotonic,
-    ) -> TelemetryClient | FaultTelemetry:
-        """``client`` itself when no device has a ``lost`` fault, else the wrapper."""
-        lost = {
-            tel: float(f.params.get("after_s", 5.0))
-            for dev, found in faults.items()
-            for f in found
-            if f.kind == "lost" and (tel := telemetry_index.get(dev)) is not None
-        }
-        return cls(client, lost, clock) if lost else client
-
-    def mark_started(self, index: int) -> None:
-        """Record that the device with telemetry ``index`` started its stress now."""
-        self._started.setdefault(index, self._clock())
-
-    def _check(self, index: int) -> None:
-        after_s = self._lost_after_s.get(index)
-        started = self._started.get(index)
-        if after_s is not None and started is not None and self._clock() - started >= after_s:
-            raise TelemetryError(f"device {index}: GPU is lost (injected lost fault)")
-
-    def sample(self, index: int, elapsed_s: float) -> Sample:
-        self._check(index)
-        return self._client.sample(index, elapsed_s)
-
-    def device_count(self) -> int:
-        return self._client.device_count()
-
-    def driver_info(self) -> Any:
-        return self._client.driver_info()
-
-    def inventory(self, index: int) -> Any:
-        return self._client.inventory(index)
-
-    def events(self, elapsed_s: float) -> list[Event]:
-        return self._client.events(elapsed_s)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __getattr__(self, name: str) -> Any:
-        # Optional backend methods (e.g. ``processes``) pass through unchanged.
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._client, name)

@@ -27,7 +27,6 @@ import contextlib
 import os
 import signal
 import threading
-import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -103,16 +102,19 @@ def worker_main(args: WorkerArgs, beats: Any, stops: Any, alive: Any = None) -> 
 
     Args:
         args: the device's work and where to write.
-        beats: shared array of heartbeat times (``time.monotonic``), one slot per device.
+        beats: shared array of heartbeat times (the device's clock), one slot per device.
         stops: shared array of stop requests (:data:`STOP_REASONS`), one slot per device.
         alive: read end of the parent's pipe; end-of-file means the parent is gone.
     """
     item, slot = args.item, args.slot
     out = JsonlWriter(Path(args.results_path), fsync_interval_s=args.fsync_interval_s)
     dev = item.device.index
-    # Record times and kernel deadlines follow the plan's clock (a simulated fleet runs a
-    # scaled one); heartbeats are always wall time, because the watchdog's timeout is.
-    clock = item.clock or time.monotonic
+    from burnin.kernels.base import DeviceSeam
+
+    seam = (item.seam_factory or DeviceSeam)(seed=item.seed * 1000 + dev)
+    # Record times, kernel deadlines and heartbeats are the device's time: the host's
+    # monotonic clock on a real card, the modelled device time on a simulated one.
+    clock = seam.clock(args.t0 + item.start_offset_s)
     started = clock()
 
     def emit(record: dict[str, Any]) -> None:
@@ -139,13 +141,11 @@ def worker_main(args: WorkerArgs, beats: Any, stops: Any, alive: Any = None) -> 
         import torch
 
         from burnin.kernels import registry
-        from burnin.kernels.base import DeviceSeam, KernelContext
-
-        seam = (item.seam_factory or DeviceSeam)(item.faults, seed=item.seed * 1000 + dev)
+        from burnin.kernels.base import KernelContext
 
         def beat() -> None:
             seam.check_faults(clock() - started)
-            beats[slot] = time.monotonic()
+            beats[slot] = clock()
 
         if item.threads:
             torch.set_num_threads(item.threads)

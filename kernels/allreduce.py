@@ -251,6 +251,7 @@ class _Session:
             if deadline is None and ctx.monotonic() >= planned_end:
                 deadline = time.monotonic() + self.timeout_s
             late = deadline is not None and time.monotonic() >= deadline
+            late = late and ctx.seam.may_never_come([d for d in self.devices if d not in here])
             if len(here) == len(self.devices) or late or ctx.should_stop():
                 store.compare_set("members", "", json.dumps(here))
                 break
@@ -361,6 +362,7 @@ class _Session:
         # Every rank must make the same number of calls: size batches by the slowest rank.
         wall_s = self._max(self.stress_wall_s, None)
         calls = max(1, int(self.cfg.batch_s / max(wall_s, 1e-6)))
+        calls = self.ctx.seam.batch_steps("allreduce", calls)
         buf = self.torch.zeros(count, dtype=self.torch.float32, device=self.ctx.device)
         batches = 0
         while not self._agree(self.ctx.monotonic() >= deadline or self.ctx.should_stop()):

@@ -1,205 +1,101 @@
-"""What a kernel gets to work with: its device, a record sink, a clock, and the fault seam.
+"""What a kernel gets to work with: its device, a record sink, a clock, and the device seam.
 
 A kernel's ``run(ctx)`` stresses ``ctx.device`` for ``ctx.duration_s``, calls ``ctx.heartbeat()``
 after every step (the watchdog reads it), emits plain-dict records through ``ctx.emit`` as it
 goes (so a crash loses nothing already measured) and returns one summary record. The
-:class:`DeviceSeam` is the only place faults enter: it sits where data comes back from the
-device, so the checks downstream see a corrupted or slow card exactly as they would see a real
-one. Timing uses CUDA events on a GPU and ``perf_counter`` on the CPU.
+:class:`DeviceSeam` sits where data and time come back from the device: the one place a
+modelled device (the simulator's, a test's faulty one) differs from a real one, so the checks
+downstream see a corrupted or slow card exactly as they would see a real one. Timing uses CUDA
+events on a GPU and ``perf_counter`` on the CPU.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from burnin.faults import Fault
-
 
 class DeviceSeam:
-    """Injects the planned faults of one device where results leave the device."""
+    """Where results and time come back from one device: the hook for a modelled device.
 
-    def __init__(self, faults: Sequence[Fault], seed: int) -> None:
-        self.faults = {f.kind: f for f in faults}
-        self._rng = random.Random(seed)
-        self._sdc_step: int | None = None
-        self._sdc_decision = False
-        self._sdc_victims: dict[int, int] = {}  # count -> the index corrupted at this step
-        self._sdc_flips: dict[tuple[int, int], tuple[int, int]] = {}  # -> (element, bit)
-        self._memory_pass: int | None = None
-        self._memory_hits_now: list[tuple[int, int, str]] = []
+    On a real device every method passes through: results as the device computed them, the
+    time that was measured, the host's clock. The simulator (burnin/sim/seam.py) overrides
+    them with a device model (its SKU's speed, its own clock, the faults it carries), so the
+    kernels and the checks downstream run unchanged on a card that does not exist, and see a
+    corrupted or slow one exactly as they would see a real one.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def clock(self, start_s: float) -> Callable[[], float]:
+        """The device's clock, for a device whose planned start is ``start_s`` on the run clock.
+
+        A real device's time is the host's monotonic clock (``start_s`` is when it was meant to
+        start, not when it did). A simulated device answers with its own clock, which starts at
+        ``start_s`` and advances by the modelled time of its work.
+        """
+        return time.monotonic
+
+    def batch_steps(self, kernel: str, measured: int) -> int:
+        """Steps per timed batch of ``kernel``; ``measured`` fills ``batch_s`` on this host.
+
+        A real device runs what fills its batch time. A simulated device's batch stands for a
+        slice of its modelled time whatever the CPU computes, so it answers a fixed count and
+        the records stay the same on a fast or a loaded host.
+        """
+        return measured
+
+    def shares_host(self, kernel: str) -> bool:
+        """Whether ``kernel`` on this device shares the host with the node's other devices, so
+        they take turns to measure (kernels/pcie.py). A real device does: every GPU copying at
+        once splits the host's memory and root-complex bandwidth. A modelled device's rate does
+        not depend on what the others do, so it measures for the kernel's whole time."""
+        return True
+
+    def may_never_come(self, devices: Sequence[int]) -> bool:
+        """Whether the node's ``devices`` that have not arrived at a rendezvous may never come,
+        so the wait ends at its wall-clock timeout (kernels/allreduce.py). On hardware they
+        may; a modelled node knows its failed and finished (e.g. guard-stopped) devices, and a
+        healthy one arrives however late the host launched it."""
+        return True
 
     def corrupt(self, result: Any, step: int, index: int = 0, count: int = 1) -> Any:
-        """Return ``result`` (a torch tensor) as a faulty card would deliver it.
-
-        ``result`` is the ``index``-th of ``count`` results of one kind that leave the device at
-        ``step`` (a batch's products: ``count`` of them, in order). Corruption flips one raw bit
-        (adding 1 would round away in bf16 at large magnitudes). Every result at the same
-        ``step`` shares one decision, and a hit corrupts one result of each kind (drawn over
-        ``count``), so an ``sdc`` rate is the share of verifications that find corruption,
-        however many products each checks. Reading the same product again at the same step
-        gives the same wrong value, as a wrong buffer would.
-        """
-        constant = self.faults.get("sdc-constant")
-        if constant is not None:
-            result = result.clone()
-            flat = result.view(-1)
-            # Always the same element, always the same wrong value: a self-compare passes.
-            _flip_bit(flat, flat.numel() // 3, _mantissa_bits(result) - 1)
-            return result
-        sdc = self.faults.get("sdc")
-        if sdc is not None and self._sdc_hit(step, float(sdc.params.get("rate", 0.05))):
-            if count > 1 and count not in self._sdc_victims:
-                self._sdc_victims[count] = self._rng.randrange(count)
-            if index != self._sdc_victims.get(count, 0):
-                return result
-            result = result.clone()
-            flat = result.view(-1)
-            if (index, count) not in self._sdc_flips:
-                pos = self._rng.randrange(flat.numel())
-                self._sdc_flips[(index, count)] = pos, self._rng.randrange(_mantissa_bits(result))
-            _flip_bit(flat, *self._sdc_flips[(index, count)])
-            return result
+        """``result`` (a torch tensor) as the device delivers it: the ``index``-th of ``count``
+        results of one kind that leave the device at ``step`` (a batch's products, in order)."""
         return result
 
-    def _sdc_hit(self, step: int, rate: float) -> bool:
-        if self._sdc_step != step:
-            self._sdc_step, self._sdc_decision = step, self._rng.random() < rate
-            self._sdc_victims, self._sdc_flips = {}, {}
-        return self._sdc_decision
-
     def read_back(self, words: Any, offset_bytes: int, region_bytes: int, pass_id: int) -> Any:
-        """Return ``words`` (an integer tensor read back from a tested region) as a faulty card
-        would deliver it: ``stuck-bit`` pins one bit at ``offset_bytes`` of the region on every
-        read, ``bitflip`` flips one random bit of the region in a ``rate`` share of passes.
+        """``words`` read back from a tested region as the device delivers them.
 
         Args:
             words: the chunk read back (int32 or int64 view of device memory).
             offset_bytes: where ``words[0]`` sits in the tested region.
             region_bytes: the size of the whole tested region.
-            pass_id: the write/verify pass; every chunk of one pass shares one decision.
+            pass_id: the write/verify pass; every chunk of one pass belongs to it.
         """
-        hits = self._memory_hits(region_bytes, pass_id)
-        if not hits:
-            return words
-        size = words.element_size()
-        end = offset_bytes + words.numel() * size
-        faulty = words
-        for at_byte, bit, mode in hits:
-            if not offset_bytes <= at_byte < end:
-                continue
-            if faulty is words:
-                faulty = words.clone()
-            index = (at_byte - offset_bytes) // size
-            bit_in_word = (at_byte % size) * 8 + bit  # little-endian byte order
-            mask = _signed(1 << bit_in_word, size * 8)
-            word = int(faulty[index])
-            if mode == "set":
-                word |= mask
-            elif mode == "clear":
-                word &= ~mask
-            else:
-                word ^= mask
-            faulty[index] = _signed(word, size * 8)
-        return faulty
-
-    def _memory_hits(self, region_bytes: int, pass_id: int) -> list[tuple[int, int, str]]:
-        if self._memory_pass != pass_id:
-            hits: list[tuple[int, int, str]] = []
-            stuck = self.faults.get("stuck-bit")
-            if stuck is not None:
-                mode = "set" if int(stuck.params.get("value", 1)) else "clear"
-                # The offset is defined within the tested region, whatever its size on this
-                # device: wrap it, or a stuck bit past a small (CPU) region would go unseen.
-                at_byte = int(stuck.params.get("offset_bytes", 4096))
-                at_byte = at_byte % region_bytes if region_bytes > 0 else at_byte
-                hits.append((at_byte, int(stuck.params.get("bit", 0)), mode))
-            flip = self.faults.get("bitflip")
-            rate = float(flip.params.get("rate", 0.05)) if flip is not None else 0.0
-            if region_bytes > 0 and self._rng.random() < rate:
-                hits.append((self._rng.randrange(region_bytes), self._rng.randrange(8), "flip"))
-            self._memory_pass, self._memory_hits_now = pass_id, hits
-        return self._memory_hits_now
+        return words
 
     def delay_s(self, elapsed_s: float, kernel: str = "matmul") -> float:
-        """Extra time a slow card would have taken for a step that took ``elapsed_s``.
-
-        ``slow`` slows compute (matmul), ``hbm-slow`` slows device memory (membw).
-        """
-        slow = self.faults.get(_SLOW_FAULT.get(kernel, "slow"))
-        if slow is None:
-            return 0.0
-        factor = float(slow.params.get("factor", 0.85))
-        return elapsed_s * (1.0 / factor - 1.0) if 0 < factor < 1 else 0.0
+        """Extra seconds to wait after a step that took ``elapsed_s`` (a slowed device)."""
+        return 0.0
 
     def device_time_s(self, kernel: str, elapsed_s: float, work: float) -> float:
         """The time the device took for ``work`` (flops or bytes) measured as ``elapsed_s``.
 
-        A real device's time is what was measured (a slow fault has already slept its extra
-        share). The simulator overrides this to return its SKU model's time, so a simulated
-        H100 reports an H100's throughput while the CPU still computes every verified result.
-        A ``slow-link`` fault stretches this device's all-reduce time by ``1/factor`` (the
-        kernel takes the slowest rank's time, so every group with this device slows down).
+        A real device's time is what was measured. A simulated device returns its model's
+        time, so a simulated H100 reports an H100's throughput while the CPU still computes
+        every verified result.
         """
-        link = self.faults.get("slow-link") if kernel == "allreduce" else None
-        factor = float(link.params.get("factor", 0.5)) if link is not None else 1.0
-        return elapsed_s / factor if 0 < factor < 1 else elapsed_s
+        return elapsed_s
 
     def check_faults(self, elapsed_s: float) -> None:
-        """Realise the lifecycle faults once the device has run ``after_s`` seconds.
-
-        The worker calls this on every heartbeat with the time since the device started.
-        ``crash`` ends the process at once with :data:`CRASH_EXIT_CODE`, as a driver fault
-        would; ``hang`` and ``lost`` stop the device answering (this call never returns), so
-        the heartbeat stops and the parent's watchdog must notice. For ``lost`` the telemetry
-        side reports the card gone as well (the simulated backend, or the runner's fault hook
-        on the CPU), which is what tells a lost card from a hung one.
-        """
-        crash = self.faults.get("crash")
-        if crash is not None and elapsed_s >= float(crash.params.get("after_s", 5.0)):
-            os._exit(CRASH_EXIT_CODE)
-        for kind in ("hang", "lost"):
-            fault = self.faults.get(kind)
-            if fault is not None and elapsed_s >= float(fault.params.get("after_s", 5.0)):
-                while True:  # a stalled card never answers again; only a kill ends this
-                    time.sleep(3600)
-
-
-# Exit status of a worker whose device "crashed" (EX_SOFTWARE from sysexits.h): any non-zero
-# status is a crash to the runner; a fixed one lets tests tell an injected crash from a bug.
-CRASH_EXIT_CODE = 70
-
-# Which slow-down fault a kernel's timing feels: compute or device memory.
-_SLOW_FAULT = {"matmul": "slow", "membw": "hbm-slow"}
-
-
-def _mantissa_bits(tensor: Any) -> int:
-    """Explicit mantissa bits of a float tensor's dtype (flip targets that change the value)."""
-    import torch
-
-    if not tensor.is_floating_point():
-        return tensor.element_size() * 8 - 1
-    return int(torch.finfo(tensor.dtype).eps ** -1).bit_length() - 1
-
-
-def _signed(value: int, bits: int) -> int:
-    value &= (1 << bits) - 1
-    return value - (1 << bits) if value >> (bits - 1) else value
-
-
-def _flip_bit(flat: Any, pos: int, bit: int) -> None:
-    """XOR one bit of element ``pos`` of a 1-D tensor, in its raw representation."""
-    import torch
-
-    size = flat.element_size()
-    raw = flat.view({1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[size])
-    flipped = int(raw[pos]) ^ (1 << bit)
-    raw[pos] = flipped if size == 1 else _signed(flipped, size * 8)
+        """Called at every heartbeat with the time since the device started: where a modelled
+        device crashes, hangs or falls off the bus. A real device has nothing to do here."""
+        return None
 
 
 @dataclass(kw_only=True)
@@ -268,7 +164,8 @@ def calibrate_batches(
             op()
         timer.start()
         op()
-        batch[name] = max(1, int(batch_s / len(ops) / max(timer.stop_s(), 1e-6)))
+        measured = max(1, int(batch_s / len(ops) / max(timer.stop_s(), 1e-6)))
+        batch[name] = ctx.seam.batch_steps(name, measured)
     return timer, batch
 
 

@@ -219,7 +219,7 @@ class _DtypeRun:
             self.mm(self.a, self.b, outs[0])
         timer.start()
         self.mm(self.a, self.b, outs[0])
-        batch = max(1, int(cfg.batch_s / max(timer.stop_s(), 1e-6)))
+        batch = ctx.seam.batch_steps("matmul", max(1, int(cfg.batch_s / max(timer.stop_s(), 1e-6))))
         slots = None
         if cfg.verify_products:
             self.digests = torch.zeros(batch, dtype=torch.int64, device=ctx.device)
@@ -229,9 +229,11 @@ class _DtypeRun:
         tflops: list[float] = []
         timed_s = verify_s = timed_cpu_s = 0.0
         window_work = window_s = 0.0
-        # Progress windows are wall time (they bound the record count; a simulated clock may
-        # run 60x faster); the deadline is the injected clock's.
-        last_progress = loop_t0 = time.perf_counter()
+        # Progress windows follow the device's clock (a simulated card's is its modelled time),
+        # read once a batch and first after it; the loop's and the verification's costs are
+        # the host's (perf_counter).
+        last_progress: float | None = None
+        loop_t0 = time.perf_counter()
         batches = 0
         while True:
             step = self.steps + batch
@@ -252,13 +254,14 @@ class _DtypeRun:
             tflops.append(work / device_s / 1e12)
             window_work, window_s = window_work + work, window_s + device_s
             ctx.heartbeat()
-            done = ctx.monotonic() >= deadline or ctx.should_stop()
+            now = ctx.monotonic()
+            last_progress = now if last_progress is None else last_progress
+            done = now >= deadline or ctx.should_stop()
             full = batches % cfg.verify_every == 0 or (done and not self.counts["verifications"])
             if full or slots is not None:
                 t0 = time.perf_counter()
                 self.verify(batch, k, step, full=full, last=done)
                 verify_s += time.perf_counter() - t0
-            now = time.perf_counter()
             if now - last_progress >= 1.0 or done:
                 last_progress = now
                 ctx.emit(

@@ -14,7 +14,9 @@ A device holds the node's PCIe lock (an ``flock`` on ``nodes/<node>/pcie.lock`` 
 directory, which the kernel releases when its holder dies, so a crashed card never blocks the
 others) only while it measures, for its slice ``duration / devices`` of the kernel's time, and
 heartbeats while it waits. The lock is taken inside this kernel alone and never while waiting
-on another device, so it cannot deadlock with the all-reduce group. The worker has already
+on another device, so it cannot deadlock with the all-reduce group. A modelled (simulated)
+device, whose link rate does not depend on the others, takes no turn (``DeviceSeam.shares_host``)
+and measures for the kernel's whole time. The worker has already
 bound itself to the GPU's local CPUs (burnin/worker.py), so the pinned buffers, placed by first
 touch, sit on the GPU's NUMA node.
 """
@@ -53,6 +55,9 @@ class Pcie:
         verify_every: int = field(default=10, metadata={"min": 1, "max": 1_000_000})  # batches
 
     def run(self, ctx: KernelContext) -> dict[str, Any]:
+        if not ctx.seam.shares_host("pcie"):  # a modelled link: no turn to wait for
+            lock = {"waited_s": 0.0, "held_from": ctx.monotonic(), "shared_by": 1}
+            return self._measure(ctx, ctx.duration_s, lock)
         try:
             sharing = len(node_plan(ctx.device_index, ctx.peers).devices)
         except ValueError:

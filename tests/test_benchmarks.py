@@ -138,3 +138,23 @@ def test_nvml_uuid_matches_what_nvml_reports() -> None:
 
     assert _common.nvml_uuid(FakeTorch(), 3) == f"GPU-{uuid.UUID(bytes=raw)}"
     assert _common.nvml_uuid(FakeTorch(), 3) == "GPU-00010203-0405-0607-0809-0a0b0c0d0e0f"
+
+
+def test_simulate_benchmark_prints_wall_seconds_gpus_and_passes() -> None:
+    """The simulated-fleet benchmark's contract on the smallest fleet; the time is not judged."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_simulate.py"),
+            "--nodes",
+            "1",
+            "--gpus-per-node",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout.splitlines()
+    assert out[0].startswith("# bench_simulate nodes=1 gpus_per_node=2") and "date=" in out[0]
+    assert re.fullmatch(r"wall_s=\d+\.\d gpus=2 pass=2", out[-1])

@@ -16,8 +16,9 @@ from fakes import write_run
 
 from burnin.cli import cli
 from burnin.devices import Device
-from burnin.faults import make_fault
 from burnin.runtime import Runtime
+from burnin.sim.faults import make_fault
+from burnin.sim.telemetry import with_faults
 
 FAST = [
     "--device",
@@ -150,7 +151,7 @@ def test_run_end_to_end_on_cpu(tmp_path: Path) -> None:
 
 
 def test_injected_wrong_answer_fails_that_device(tmp_path: Path) -> None:
-    obj = runtime(faults={1: (make_fault("sdc-constant"),)})
+    obj = runtime(**with_faults({1: (make_fault("sdc-constant"),)}))
     result = invoke(
         ["run", *FAST, "--quiet", "--set", "cpu.devices=2", "--out", str(tmp_path)], obj
     )

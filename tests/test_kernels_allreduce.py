@@ -3,6 +3,8 @@ corrupted, slow link, a missing rank, a rank that dies), and ``burnin run`` end 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import queue
@@ -15,8 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from burnin.cli import cli
+from burnin.clock import WallTimeline
 from burnin.config import load_config
-from burnin.faults import make_fault
 from burnin.kernels.allreduce import Allreduce
 from burnin.kernels.base import DeviceSeam, KernelContext
 from burnin.kernels.collectives import (
@@ -30,7 +32,8 @@ from burnin.kernels.collectives import (
     typical_pair_gbps,
 )
 from burnin.runtime import Runtime
-from burnin.simseam import ScaledClock
+from burnin.sim.faults import make_fault
+from burnin.sim.seam import FaultySeam
 from burnin.supervisor import mp_context
 from burnin.verdicts.network import isolate
 
@@ -173,7 +176,7 @@ def _ctx(index: int = 0, peers: dict[str, Any] | None = None, **kw: Any) -> Kern
         config=Allreduce.Config(**kw),
         duration_s=0.5,
         seed=3,
-        seam=DeviceSeam([], seed=0),
+        seam=DeviceSeam(seed=0),
         emit=lambda record: None,
         peers=peers or {},
     )
@@ -198,20 +201,42 @@ def test_a_lone_device_skips_with_the_reason(peers: dict[str, Any]) -> None:
 # -- real gloo groups of CPU ranks -------------------------------------------------------------
 
 
-class CrashingSeam(DeviceSeam):
+class CrashingSeam(FaultySeam):
     """A card that dies on its first timed all-reduce, after the group has formed."""
 
     def device_time_s(self, kernel: str, elapsed_s: float, work: float) -> float:
         os._exit(70)
 
 
-class HangInCollectiveSeam(DeviceSeam):
+@dataclasses.dataclass(frozen=True)
+class ScaledClock:
+    """A monotonic clock running ``scale`` times faster than ``time.monotonic`` (picklable)."""
+
+    scale: float
+    origin: float = dataclasses.field(default_factory=time.monotonic)
+
+    def __call__(self) -> float:
+        return self.origin + (time.monotonic() - self.origin) * self.scale
+
+
+class ClockedSeam(FaultySeam):
+    """A device whose clock is ``device_clock`` (a test's scaled clock), not the host's."""
+
+    def __init__(self, faults: Any = (), seed: int = 0, device_clock: Any = None) -> None:
+        super().__init__(faults, seed)
+        self.device_clock = device_clock
+
+    def clock(self, start_s: float) -> Any:
+        return self.device_clock if self.device_clock is not None else super().clock(start_s)
+
+
+class HangInCollectiveSeam(ClockedSeam):
     """A card that stops answering once it is inside the all-reduce: the real ``hang`` fault
     (the seam never returns from its heartbeat), armed by the device's first timed all-reduce,
     so it always strikes after the group formed, whatever the host's speed."""
 
-    def __init__(self, faults: Any, seed: int) -> None:
-        super().__init__([*faults, make_fault("hang", {"after_s": 0.0})], seed)
+    def __init__(self, faults: Any = (), seed: int = 0, device_clock: Any = None) -> None:
+        super().__init__([*faults, make_fault("hang", {"after_s": 0.0})], seed, device_clock)
         self.armed = False
 
     def device_time_s(self, kernel: str, elapsed_s: float, work: float) -> float:
@@ -309,7 +334,7 @@ def run_ranks(
                 str(tmp_path),
                 {**SMALL, **cfg},
                 (faults or {}).get(d, []),
-                seams.get(d, DeviceSeam),
+                seams.get(d, FaultySeam),
                 duration_s,
                 watchdog_s,
                 clock,
@@ -528,22 +553,24 @@ def test_burnin_run_on_one_device_skips_the_allreduce(tmp_path: Path) -> None:
 def test_burnin_run_blames_the_card_that_hung_in_the_all_reduce_not_its_peers(
     tmp_path: Path,
 ) -> None:
-    # gpu2's seam realises the `hang` fault once gpu2 is inside the all-reduce. The run's clock
-    # runs 10x wall time, so the peers' deadline (0.8 × the 6 s watchdog = 4.8 s on that clock)
-    # passes long before the wall-clock safety nets (gloo's timeout, the watchdog).
+    # gpu2's seam realises the `hang` fault once gpu2 is inside the all-reduce. The devices'
+    # clock runs 10x wall time, so the peers' 4 s deadline on it passes after 0.4 s of wall
+    # time, long before gloo's own 4 s wall timeout, the safety net; the watchdog's 60 s on that
+    # clock (6 s of wall time without a heartbeat) leaves a loaded host's worker starts alone.
     clock = ScaledClock(10.0)
+    seams = {d: functools.partial(ClockedSeam, device_clock=clock) for d in (0, 1, 3)}
     runtime = Runtime(
         hostname="test-node",
         cuda_devices=lambda: [],
-        seam_factories={2: HangInCollectiveSeam},
-        monotonic=clock,
-        worker_clock=clock,
-        time_scale=clock.scale,
+        seam_factories={**seams, 2: functools.partial(HangInCollectiveSeam, device_clock=clock)},
+        # The devices beat on the scaled clock, so the watchdog ages heartbeats on it too.
+        timeline=lambda plan: WallTimeline(clock, beat_clock=clock),
     )
     args = [*RUN, *SETS, "--set", "cpu.devices=4", "--set", 'run.kernels=["allreduce"]',
-            "--set", "kernels.allreduce.pairwise=false", "--set", "watchdog.timeout_s=6",
-            # The watchdog's "past its planned end" limit adds this to its timeout, in wall
-            # seconds: 16 s leaves the peers' teardown (gloo's 4.8 s timeout at most) room.
+            "--set", "kernels.allreduce.pairwise=false", "--set", "watchdog.timeout_s=60",
+            "--set", "kernels.allreduce.timeout_s=4",
+            # The watchdog's "past its planned end" limit (duration + timeout, 70 s of wall
+            # time) leaves the peers' teardown room.
             "--duration", "10s", "--out", str(tmp_path)]  # fmt: skip
     result = CliRunner().invoke(cli, args, obj=runtime)
     assert result.exit_code == 4, result.output  # incomplete: one card ERROR, none FAIL

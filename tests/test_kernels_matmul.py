@@ -18,12 +18,14 @@ from fakes import FakeClock
 
 from burnin.cli import cli
 from burnin.errors import ConfigError
-from burnin.faults import make_fault
 from burnin.kernels import bitcheck
 from burnin.kernels.base import DeviceSeam, KernelContext
 from burnin.kernels.matmul import Matmul
 from burnin.kernels.matmul_data import freivalds_bad_rows
 from burnin.runtime import Runtime
+from burnin.sim.faults import make_fault
+from burnin.sim.seam import FaultySeam
+from burnin.sim.telemetry import with_faults
 
 
 def run_matmul(
@@ -51,7 +53,7 @@ def run_matmul(
         config=Matmul.Config(**config),
         duration_s=duration_s,
         seed=1234,
-        seam=seam or DeviceSeam(faults, seed=7),
+        seam=seam or FaultySeam(faults, seed=7),
         emit=records.append,
         heartbeat=beat,
         # One heartbeat after setup, then one per batch.
@@ -128,7 +130,7 @@ class FirstResultCorrupted(DeviceSeam):
     """Corrupts only the first result that leaves the device: the self-consistency reference."""
 
     def __init__(self) -> None:
-        super().__init__((), seed=0)
+        super().__init__(seed=0)
         self.calls = 0
 
     def corrupt(self, result: Any, step: int, index: int = 0, count: int = 1) -> Any:
@@ -153,7 +155,7 @@ class OneProductCorrupted(DeviceSeam):
     """A card that gets one product of one batch wrong (one flipped bit), as an SDC does."""
 
     def __init__(self, batch: int, position: str) -> None:
-        super().__init__((), seed=0)
+        super().__init__(seed=0)
         self.batch, self.position = batch, position
         self.steps: list[int] = []  # the step of each batch seen, in order
 
@@ -206,7 +208,7 @@ def test_a_wrong_product_anywhere_in_a_batch_is_caught(
 
 
 def test_seam_corrupts_one_product_per_hit_and_the_same_one_on_every_read() -> None:
-    seam = DeviceSeam((make_fault("sdc", {"rate": 1.0}),), seed=3)
+    seam = FaultySeam((make_fault("sdc", {"rate": 1.0}),), seed=3)
     base = torch.zeros(16, 16)
     victims = []
     for step in range(1, 30):
@@ -294,7 +296,7 @@ class FixedTimeSeam(DeviceSeam):
 
 
 def test_tflops_come_from_the_device_time_of_the_seam() -> None:
-    result, _ = run_matmul(batches=5, seam=FixedTimeSeam((), seed=1))
+    result, _ = run_matmul(batches=5, seam=FixedTimeSeam(seed=1))
     assert result["metrics"]["matmul_tflops"] == pytest.approx(5.0)
     assert result["metrics"]["matmul_tflops_cv"] == pytest.approx(0.0, abs=1e-12)
 
@@ -338,7 +340,7 @@ def test_end_to_end_constant_wrong_and_stuck_bit_fail_only_their_devices(tmp_pat
         1: (make_fault("sdc-constant"),),
         2: (make_fault("stuck-bit", {"offset_bytes": 4096, "bit": 1, "value": 1}),),
     }
-    obj = Runtime(hostname="test-node", cuda_devices=lambda: [], faults=faults)
+    obj = Runtime(hostname="test-node", cuda_devices=lambda: [], **with_faults(faults))
     args = ["run", "--device", "cpu", "--duration", "2s", "--quiet", "--out", str(tmp_path)]
     for item in (
         "cpu.devices=4",
@@ -370,7 +372,7 @@ def test_end_to_end_constant_wrong_and_stuck_bit_fail_only_their_devices(tmp_pat
 
 
 def test_seam_shares_one_decision_per_step() -> None:
-    seam = DeviceSeam((make_fault("sdc", {"rate": 0.5}),), seed=11)
+    seam = FaultySeam((make_fault("sdc", {"rate": 0.5}),), seed=11)
     base = torch.ones(8, 8)
     for step in range(40):
         first = not torch.equal(seam.corrupt(base, step), base)
@@ -409,7 +411,7 @@ def test_no_dtype_measured_means_no_throughput_figure() -> None:
 
     ctx = KernelContext(device=torch.device("cpu"), device_index=0, node="test",
                         config=Matmul.Config(), duration_s=1.0, seed=1,
-                        seam=DeviceSeam((), seed=0), emit=lambda r: None)  # fmt: skip
+                        seam=DeviceSeam(seed=0), emit=lambda r: None)  # fmt: skip
     result = _result(ctx, "fp8", 64, 0, {}, {"fp8": "fp8 matmul unavailable here"})
     # 0.0 would read as a measured, dead card; no figure leaves it to the lifecycle checks.
     assert result["metrics"] == {} and "fp8" in result["skipped_dtypes"]

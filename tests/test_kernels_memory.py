@@ -12,10 +12,11 @@ import pytest
 import torch
 from fakes import FakeClock
 
-from burnin.faults import make_fault
 from burnin.kernels.base import DeviceSeam, KernelContext
 from burnin.kernels.membw import Membw
 from burnin.kernels.memtest import Memtest, _passes
+from burnin.sim.faults import make_fault
+from burnin.sim.seam import FaultySeam
 
 
 def run(
@@ -36,7 +37,7 @@ def run(
         config=config,
         duration_s=duration_s,
         seed=1234,
-        seam=DeviceSeam(faults, seed=5),
+        seam=FaultySeam(faults, seed=5),
         emit=records.append,
         monotonic=FakeClock(tick_s),
     )
@@ -66,7 +67,7 @@ def test_membw_reports_the_seam_device_time() -> None:
         config=Membw.Config(cpu_size_mib=1, batch_s=0.005),
         duration_s=0.05,
         seed=1,
-        seam=Halved((), seed=1),
+        seam=Halved(seed=1),
         emit=records.append,
         monotonic=FakeClock(0.01),
     )
@@ -143,7 +144,7 @@ def test_memtest_catches_intermittent_bit_flips() -> None:
 
 
 def test_read_back_without_faults_is_the_same_tensor() -> None:
-    seam = DeviceSeam((), seed=1)
+    seam = FaultySeam((), seed=1)
     words = torch.arange(16, dtype=torch.int32)
     assert seam.read_back(words, 0, 64, pass_id=0) is words
 

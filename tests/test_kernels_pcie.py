@@ -28,7 +28,7 @@ def run(device: str, config: Pcie.Config, duration_s: float) -> dict[str, Any]:
         config=config,
         duration_s=duration_s,
         seed=1234,
-        seam=DeviceSeam((), seed=1),
+        seam=DeviceSeam(seed=1),
         emit=lambda record: None,
     )
     return Pcie().run(ctx)
@@ -55,7 +55,7 @@ def test_bandwidth_is_bytes_over_device_time() -> None:
         config=Pcie.Config(cpu_size_mib=1, batch_s=0.005),
         duration_s=0.02,
         seed=1,
-        seam=LinkModel((), seed=1),
+        seam=LinkModel(seed=1),
         emit=lambda record: None,
     )
     result = Pcie().run(ctx)
@@ -92,7 +92,7 @@ def _measure(dev: int, meet_dir: str, clock: TickClock, out: Any) -> None:
         config=Pcie.Config(cpu_size_mib=1, batch_s=0.001, warmup_steps=0),
         duration_s=40.0,  # ticks: a slice of 10 per device
         seed=dev,
-        seam=DeviceSeam((), seed=dev),
+        seam=DeviceSeam(seed=dev),
         emit=lambda record: None,
         monotonic=clock,
         peers={"meet_dir": meet_dir, "devices": [0, 1, 2, 3]},

@@ -1,8 +1,9 @@
 """The runner end to end on the CPU: hang, crash and lost devices, the ramp, the thermal guard.
 
 Each scenario is a real `burnin run` through CliRunner with eight logical CPU devices and tiny
-matmuls; faults enter through ``Runtime.faults`` and are realised at the device seam, exactly
-as a simulated scenario's faults are. The forkserver is warmed once per module so the timing
+matmuls; faults enter through the devices' seams (``Runtime.seam_factories``, built by
+burnin.sim.telemetry.with_faults) and are realised there, exactly as a simulated scenario's
+faults are. The forkserver is warmed once per module so the timing
 assertions measure the watchdog, not torch's import.
 """
 
@@ -20,11 +21,12 @@ from click.testing import CliRunner
 from fakes import RecordingWriter, process_alive
 
 from burnin.cli import cli
-from burnin.faults import make_fault
-from burnin.kernels.base import CRASH_EXIT_CODE
 from burnin.plan import build_plan
 from burnin.runtime import Runtime
 from burnin.signals import StopSignals
+from burnin.sim.faults import make_fault
+from burnin.sim.seam import CRASH_EXIT_CODE
+from burnin.sim.telemetry import with_faults
 from burnin.store import RunStore
 from burnin.supervisor import Supervisor, _Running, describe_exit, kill_group, mp_context
 from burnin.telemetry.base import DriverInfo, Event, Inventory, Sample
@@ -71,7 +73,7 @@ def report(run_dir: Path) -> dict[int, dict[str, Any]]:
 )
 def test_one_faulty_device_of_eight(tmp_path: Path, kind: str, evidence: str) -> None:
     faults = {3: (make_fault(kind, {"after_s": 0.5}),)}
-    runtime = Runtime(hostname="node-a", faults=faults)
+    runtime = Runtime(hostname="node-a", **with_faults(faults))
     result, run_dir, wall_s = run_cli(tmp_path, ["--set", "cpu.devices=8"], runtime)
 
     assert result.exit_code == 4, result.output

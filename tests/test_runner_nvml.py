@@ -113,12 +113,12 @@ def test_one_unreachable_card_leaves_the_others_fully_watched(
     # Sampling: every reachable card is sampled in full; an XID reaches its run device.
     samples, events = RecordingWriter(), RecordingWriter()
     pairs = [(i.device.index, i.device.telemetry_index) for i in plan.items]
-    sampler = Sampler(client, pairs, samples, events, 1.0, 0.0, lambda: 5.0)  # type: ignore[arg-type]
+    sampler = Sampler(client, pairs, samples, events, 1.0)  # type: ignore[arg-type]
     for dev in healthy:
         module.queue_xid(CUDA_TO_NVML[dev], 79)
     if 4 not in broken:
         module.queue_xid(4, 48)  # the hidden card is not the run's: never registered
-    sampler.sample_once()
+    sampler.sample_once(5.0)
     sampled = {s["device"]: s for s in samples.records}
     assert set(sampled) == set(healthy)
     for s in sampled.values():

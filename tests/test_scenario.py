@@ -1,4 +1,4 @@
-"""burnin.scenario: the simulated-fleet format (DESIGN.md "Simulated fleets") and its errors."""
+"""burnin.sim.scenario: the simulated-fleet format (DESIGN.md "Simulated fleets") and its errors."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from burnin.cli import cli
 from burnin.errors import ConfigError
-from burnin.faults import FAULT_KINDS
-from burnin.scenario import EXPECTED_CHECKS, load_scenario, parse_scenario, scenario_names
+from burnin.sim.faults import EXPECTED_CHECKS, FAULT_KINDS
+from burnin.sim.scenario import load_scenario, parse_scenario, scenario_names
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "configs" / "scenarios"
 FLEET = {"nodes": 2, "gpus_per_node": 4, "sku": "H100-SXM5-80GB", "seed": 3}
@@ -144,7 +144,8 @@ def test_every_shipped_scenario_loads(name: str) -> None:
     assert name in scenario_names()
 
 
-# DESIGN.md's scenario table (burnin/faults.py adds the memtest-only stuck-bit and bitflip).
+# DESIGN.md's scenario table (the registry, burnin/sim/faults.py, adds the memtest-only
+# stuck-bit and bitflip).
 DESIGN_KINDS = sorted(set(EXPECTED_CHECKS) - {"stuck-bit", "bitflip"})
 
 

@@ -1,4 +1,4 @@
-"""burnin.telemetry.simulated (+ simmodel): a simulated node reads like NVML, faults included."""
+"""burnin.sim.telemetry (+ burnin.sim.model): a simulated node reads like NVML, faults included."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from burnin.errors import TelemetryError
-from burnin.faults import make_fault
+from burnin.sim.faults import make_fault
+from burnin.sim.model import DeviceActivity, SimulatedGpu, board_for, build_gpu
+from burnin.sim.telemetry import FaultTelemetry, SimulatedTelemetry, simulated_inventory
 from burnin.skus import load_skus, resolve
 from burnin.telemetry.base import Sample, TelemetryClient
-from burnin.telemetry.simmodel import DeviceActivity, SimulatedGpu, board_for, build_gpu
-from burnin.telemetry.simulated import SimulatedTelemetry, simulated_inventory
 
 H100 = "H100-SXM5-80GB"
 WINDOW = (10.0, 310.0)  # the card's stress, in the run's elapsed seconds
@@ -103,6 +103,24 @@ def test_healthy_card_idles_then_loads_then_cools() -> None:
     assert all(b >= a for a, b in itertools.pairwise(energy))
     joules = sum((a.power_w + b.power_w) / 2 for a, b in itertools.pairwise(samples))
     assert energy[-1] - energy[0] == pytest.approx(joules, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("sku", "faults", "noise"),
+    [
+        (H100, (), 0.05),
+        ("RTX-4090-24GB", (), 0.1),
+        (H100, (("power-cap", {"limit_w": 300.0}),), 0.05),
+        (H100, (("thermal", {"max_temp_c": 95.0}),), 0.05),
+    ],
+)
+def test_energy_never_exceeds_the_power_limit_times_the_time(
+    sku: str, faults: tuple[Any, ...], noise: float
+) -> None:
+    samples = run(card(sku, *faults, noise=noise), until_s=600.0, step_s=2.5)
+    limit_w = samples[0].power_limit_w
+    assert max(s.power_w for s in samples) <= limit_w
+    assert samples[-1].energy_j - samples[0].energy_j <= limit_w * 600.0
 
 
 # fault kind, parameters, SKU, what the samples under load must show
@@ -258,29 +276,45 @@ def test_noise_spreads_cards_but_the_same_seed_reads_the_same() -> None:
     assert run(card(noise=0.02, index=1), until_s=200)[150] == noisy[1]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_actual_worker_activity_drives_the_load() -> None:
-    clock, activity = FakeClock(), DeviceActivity(2)
+    activity = DeviceActivity(2)
     gpus = [card(index=0), card(H100, ("hang", {"after_s": 1.0}), index=1)]
-    tel = SimulatedTelemetry(gpus, activity=activity, clock=clock, idle_after_s=20.0)
+    tel = SimulatedTelemetry(gpus, activity=activity, idle_after_s=20.0)
 
     def at(t: float) -> tuple[Sample, Sample]:
-        clock.now = 1000.0 + t  # the run started at 1000 on the simulated clock
         return tel.sample(0, t), tel.sample(1, t)
 
     assert {s.util_pct for s in at(5.0)} == {0.0}  # no worker yet
-    activity.started(0, 1010.0)
-    activity.started(1, 1010.0)
-    activity.busy(0, 1100.0)
+    activity.started(0, 10.0)
+    activity.started(1, 10.0)
+    assert {s.util_pct for s in at(5.0)} == {0.0}  # before their start, on the node's clock
+    activity.busy(0, 100.0)
     activity.hung(1)
     first, stuck = at(100.0)
     assert first.util_pct == stuck.util_pct == 100 and first.temp_c > 50
     first, stuck = at(150.0)  # card 0's worker went quiet 50 s ago; card 1 hangs busy
     assert first.util_pct == 0 and first.temp_c < 50 and stuck.util_pct == 100
+
+
+@pytest.mark.parametrize(
+    ("started_s", "elapsed_s", "lost"),
+    [(None, 4.9, False), (None, 5.0, True), (10.0, 14.9, False), (10.0, 15.0, True)],
+)
+def test_an_injected_lost_fault_looks_like_nvml_after_its_time(
+    started_s: float | None, elapsed_s: float, lost: bool
+) -> None:
+    from fakes import FakeTelemetry
+
+    faults = {0: (make_fault("lost", {"after_s": 5.0}),), 1: (make_fault("slow"),)}
+    client = FakeTelemetry(2)
+    assert FaultTelemetry.wrap(client, {1: faults[1]}) is client  # nothing to look lost
+    starts = None if started_s is None else {0: started_s}
+    wrapped = FaultTelemetry.wrap(client, faults, starts)
+    assert isinstance(wrapped, FaultTelemetry)
+    if lost:
+        with pytest.raises(TelemetryError, match="GPU is lost"):
+            wrapped.sample(0, elapsed_s)
+    else:
+        assert wrapped.sample(0, elapsed_s) is not None
+    assert wrapped.sample(1, elapsed_s) is not None  # the other card reads on
+    assert wrapped.inventory(1).serial == client.inventory(1).serial

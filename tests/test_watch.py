@@ -6,12 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fakes import FakeTelemetry, RecordingWriter
+from fakes import RecordingWriter
 
 from burnin.config import load_config
-from burnin.errors import TelemetryError
-from burnin.faults import make_fault
-from burnin.watch import FaultTelemetry, TelemetryWatch, guard_limit, is_lost
+from burnin.watch import TelemetryWatch, guard_limit, is_lost
 
 
 @pytest.mark.parametrize(
@@ -99,21 +97,3 @@ def test_evidence_kept_for_a_hang_report_and_the_first_lost_record() -> None:
     assert len(recent) == 5 and recent[-1]["kind"] == "lost"
     assert watch.lost(0)["code"] == 79  # the first record that said so
     assert watch.lost(1) is None and watch.recent_events(1) == []
-
-
-def test_an_injected_lost_fault_looks_like_nvml_after_its_time() -> None:
-    now = [100.0]
-    faults = {0: (make_fault("lost", {"after_s": 5.0}),), 1: (make_fault("slow"),)}
-    client = FakeTelemetry(2)
-    assert FaultTelemetry.wrap(client, {1: faults[1]}, {0: 0, 1: 1}) is client
-    wrapped = FaultTelemetry.wrap(client, faults, {0: 0, 1: 1}, clock=lambda: now[0])
-    assert isinstance(wrapped, FaultTelemetry)
-    wrapped.sample(0, 0.0)  # not started yet: never lost
-    wrapped.mark_started(0)
-    now[0] += 4.9
-    wrapped.sample(0, 4.9)
-    now[0] += 0.1
-    with pytest.raises(TelemetryError, match="GPU is lost"):
-        wrapped.sample(0, 5.0)
-    assert wrapped.sample(1, 5.0) is not None  # the other card reads on
-    assert wrapped.inventory(1).serial == client.inventory(1).serial

@@ -13,9 +13,9 @@ import pytest
 
 from burnin.config import load_config
 from burnin.devices import cpu_devices
-from burnin.faults import make_fault
-from burnin.kernels.base import CRASH_EXIT_CODE, DeviceSeam
 from burnin.plan import KernelStep, build_plan
+from burnin.sim.faults import make_fault
+from burnin.sim.seam import CRASH_EXIT_CODE, FaultySeam
 from burnin.store import read_jsonl
 from burnin.supervisor import kill_group, mp_context
 from burnin.worker import (
@@ -95,7 +95,7 @@ def test_seam_check_faults_realises_lifecycle_faults(
     kind: str | None, elapsed_s: float, exitcode: int | None
 ) -> None:
     faults = [make_fault(kind, {"after_s": 0.5})] if kind else []
-    seam = DeviceSeam(faults, seed=1)
+    seam = FaultySeam(faults, seed=1)
     proc = mp_context().Process(target=seam.check_faults, args=(elapsed_s,))
     proc.start()
     proc.join(timeout=1.0 if exitcode is None else 20.0)

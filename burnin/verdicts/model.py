@@ -114,9 +114,9 @@ class CheckContext:
 
 
 def is_cpu(gpu: GpuData) -> bool:
-    """The real CPU fallback: no card to screen or reference (a simulated card computes on the
-    CPU but stands for a GPU, so it is judged like one)."""
-    return gpu.inventory.get("kind") == "cpu" and not gpu.inventory.get("simulated")
+    """The CPU fallback: no card to screen or reference (a simulated card, kind ``simulated``,
+    computes on the CPU but stands for a GPU, so it is judged like one)."""
+    return gpu.inventory.get("kind") == "cpu"
 
 
 def ran(gpu: GpuData) -> bool:

@@ -118,8 +118,7 @@ def _datasheet(
     peak = sku.peak_tflops_for(label)
     if peak is None:
         return Finding(Status.SKIP, f"{label}: no {sku.key} datasheet peak for this dtype")
-    # A simulated card's TFLOP/s comes from its SKU model, whatever size the CPU computed.
-    if isinstance(size, int) and size < min_size and not gpu.inventory.get("simulated"):
+    if isinstance(size, int) and size < min_size:
         return Finding(
             Status.SKIP, f"{label}: {size}³ is too small to compare with the datasheet peak"
         )

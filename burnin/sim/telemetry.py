@@ -2,10 +2,10 @@
 
 Where no GPU exists (CI, a laptop, a demo), ``burnin run --simulate`` needs cards that look and
 fail like real ones through the same :class:`~burnin.telemetry.base.TelemetryClient` protocol
-as NVML. :class:`SimulatedTelemetry` reports each :class:`~burnin.telemetry.simmodel.SimulatedGpu`
+as NVML. :class:`SimulatedTelemetry` reports each :class:`~burnin.sim.model.SimulatedGpu`
 of a node as NVML would: identity, firmware and lifetime wear once per run
 (:func:`simulated_inventory`), and readings that follow the card's actual load (the shared
-:class:`~burnin.telemetry.simmodel.DeviceActivity` its worker updates, or planned windows where
+:class:`~burnin.sim.model.DeviceActivity` its worker updates, or planned windows where
 there is none): temperature and power rise under stress and fall after it, clocks follow the
 throttle state, ECC and PCIe replay counters grow with time under load. Every fault a check
 judges from telemetry enters here as data: a hot card shows its thermal throttle reasons, a
@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from burnin.errors import TelemetryError
-from burnin.telemetry.base import DriverInfo, Event, Inventory, Sample
-from burnin.telemetry.simmodel import (
+from burnin.sim.faults import Fault
+from burnin.sim.model import (
     GEFORCE_MAX_LIMIT_SHARE,
     IDLE_GDDR_CLOCK_MHZ,
     IDLE_GEFORCE_SM_CLOCK_MHZ,
@@ -38,6 +38,7 @@ from burnin.telemetry.simmodel import (
     SimulatedGpu,
     load_state,
 )
+from burnin.telemetry.base import DriverInfo, Event, Inventory, Sample, TelemetryClient
 
 # A device whose worker made no progress for this long (simulated seconds) is idle.
 IDLE_AFTER_S = 30.0
@@ -69,8 +70,8 @@ class SimulatedTelemetry:
 
     Args:
         gpus: the node's cards, NVML index = position.
-        activity: what each card's worker is doing (shared with the workers' seams); with
-            it, ``clock`` must be the run's simulated clock.
+        activity: what each card's worker is doing (shared with the workers' seams), on the
+            node's clock (seconds since the run's start).
         load: without ``activity``, each card's planned (start_s, end_s) of stress in elapsed
             time; cards without a window stay idle.
         idle_after_s: with ``activity``, how long after its last progress a card counts idle.
@@ -82,19 +83,16 @@ class SimulatedTelemetry:
         gpus: Sequence[SimulatedGpu],
         *,
         activity: DeviceActivity | None = None,
-        clock: Callable[[], float] | None = None,
         load: Mapping[int, tuple[float, float]] | None = None,
         idle_after_s: float = IDLE_AFTER_S,
         driver: DriverInfo = _DRIVER,
     ) -> None:
         self._gpus = list(gpus)
         self._activity = activity
-        self._clock = clock
         self._load = dict(load or {})
         self._idle_after_s = idle_after_s
         self._driver = driver
         self._lock = threading.Lock()
-        self._t0: float | None = None  # the run's start on the clock, learned from the callers
         self._energy: dict[int, tuple[float, float, float]] = {}  # t, power_w, joules
         self._emitted: set[tuple[int, int]] = set()
 
@@ -166,17 +164,13 @@ class SimulatedTelemetry:
 
         ``start`` None: not started yet; ``end`` None: still under load.
         """
-        if self._activity is not None and self._clock is not None:
-            with self._lock:
-                guess = self._clock() - t
-                self._t0 = guess if self._t0 is None else min(self._t0, guess)
-                t0 = self._t0
+        if self._activity is not None:
             started, last, hung = self._activity.read(index)
-            if started is None or started - t0 > t:
+            if started is None or started > t:
                 return None, None, False
-            if hung or t - (last - t0) <= self._idle_after_s:
-                return started - t0, None, True
-            return started - t0, last - t0, False
+            if hung or t - last <= self._idle_after_s:
+                return started, None, True
+            return started, last, False
         window = self._load.get(index)
         if window is None or t < window[0]:
             return None, None, False
@@ -222,7 +216,11 @@ def _reading(
     # Counters (ECC, replays) grow with the time spent under load.
     under_s = max(0.0, (t if loaded else end or 0.0) - start) if start is not None else 0.0
     temp_c = round(state.temp_c + 50 * gpu.noise * gpu.jitter(t, 1))  # ±0.5 C at noise 0.01
-    power_w = round(state.power_w * (1 + 1.5 * gpu.noise * gpu.jitter(t, 2)), 2)
+    # Noise never lifts a reading over the enforced limit: the energy counter integrates these
+    # readings, and a card cannot draw more than its limit for long.
+    power_w = round(
+        min(state.power_w * (1 + 1.5 * gpu.noise * gpu.jitter(t, 2)), gpu.power_limit_w()), 2
+    )
     if loaded:
         wobble = 1 + gpu.noise * gpu.jitter(t, 3) / 2
         sm_clock = int(spec.max_sm_clock_mhz * state.clock_share * wobble)
@@ -393,3 +391,88 @@ def simulated_inventory(gpu: SimulatedGpu, driver: DriverInfo = _DRIVER) -> Inve
         unsupported=tuple(dict.fromkeys(missing)),
         **vals,
     )
+
+
+class FaultTelemetry:
+    """Wraps a telemetry client so an injected ``lost`` fault looks like NVML's ``GPU is lost``.
+
+    The simulated backend models lost cards itself; a test's CPU devices report through the
+    null backend, which knows nothing of faults, so the test wraps it: from ``after_s`` seconds
+    after the device's planned start, reading that device raises ``TelemetryError("... GPU is
+    lost ...")`` while its seam (:class:`~burnin.sim.seam.FaultySeam`) stalls the worker, the
+    same pair of symptoms a real lost card shows.
+    """
+
+    def __init__(
+        self,
+        client: TelemetryClient,
+        lost_after_s: Mapping[int, float],
+        started_s: Mapping[int, float] | None = None,
+    ) -> None:
+        self._client = client
+        self._lost_at_s = {
+            index: (started_s or {}).get(index, 0.0) + after_s
+            for index, after_s in lost_after_s.items()
+        }  # telemetry index -> elapsed_s from which it is lost
+
+    @classmethod
+    def wrap(
+        cls,
+        client: TelemetryClient,
+        faults: Mapping[int, Sequence[Fault]],
+        started_s: Mapping[int, float] | None = None,
+    ) -> TelemetryClient:
+        """``client`` itself when no device has a ``lost`` fault, else the wrapper.
+
+        ``faults`` and ``started_s`` are keyed by telemetry index (the CPU fallback's device
+        index); a device without a planned start starts at 0.
+        """
+        lost = {
+            index: float(f.params.get("after_s", 5.0))
+            for index, found in faults.items()
+            for f in found
+            if f.kind == "lost"
+        }
+        return cls(client, lost, started_s) if lost else client
+
+    def _check(self, index: int, elapsed_s: float) -> None:
+        lost_at_s = self._lost_at_s.get(index)
+        if lost_at_s is not None and elapsed_s >= lost_at_s:
+            raise TelemetryError(f"device {index}: GPU is lost (injected lost fault)")
+
+    def sample(self, index: int, elapsed_s: float) -> Sample:
+        self._check(index, elapsed_s)
+        return self._client.sample(index, elapsed_s)
+
+    def device_count(self) -> int:
+        return self._client.device_count()
+
+    def driver_info(self) -> Any:
+        return self._client.driver_info()
+
+    def inventory(self, index: int) -> Any:
+        return self._client.inventory(index)
+
+    def events(self, elapsed_s: float) -> list[Event]:
+        return self._client.events(elapsed_s)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # Optional backend methods (e.g. ``processes``) pass through unchanged.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._client, name)
+
+
+def with_faults(faults: Mapping[int, Sequence[Fault]]) -> dict[str, Any]:
+    """``Runtime`` arguments that give this node's devices ``faults`` (device index -> faults):
+    faulty seams, and the default telemetry wrapped so a ``lost`` card reads as gone."""
+    from burnin.runtime import default_telemetry
+    from burnin.sim.seam import fault_seams
+
+    def telemetry(devices: Sequence[Any]) -> TelemetryClient:
+        return FaultTelemetry.wrap(default_telemetry(devices), faults)
+
+    return {"seam_factories": fault_seams(faults), "telemetry_factory": telemetry}

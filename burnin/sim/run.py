@@ -4,20 +4,19 @@ Each simulated node runs :func:`burnin.runner.execute` unchanged: the same plan,
 worker processes, kernels, sampler, store, checks and reports as on real hardware. Only the
 edges are simulated. Devices are the scenario's GPUs (kind ``simulated``), computing on the CPU
 at small sizes so every verification is real and a corrupted result is really caught;
-telemetry comes from :class:`~burnin.telemetry.simulated.SimulatedTelemetry`; and each
-device's :class:`~burnin.simseam.SimulatedSeam` reports the time a card of its SKU would take
-(with noise and the scenario's faults) in place of the CPU's, and corrupts results as a faulty
-card would.
+telemetry comes from :class:`~burnin.sim.telemetry.SimulatedTelemetry`; and each device's
+:class:`~burnin.sim.seam.SimulatedSeam` reports the time a card of its SKU would take (with
+noise and the scenario's faults) in place of the CPU's, and corrupts results as a faulty card
+would.
 
-Simulated time is kept apart from wall time by a :class:`~burnin.simseam.ScaledClock`: the
-run's clock (record times, kernel deadlines, ramp offsets, telemetry every
-``telemetry.interval_s``) advances ``time_scale`` times faster than the wall clock, chosen so
-the whole plan takes a few wall seconds, and the seam paces each kernel to a dozen small
-verified batches per simulated GPU. A 64-GPU fleet therefore finishes in well under a minute on
-two cores while its report reads like a real run's. Heartbeats and the watchdog stay in wall
-time, so ``watchdog.timeout_s`` becomes a wall-clock limit here. Nodes run concurrently, one
-thread each (one worker server with torch preloaded for all), every node writing its
-``nodes/node-XX/`` into one run directory, and the report is written once over all of them.
+Simulated time is the devices' own (burnin/sim/clock.py): each device's clock advances by the
+modelled time of its work, a kernel's simulated duration split into a dozen verified CPU
+batches, and the node's supervisor, sampler and watchdog read those clocks. Wall time is only
+the work itself, so a profile's minutes cost no more than its seconds, and the host's load
+changes no record. Nodes are independent in simulated time, so a bounded pool of threads runs
+them (:func:`node_slots`: at most about :data:`WORKERS_PER_CPU` worker processes per CPU at
+once), every node writing its ``nodes/node-XX/`` into one run directory, and the report is
+written once over all of them.
 """
 
 from __future__ import annotations
@@ -25,61 +24,72 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 import shutil
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from burnin.config import RunConfig
 from burnin.devices import Device
-from burnin.faults import Fault
-from burnin.plan import kernel_durations
+from burnin.plan import Plan, kernel_durations
 from burnin.runtime import Runtime
-from burnin.scenario import NodeSpec, Scenario, load_scenario
-from burnin.simseam import ScaledClock, SimulatedSeam, holdable_clock
+from burnin.sim.clock import VirtualTimeline
+from burnin.sim.faults import FAULT_KERNELS, Fault
+from burnin.sim.model import DeviceActivity, board_for, build_gpu, identity
+from burnin.sim.scenario import NodeSpec, Scenario, load_scenario
+from burnin.sim.seam import SimulatedSeam
+from burnin.sim.telemetry import SimulatedTelemetry
 from burnin.store import RunStore
-from burnin.telemetry.simmodel import DeviceActivity, board_for, build_gpu, identity
-from burnin.telemetry.simulated import SimulatedTelemetry
 
 log = logging.getLogger("burnin")
 
-# The whole plan (every node's ramp and duration) is squeezed into about this many wall seconds.
-WALL_TARGET_S = 4.0
 # Verified CPU batches per kernel and simulated GPU: each stands for a slice of the kernel's
-# simulated duration. A dozen keeps 64 GPUs on two cores responsive and still gives every
-# check several data points.
+# simulated duration. A dozen keeps a node's CPU work small and still gives every check
+# several data points.
 BATCHES_PER_KERNEL = 12
-# Wall-clock watchdog of a simulated run: long enough for a worker starting among 64 on two
-# cores to reach its first heartbeat, short enough that a simulated hang ends the run soon.
-WATCHDOG_WALL_S = 10.0
+# Device-time calls per batch: membw times a copy and a triad, pcie an h2d and a d2h copy.
+_CALLS_PER_BATCH = {"membw": 2, "pcie": 2}
+# Memtest passes per round (kernels/memtest.py: 7 patterns, walking ones 32 times): one round
+# fills the kernel's simulated duration.
+MEMTEST_PASSES = 39
+# The watchdog of a simulated run, in simulated seconds (a hung card is judged this long after
+# its last progress); the all-reduce kernel's collective timeout (0.8 of it, wall seconds)
+# stays long enough for a node's workers sharing two cores.
+WATCHDOG_S = 10.0
+# Worker processes per CPU at once: each node runs one process per GPU (a node fits in a slot
+# whatever its size), and several nodes per core overlap one's waits (process starts,
+# collectives, the sampler) with the others' work: 64 GPUs on a loaded 2-core host ran 1.6x
+# faster with four nodes at a time than with one.
+WORKERS_PER_CPU = 16
 # Telemetry costs the node's process ~0.2 ms per sample (model, record, store): at most this
-# many samples per GPU (the interval widens beyond) and per wall second over the fleet (the
-# time scale shrinks beyond), so the sampler never becomes the bottleneck of a big fleet.
+# many samples per GPU (the interval widens beyond), so a long profile samples no more.
 MAX_SAMPLES_PER_GPU = 150
-MAX_SAMPLES_PER_WALL_S = 1000.0
-# Kernels that realise a fault kind's expected check (DESIGN.md table), added when present.
-FAULT_KERNELS = {
-    "hbm-slow": "membw",
-    "slow-link": "allreduce",
-    "stuck-bit": "memtest",
-    "bitflip": "memtest",
-}
-# CPU-side sizes and repeat counts of a simulated GPU: tiny, because 64 of them share two
+# CPU-side sizes and repeat counts of a simulated GPU: tiny, because a node's GPUs share two
 # cores and memory, and the seam supplies the device's timing anyway (CPU timings are unused).
-_CPU_SIZES = {"cpu_size": 64, "cpu_size_mib": 4, "cpu_mib": 2, "iterations": 2, "warmup": 1}
+# All-reduce calls cost the CPU per call more than per byte, so its sizes shrink too.
+_CPU_SIZES: dict[str, Any] = {
+    "cpu_size": 64,
+    "cpu_size_mib": 4,
+    "cpu_mib": 2,
+    "iterations": 2,
+    "warmup": 1,
+    "cpu_sizes_bytes": (1 << 12, 1 << 14, 1 << 16),
+    "cpu_pair_size_bytes": 1 << 14,
+}
 _CPU_BATCH_S = 0.002
 KIND = "simulated"  # Device.kind of a simulated GPU (it computes on the CPU)
 
 
 @dataclasses.dataclass(frozen=True)
 class SimulatedRun:
-    """What one simulated run needs: the scenario, the effective config and the clock."""
+    """What one simulated run needs: the scenario and the effective config."""
 
     scenario: Scenario
     config: RunConfig
-    clock: ScaledClock
     kernels_added: tuple[str, ...] = ()
     # Seconds of a real card's verified matmul work per verification (GPU batch_s ×
     # verify_every): one simulated verification stands for pace / this many of them.
@@ -91,8 +101,8 @@ def prepare_simulation(scenario_path: str | Path, config: RunConfig) -> Simulate
 
     The profile's durations, interval and ramp keep their simulated meaning; the run uses
     every simulated GPU (``run.device = auto``), adds the kernels the scenario's faults need,
-    shrinks the CPU-side sizes that are still at their defaults, and makes the watchdog a
-    wall-clock limit (:data:`WATCHDOG_WALL_S`).
+    shrinks the CPU-side sizes that are still at their defaults, and sets the watchdog to
+    :data:`WATCHDOG_S` simulated seconds.
     """
     from burnin.kernels import registry
 
@@ -107,9 +117,13 @@ def prepare_simulation(scenario_path: str | Path, config: RunConfig) -> Simulate
     run = dataclasses.replace(config.run, device="auto", kernels=tuple(kernels))
     per_node_s = run.duration_s + _ramp_span_s(config, max(n.gpus for n in scenario.nodes))
     interval = max(config.telemetry.interval_s, per_node_s / MAX_SAMPLES_PER_GPU)
-    rate_limit = MAX_SAMPLES_PER_WALL_S * interval / max(scenario.gpu_count, 1)
-    scale = max(1.0, min(per_node_s / WALL_TARGET_S, rate_limit))
-    watchdog = dataclasses.replace(config.watchdog, timeout_s=WATCHDOG_WALL_S)
+    watchdog = dataclasses.replace(config.watchdog, timeout_s=WATCHDOG_S)
+    thresholds = config.thresholds
+    if thresholds.throughput_min_size_for_peak == _default(
+        thresholds, "throughput_min_size_for_peak"
+    ):
+        # A simulated card's TFLOP/s comes from its SKU model, whatever size the CPU computed.
+        thresholds = dataclasses.replace(thresholds, throughput_min_size_for_peak=1)
     kernel_configs = {name: _cpu_sized(cfg) for name, cfg in config.kernels.items()}
     matmul = config.kernels.get("matmul")
     verify_s = float(matmul.batch_s * matmul.verify_every) if matmul is not None else 0.1
@@ -118,9 +132,14 @@ def prepare_simulation(scenario_path: str | Path, config: RunConfig) -> Simulate
         run=run,
         kernels=kernel_configs,
         watchdog=watchdog,
+        thresholds=thresholds,
         telemetry=dataclasses.replace(config.telemetry, interval_s=interval),
     )
-    return SimulatedRun(scenario, config, holdable_clock(scale), tuple(added), verify_s)
+    return SimulatedRun(scenario, config, tuple(added), verify_s)
+
+
+def _default(section: Any, name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(section) if f.name == name)
 
 
 def _ramp_span_s(config: RunConfig, devices: int) -> float:
@@ -136,19 +155,40 @@ def _cpu_sized(cfg: Any) -> Any:
     changes: dict[str, Any] = {}
     for name, size in _CPU_SIZES.items():
         if name in fields and getattr(cfg, name) == fields[name].default:
-            changes[name] = min(size, getattr(cfg, name))
+            changes[name] = size if isinstance(size, tuple) else min(size, getattr(cfg, name))
     if "batch_s" in fields and cfg.batch_s == fields["batch_s"].default:
         changes["batch_s"] = max(_CPU_BATCH_S, fields["batch_s"].metadata.get("min", 0.0))
     if "cpu_dtype" in fields and "dtype" in fields:
         changes["cpu_dtype"] = cfg.dtype  # the CPU computes in the dtype the card would
     if "timeout_s" in fields:
-        changes["timeout_s"] = min(cfg.timeout_s, WATCHDOG_WALL_S * 0.8)
+        changes["timeout_s"] = min(cfg.timeout_s, WATCHDOG_S * 0.8)
     return dataclasses.replace(cfg, **changes)
+
+
+def kernel_paces(config: RunConfig, gpus: int) -> dict[str, float]:
+    """Simulated seconds each device-time call of a kernel stands for.
+
+    A kernel's simulated duration is split into :data:`BATCHES_PER_KERNEL` batches. The
+    all-reduce also times its sweep sizes and its pairs (``iterations`` calls each) before its
+    stress batches; those calls share its duration too.
+    """
+    durations = kernel_durations(config)
+    paces = {}
+    for name, duration_s in durations.items():
+        calls = BATCHES_PER_KERNEL * _CALLS_PER_BATCH.get(name, 1)
+        if name == "memtest":
+            calls = MEMTEST_PASSES
+        elif name == "allreduce":
+            cfg = config.kernel_config(name)
+            pairs = (gpus - 1) * cfg.iterations if cfg.pairwise and gpus >= 3 else 0
+            calls += len(cfg.cpu_sizes_bytes) + pairs
+        paces[name] = duration_s / calls
+    return paces
 
 
 def node_runtime(sim: SimulatedRun, node: NodeSpec, config: RunConfig) -> Runtime:
     """The world of one simulated node: its devices, telemetry, faults, seams and clock."""
-    scenario, clock = sim.scenario, sim.clock
+    scenario = sim.scenario
     board = board_for(node.sku)
     faults = scenario.node_faults(node.index)
     gpus = [
@@ -168,15 +208,13 @@ def node_runtime(sim: SimulatedRun, node: NodeSpec, config: RunConfig) -> Runtim
         for g in gpus
     ]
     activity = DeviceActivity(len(gpus))
-    durations = kernel_durations(config)
-    pace = {k: durations[k] / BATCHES_PER_KERNEL for k in durations if k in ("matmul", "membw")}
+    pace = kernel_paces(config, len(gpus))
     dtypes = {name: cfg.dtype for name, cfg in config.kernels.items() if hasattr(cfg, "dtype")}
     device_batches = max(1.0, pace.get("matmul", 0.0) / sim.device_verify_s)
     seams = {
         g.index: functools.partial(
             SimulatedSeam,
             gpu=g,
-            clock=clock,
             pace_s=pace,
             dtypes=dtypes,
             device_batches=device_batches,
@@ -184,22 +222,31 @@ def node_runtime(sim: SimulatedRun, node: NodeSpec, config: RunConfig) -> Runtim
         )
         for g in gpus
     }
-    # Idle once a worker went quiet for three of its batches (or 30 s): a finished, crashed or
-    # guarded device cools down, one between two kernels does not.
-    idle_after_s = max(30.0, 3 * max(pace.values(), default=0.0))
+
+    def timeline(plan: Plan) -> VirtualTimeline:
+        planned = {i.device.index: i.start_offset_s for i in plan.items}
+        return VirtualTimeline(activity, planned, plan.config.watchdog.timeout_s)
+
     return Runtime(
         hostname=node.name,
+        # A device is loaded exactly while its clock runs: it has no idle gaps in its time.
         telemetry_factory=lambda _devices: SimulatedTelemetry(
-            gpus, activity=activity, clock=clock, idle_after_s=idle_after_s
+            gpus, activity=activity, idle_after_s=0.0
         ),
         cuda_devices=lambda: list(devices),
-        faults={i: tuple(f) for i, f in faults.items()},
-        monotonic=clock,
+        # Faults enter through the device model only (each seam's and the telemetry's card).
         env={},
-        time_scale=clock.scale,
-        worker_clock=clock,
+        timeline=timeline,
         seam_factories=seams,
+        node_reports=False,  # one report over every node, after the merge
     )
+
+
+def node_slots(scenario: Scenario, cpus: int | None = None) -> int:
+    """How many nodes run at once: about :data:`WORKERS_PER_CPU` worker processes per CPU."""
+    cpus = cpus or os.cpu_count() or 1
+    widest = max((n.gpus for n in scenario.nodes), default=1)
+    return max(1, min(len(scenario.nodes), WORKERS_PER_CPU * cpus // max(widest, 1)))
 
 
 def _twin_serial(scenario: Scenario, faults: Sequence[Fault]) -> str | None:
@@ -257,20 +304,23 @@ def execute_simulated(scenario_path: str | Path, config: RunConfig, argv: list[s
 
 
 def _run_nodes(sim: SimulatedRun, staging: Path, argv: list[str]) -> str | None:
-    """Run every node: one in this thread, several in one thread each.
+    """Run every node: one in this thread, several in a bounded pool of threads.
 
     Nodes share this process, hence one worker server with torch preloaded for all. A single
     node runs in the caller's thread, where the runner handles Ctrl-C and SIGTERM itself (stop,
-    partial report). Node threads cannot take signals, so with several nodes a stop request is
-    only recorded: a simulated run ends within its few wall seconds plus the watchdog anyway,
-    and its report is still written. Returns the stop request seen meanwhile, if any.
+    partial report). Node threads cannot take signals, so with several nodes a stop request
+    lets the running nodes finish and starts no more (their devices report no result), and the
+    report is still written. Returns the stop request seen meanwhile, if any.
     """
     from burnin.runner import execute
     from burnin.signals import StopSignals
 
     errors: dict[str, BaseException] = {}
+    stop = threading.Event()
 
     def one(node: NodeSpec) -> None:
+        if stop.is_set():
+            return
         cfg = node_config(sim, node, staging)
         try:
             execute(cfg, node_runtime(sim, node, cfg), argv)
@@ -283,16 +333,15 @@ def _run_nodes(sim: SimulatedRun, staging: Path, argv: list[str]) -> str | None:
     if len(nodes) == 1:
         one(nodes[0])
     else:
-        threads = [threading.Thread(target=one, args=(n,), name=n.name) for n in nodes]
-        with StopSignals() as signals:
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(timeout=0.2)
+        with StopSignals() as signals, ThreadPoolExecutor(node_slots(sim.scenario)) as pool:
+            futures = [pool.submit(one, n) for n in nodes]
+            for future in futures:
+                while not future.done():
+                    time.sleep(0.05)
                     if signals.requested and not requested:
                         requested = signals.requested
-                        log.warning("%s: the simulated nodes finish first (seconds)", requested)
+                        stop.set()
+                        log.warning("%s: the running simulated nodes finish first", requested)
     failure = next(iter(errors.values()), None)
     if failure is not None:
         raise failure
@@ -365,7 +414,7 @@ def _merge(
             "source": scenario.source,
             "seed": scenario.seed,
             "noise": scenario.noise,
-            "time_scale": sim.clock.scale,
+            "node_slots": node_slots(scenario),
             "wall_s": round(wall_s, 3),
             "kernels_added": list(sim.kernels_added),
             "faults": [
@@ -388,7 +437,7 @@ def _fleet_note(sim: SimulatedRun) -> str:
     return (
         f"simulated fleet {s.name!r}: {len(s.nodes)} node(s), {s.gpu_count} GPU(s) "
         f"({', '.join(skus)}), seed {s.seed}, noise {s.noise:g}; kernels computed on the CPU, "
-        f"simulated time {sim.clock.scale:.4g}x wall time"
+        f"simulated time from the device model"
     )
 
 
@@ -402,7 +451,7 @@ def format_simulated_plan(scenario_path: str | Path, config: RunConfig) -> str:
     lines = [f"# {_fleet_note(sim)}"]
     if sim.kernels_added:
         lines.append(f"# kernels added for the scenario's faults: {', '.join(sim.kernels_added)}")
-    from burnin.scenario import EXPECTED_CHECKS
+    from burnin.sim.scenario import EXPECTED_CHECKS
 
     for (n, g), faults in sorted(s.faults.items()):
         for f in faults:

@@ -6,8 +6,8 @@ or in CI and show that every fault is caught. Everything is checked before anyth
 unknown key, fault kind or parameter, a value of the wrong type or out of range, a GPU that is
 not in the fleet, or a fault a card of that SKU cannot have (retired pages on a GPU that remaps
 rows, a fan fault on a passively cooled card) raises :class:`ConfigError` naming the key path
-(``fault[3].factor``), which the CLI turns into exit code 2. Fault defaults come from
-:data:`burnin.faults.FAULT_KINDS`.
+(``fault[3].factor``), which the CLI turns into exit code 2. Fault kinds, their parameters,
+ranges and expected checks come from the fault registry (burnin/sim/faults.py).
 """
 
 from __future__ import annotations
@@ -22,55 +22,22 @@ from pathlib import Path
 from typing import Any
 
 from burnin.errors import ConfigError
-from burnin.faults import FAULT_KINDS, Fault, make_fault
+from burnin.sim.faults import EXPECTED_CHECKS, FAULTS, Fault, Param, make_fault, parameters
 
 # Upper bounds that catch typos, not hardware limits: no node holds more GPUs than this
 # (HGX/DGX boards carry 8, PCIe servers up to 10-16) and no simulated fleet needs more nodes.
 MAX_NODES = 512
 MAX_GPUS_PER_NODE = 64
-# Noise also spreads temperature, power and per-batch speed (telemetry/simmodel.py): its
+# Noise also spreads temperature, power and per-batch speed (burnin/sim/model.py): its
 # per-batch cv is noise/sqrt(3), and the stability check warns at cv 0.05, so above about 0.05
 # healthy simulated cards would start to WARN (0.08 gave stability and slow-link WARNs).
 MAX_NOISE = 0.05
 
 _FLEET_KEYS = ("name", "nodes", "gpus_per_node", "sku", "seed", "noise")
 _NODE_KEYS = ("index", "sku", "gpus_per_node")
-_IDENTITY_KEYS = {"memory_mib": 1, "name": "", "pci_device_id": "", "sm_count": 1}
 _HEX4 = re.compile(r"^[0-9a-fA-F]{4}$")
 # PCIe link widths a device can train to (PCIe base specification: x1, x2, x4, x8, x16, x32).
 _PCIE_WIDTHS = (1, 2, 4, 8, 16, 32)
-
-# Inclusive ranges of numeric fault parameters; (lo, hi, lo_open). Bounds are plausibility
-# limits: a share is in (0, 1], a slowdown factor in (0, 1] (1 = no slowdown), counts >= 0.
-_RANGES: dict[str, tuple[float, float, bool]] = {
-    "rate": (0.0, 1.0, True),
-    # A slowdown factor of 1 (or more) slows nothing: the "faulty" card would rightly PASS.
-    "factor": (0.0, 0.99, True),
-    # stuck-bit: a bit of a byte, stuck at 0 or 1, at a byte offset within the tested region.
-    "bit": (0, 7, False),
-    "value": (0, 1, False),
-    "offset_bytes": (0, 2**40, False),
-    "max_temp_c": (1.0, 150.0, False),
-    "limit_w": (0.0, 5000.0, True),
-    "gen": (1, 6, False),
-    "per_min": (0.0, 1e9, False),
-    "corrected_per_min": (0.0, 1e9, False),
-    "uncorrected": (0, 1_000_000, False),
-    # Legacy page retirement holds at most 64 pages, row remapping at most 512 rows
-    # (nvml.md §3.1: NVIDIA row-remapping and dynamic page retirement docs).
-    "sbe": (0, 64, False),
-    "dbe": (0, 64, False),
-    "correctable": (0, 512, False),
-    "uncorrectable": (0, 512, False),
-    "code": (1, 999, False),
-    "speed_pct": (0.0, 100.0, False),
-    "after_s": (0.0, 7 * 86400.0, False),
-    "aggregate_sbe": (0, 10**12, False),
-    "aggregate_dbe": (0, 10**12, False),
-    "retired_pages": (0, 512, False),
-    "memory_mib": (1, 10**7, False),
-    "sm_count": (1, 10_000, False),
-}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,36 +67,6 @@ class Scenario:
     def node_faults(self, node: int) -> dict[int, tuple[Fault, ...]]:
         """Faults of one node as ``{gpu index: faults}`` (the Runtime's ``faults`` shape)."""
         return {g: f for (n, g), f in self.faults.items() if n == node}
-
-
-# DESIGN.md "Simulated fleets": the check that must flag a card carrying each fault kind.
-EXPECTED_CHECKS: dict[str, tuple[str, ...]] = {
-    "sdc": ("sdc",),
-    "sdc-constant": ("sdc",),
-    "slow": ("throughput",),
-    "hbm-slow": ("membw",),
-    "thermal": ("thermal", "throttle"),
-    "power-cap": ("power",),
-    "pcie-degraded": ("pcie-link",),
-    "pcie-replay": ("pcie-replay",),
-    "ecc": ("ecc",),
-    "retired-pages": ("retired-pages",),
-    "row-remap": ("row-remap",),
-    "xid": ("xid",),
-    "fan": ("fan",),
-    "slow-link": ("slow-link",),
-    "hang": ("hang",),
-    "crash": ("crash",),
-    "lost": ("lost",),
-    "identity": ("identity",),
-    "duplicate-serial": ("identity",),
-    "vbios": ("firmware",),
-    "inforom-invalid": ("firmware",),
-    "worn": ("wear",),
-    # Device-memory faults the memtest kernel reads back (burnin/faults.py).
-    "stuck-bit": ("sdc",),
-    "bitflip": ("sdc",),
-}
 
 
 def scenario_names() -> list[str]:
@@ -252,21 +189,18 @@ def _fault(
     table: dict[str, Any], where: str, nodes: tuple[NodeSpec, ...], skus: Any, source: str
 ) -> tuple[int, int, Fault]:
     if "kind" not in table:
-        raise ConfigError(f"{where}.kind", f"missing (one of: {', '.join(FAULT_KINDS)})", source)
+        raise ConfigError(f"{where}.kind", f"missing (one of: {', '.join(FAULTS)})", source)
     kind = table["kind"]
-    if not isinstance(kind, str) or kind not in FAULT_KINDS:
+    if not isinstance(kind, str) or kind not in FAULTS:
         raise ConfigError(
             f"{where}.kind",
-            f"unknown fault kind {kind!r} (known: {', '.join(FAULT_KINDS)})",
+            f"unknown fault kind {kind!r} (known: {', '.join(FAULTS)})",
             source,
         )
     node = _integer(table.get("node", 0), f"{where}.node", 0, len(nodes) - 1, source)
     spec = nodes[node]
     gpu = _integer(table.get("gpu", 0), f"{where}.gpu", 0, spec.gpus - 1, source)
-    defaults = FAULT_KINDS[kind]
-    allowed = dict(defaults)
-    if kind == "identity":
-        allowed.update(_IDENTITY_KEYS)
+    allowed = parameters(kind)
     params: dict[str, Any] = {}
     for key, value in table.items():
         if key in ("kind", "node", "gpu"):
@@ -295,30 +229,18 @@ def _fault(
 
 def _check_sku_supports(kind: str, sku: Any, key: str, where: str, source: str) -> None:
     """Reject a fault a card of this SKU cannot show through NVML (it would go unseen)."""
-    from burnin.telemetry.simmodel import board_for
+    from burnin.sim.model import board_for
 
-    board = board_for(key, sku)
-    problem = None
-    if kind == "retired-pages" and not board.retires_pages:
-        problem = f"{key} does not retire pages (only pre-Ampere cards with ECC do; Ampere and "
-        problem += "later remap rows: use 'row-remap')"
-    elif kind == "row-remap" and not board.remaps_rows:
-        problem = f"{key} has no row remapper NVML reports (only Ampere and later datacenter "
-        problem += "cards; pre-Ampere cards retire pages: use 'retired-pages')"
-    elif kind == "fan" and not board.fans:
-        problem = f"{key} is passively cooled and reports no fan speed"
-    elif kind in ("ecc", "worn") and not board.ecc_enabled:
-        problem = f"{key} runs without ECC, so NVML reports no ECC counters"
-    elif kind in ("duplicate-serial", "inforom-invalid") and not board.has_inforom:
-        problem = f"{key} has no InfoROM, so NVML reports no serial or InfoROM"
-    if problem:
-        raise ConfigError(f"{where}.kind" if "." not in where else where, problem, source)
+    spec = FAULTS[kind]
+    if spec.needs and not getattr(board_for(key, sku), spec.needs):
+        where = f"{where}.kind" if "." not in where else where
+        raise ConfigError(where, f"{key} {spec.needs_why}", source)
 
 
 def _check_changes_something(fault: Fault, sku: Any, key: str, where: str, source: str) -> None:
     """Reject a fault whose parameters describe the genuine card: it would rightly PASS, and
     the scenario's author would read that as a check that missed its fault."""
-    from burnin.telemetry.simmodel import board_for
+    from burnin.sim.model import board_for
 
     board, p = board_for(key, sku), fault.params
     if fault.kind == "pcie-degraded":
@@ -348,7 +270,8 @@ def _check_changes_something(fault: Fault, sku: Any, key: str, where: str, sourc
             )
 
 
-def _param(key: str, value: Any, default: Any, where: str, source: str) -> Any:
+def _param(key: str, value: Any, param: Param, where: str, source: str) -> Any:
+    default = param.default
     if key == "pci_device_id":
         if not isinstance(value, str) or not _HEX4.match(value):
             raise ConfigError(where, f"expected 4 hex digits like '2330', got {value!r}", source)
@@ -366,12 +289,12 @@ def _param(key: str, value: Any, default: Any, where: str, source: str) -> Any:
         return value
     if isinstance(default, str):
         return _string(value, where, source)
-    lo, hi, lo_open = _RANGES.get(key, (0, math.inf, False))
+    lo, hi = param.lo, param.hi
     if isinstance(default, int) and not isinstance(default, float):
         number: float = _integer(value, where, int(lo), hi, source)
     else:
         number = _number(value, where, lo, hi, source)
-    if lo_open and number <= lo:
+    if param.lo_open and number <= lo:
         raise ConfigError(where, f"must be > {lo:g}, got {value!r}", source)
     return number
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from burnin.faults import Fault
+from burnin.sim.faults import Fault
 
 
 @dataclass(frozen=True)
@@ -347,37 +348,100 @@ def load_state(gpu: SimulatedGpu, under_load_s: float) -> LoadState:
 
 
 class DeviceActivity:
-    """What each simulated device's worker is doing, shared between the workers and the node.
+    """Each simulated device's time and state, shared by its worker's seam and the node.
 
     A real card's telemetry shows load because the card is loaded; a simulated card's model
-    learns it from here: each worker's seam records (on the simulated clock) when the device
-    started, when it last made progress and whether it hung, and the node's telemetry reads
-    it. So temperature rises when the worker really starts, falls when it really stops (a
-    crash, the thermal guard, the end of its kernels) and a hung card stays busy. One shared
-    array of doubles, three slots per device; each slot has one writer. Picklable while a
-    worker process is being started (multiprocessing shared memory).
+    learns it from here. Each device's seam publishes its virtual clock (seconds since the
+    node's start, advanced by the modelled time of the work it ran) and whether it stalled; the
+    node's sampler records up to which instant it has sampled the device, and the supervisor
+    when the device's worker ended. So telemetry at an instant is a function of the device's
+    own history, never of when the host got round to it. One shared array of doubles, a few
+    slots per device, each slot with one writer. Picklable while a worker process is being
+    started (multiprocessing shared memory).
     """
 
-    _STARTED, _BUSY, _HUNG = 0, 1, 2
+    _STARTED, _BUSY, _HUNG, _CLOCK, _SAMPLED, _STATE, _WALL, _FAILED = range(8)
+    _SLOTS = 8
+    RUNNING, STALLED, ENDED = 0.0, 1.0, 2.0
 
     def __init__(self, count: int) -> None:
         from burnin.supervisor import mp_context
 
         self.count = count
-        self._values = mp_context().RawArray("d", 3 * max(count, 1))
+        self._values = mp_context().RawArray("d", self._SLOTS * max(count, 1))
+        for slot in range(count):
+            self._set(slot, self._STARTED, -1.0)
+
+    def _set(self, slot: int, field: int, value: float) -> None:
+        self._values[self._SLOTS * slot + field] = value
+
+    def _get(self, slot: int, field: int) -> float:
+        return float(self._values[self._SLOTS * slot + field])
+
+    def planned(self, slot: int, start_s: float) -> None:
+        """Before the worker exists: the device's time is its planned start."""
+        self._set(slot, self._CLOCK, start_s)
 
     def started(self, slot: int, now: float) -> None:
-        self._values[3 * slot + self._STARTED] = now
-        self._values[3 * slot + self._BUSY] = now
+        self._set(slot, self._STARTED, now)
+        self.busy(slot, now)
 
     def busy(self, slot: int, now: float) -> None:
-        self._values[3 * slot + self._BUSY] = now
+        """The device worked up to ``now`` (its clock, published to the sampler)."""
+        self._set(slot, self._BUSY, now)
+        self._set(slot, self._CLOCK, now)
+        self._set(slot, self._WALL, time.monotonic())
 
     def hung(self, slot: int) -> None:
-        self._values[3 * slot + self._HUNG] = 1.0
+        """The card hangs busy: it never progresses again, and telemetry shows it loaded."""
+        self._set(slot, self._HUNG, 1.0)
+        self.stalled(slot)
+
+    def stalled(self, slot: int) -> None:
+        """The device stopped answering at its current clock (hang, lost)."""
+        self._set(slot, self._STATE, self.STALLED)
+
+    def failed(self, slot: int) -> None:
+        """The device's fault struck (hang, lost, crash): it may never reach a collective."""
+        self._set(slot, self._FAILED, 1.0)
+
+    def has_failed(self, slot: int) -> bool:
+        return bool(self._get(slot, self._FAILED))
+
+    def any_failed(self) -> bool:
+        """Whether a device of the node failed and its worker is not gone yet, so a wait on
+        that peer may never end by itself."""
+        return any(
+            self.has_failed(slot) and self.state(slot) != self.ENDED for slot in range(self.count)
+        )
+
+    def ended(self, slot: int, now: float) -> None:
+        """The device's worker is gone; ``now`` is the instant it counts as gone."""
+        self._set(slot, self._CLOCK, max(now, self.clock(slot)))
+        self._set(slot, self._STATE, self.ENDED)
+
+    def sampled_to(self, slot: int, now: float) -> None:
+        self._set(slot, self._SAMPLED, now)
+
+    def clock(self, slot: int) -> float:
+        return self._get(slot, self._CLOCK)
+
+    def sampled(self, slot: int) -> float:
+        return self._get(slot, self._SAMPLED)
+
+    def state(self, slot: int) -> float:
+        return self._get(slot, self._STATE)
+
+    def quiet_wall_s(self, slot: int) -> float:
+        """Wall seconds since the device's clock last moved (0 before it ever moved)."""
+        wall = self._get(slot, self._WALL)
+        return time.monotonic() - wall if wall else 0.0
 
     def read(self, slot: int) -> tuple[float | None, float, bool]:
-        """(start or None if never started, last progress, hung) on the simulated clock."""
-        base = 3 * slot
-        start = self._values[base + self._STARTED]
-        return (start or None), self._values[base + self._BUSY], bool(self._values[base + 2])
+        """(start or None if never started, last progress, hung) on the node's clock."""
+        start = self._get(slot, self._STARTED)
+        return (
+            (start if start >= 0 else None),
+            self._get(slot, self._BUSY),
+            bool(self._get(slot, self._HUNG)),
+        )
