@@ -11,6 +11,7 @@ report with its context key, escaped.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -28,8 +29,11 @@ from burnin import skus
 from burnin.cli import cli
 from burnin.config import load_config
 from burnin.devices import cpu_devices
-from burnin.faults import make_fault
+from burnin.errors import ConfigError, InputError
+from burnin.kernels.base import DeviceSeam
 from burnin.plan import build_plan
+from burnin.sim.faults import make_fault
+from burnin.sim.seam import FaultySeam
 from burnin.store import RunStore, read_jsonl
 from burnin.verdicts import evaluate
 from burnin.verdicts import registry as check_registry_module
@@ -74,6 +78,9 @@ def test_page_has_a_block_per_recipe() -> None:
         "kernels/count.py",
         "burnin/verdicts/count.py",
         "burnin/data/skus.toml",
+        "burnin/sim/faults.py",
+        "burnin/sim/telemetry.py",
+        "fused.toml",
         "reports/templates/_count.html.j2",
     }
     assert wanted <= set(BLOCKS)
@@ -91,6 +98,20 @@ def test_kernel_recipe_is_listed(kernel_registry: Any, monkeypatch: pytest.Monke
     assert "kernels.count.size = 4096  (int)" in out.output
 
 
+class TickingSeam(DeviceSeam):
+    """A real device's seam on a fake clock."""
+
+    def clock(self, start_s: float) -> Any:
+        return FakeClock(tick_s=0.1, start_s=start_s)
+
+
+class TickingFaultySeam(FaultySeam):
+    """A faulty device's seam on a fake clock."""
+
+    def clock(self, start_s: float) -> Any:
+        return FakeClock(tick_s=0.1, start_s=start_s)
+
+
 @pytest.mark.parametrize(("fault", "corrupted"), [(None, False), ("sdc-constant", True)])
 def test_kernel_recipe_runs_through_the_worker(
     kernel_registry: Any,
@@ -103,10 +124,13 @@ def test_kernel_recipe_runs_through_the_worker(
     config = load_config(
         None, ['run.kernels=["count"]', "run.duration_s=1", "kernels.count.size=64"]
     )
-    faults = {0: (make_fault(fault),)} if fault else {}
-    # A fake clock that moves 0.1 s per read: the kernel's deadline comes after a few steps
-    # however fast the machine is.
-    plan = build_plan(config, cpu_devices(1), "n", faults=faults, clock=FakeClock(tick_s=0.1))
+    # The device's clock moves 0.1 s per read: the kernel's deadline comes after a few steps
+    # however fast the machine is. The faulty device is the one tests attach to the CPU.
+    made = (make_fault(fault),) if fault else ()
+    seam = functools.partial(
+        TickingFaultySeam if fault else TickingSeam, *([made] if fault else [])
+    )
+    plan = build_plan(config, cpu_devices(1), "n", seam_factories={0: seam})
     args = WorkerArgs(
         item=plan.items[0], slot=0, results_path=str(tmp_path / "results.jsonl"), t0=1000.0
     )
@@ -185,6 +209,79 @@ def test_the_registries_are_restored() -> None:
 
     assert "count" not in kernels.names()
     assert "count" not in check_registry_module.checks()
+
+
+# -- 3. a fault kind -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fault_registry():
+    """Let a test add fault kinds; the registry is restored afterwards."""
+    from burnin.sim import faults
+
+    saved = faults.snapshot()
+    yield faults
+    faults.restore(saved)
+
+
+def _entries(block: str, namespace: dict[str, Any]) -> dict[str, Any]:
+    """The entries of the FAULTS table the recipe adds (its lines inside ``FAULTS = {...}``)."""
+    body = "\n".join(line for line in block.splitlines() if not line.lstrip().startswith("#"))
+    return eval("{" + body + "}", namespace)  # the page's own code block
+
+
+@pytest.fixture
+def fused_sms(fault_registry: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The recipe's kind in the registry, realised where the recipe puts it."""
+    import dataclasses
+
+    from burnin.sim import telemetry
+
+    for kind, spec in _entries(BLOCKS["burnin/sim/faults.py"], vars(fault_registry)).items():
+        fault_registry.add_kind(kind, spec)
+    code = compile(BLOCKS["burnin/sim/telemetry.py"], "docs/extending.md (telemetry)", "exec")
+    shipped = telemetry.simulated_inventory
+
+    def simulated_inventory(gpu: Any, *args: Any, **kwargs: Any) -> Any:
+        scope = {"gpu": gpu, "inventory": shipped(gpu, *args, **kwargs), "dataclasses": dataclasses}
+        exec(code, scope)
+        return scope["inventory"]
+
+    monkeypatch.setattr(telemetry, "simulated_inventory", simulated_inventory)
+    return fault_registry
+
+
+def test_fault_recipe_is_registered(fused_sms: Any) -> None:
+    assert fused_sms.EXPECTED_CHECKS["fused-sms"] == ("identity",)
+    assert fused_sms.make_fault("fused-sms").params == {"missing": 8}
+    with pytest.raises(InputError, match="no parameter"):
+        fused_sms.make_fault("fused-sms", {"fused": 1})
+
+
+def test_fault_recipe_scenario_is_validated(fused_sms: Any, tmp_path: Path) -> None:
+    from burnin.sim.scenario import load_scenario
+
+    path = tmp_path / "fused.toml"
+    path.write_text(BLOCKS["fused.toml"], encoding="utf-8")
+    scenario = load_scenario(path)
+    assert [f.kind for f in scenario.node_faults(0)[1]] == ["fused-sms"]
+    path.write_text(BLOCKS["fused.toml"].replace("missing = 12", "missing = 0"))
+    with pytest.raises(ConfigError, match="missing"):
+        load_scenario(path)
+
+
+def test_fault_recipe_is_caught_by_its_check(fused_sms: Any, tmp_path: Path) -> None:
+    path = tmp_path / "fused.toml"
+    path.write_text(BLOCKS["fused.toml"], encoding="utf-8")
+    out = CliRunner().invoke(
+        cli,
+        ["run", "--simulate", str(path), "--profile", "quick", "--out", str(tmp_path / "runs")],
+    )
+    assert out.exit_code == 3, out.output  # a card failed
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    rows = [json.loads(line) for line in (run_dir / "verdicts.jsonl").read_text().splitlines()]
+    identity = {r["index"]: r["status"] for r in rows if r["check"] == "identity"}
+    assert identity == {0: "PASS", 1: "FAIL"}
 
 
 # -- 4. a SKU --------------------------------------------------------------------------------
