@@ -203,14 +203,6 @@ def test_check_recipe_is_judged_into_verdicts_jsonl(
     assert (mine["node"], mine["index"], mine["status"]) == ("node-a", 0, status)
 
 
-def test_the_registries_are_restored() -> None:
-    # Runs after the recipe tests (file order): nothing of theirs is left registered.
-    from burnin.kernels import registry as kernels
-
-    assert "count" not in kernels.names()
-    assert "count" not in check_registry_module.checks()
-
-
 # -- 3. a fault kind -------------------------------------------------------------------------
 
 
@@ -377,3 +369,14 @@ def test_report_section_recipe_needs_its_context_key(
 
     with pytest.raises(UndefinedError, match="count"):
         render_html(_context(tmp_path))  # the partial without build_context's key: an error
+
+
+def test_the_registries_are_restored() -> None:
+    # Runs after the recipe tests (file order): nothing of theirs is left registered.
+    from burnin.kernels import registry as kernels
+    from burnin.sim import faults
+
+    assert "count" not in kernels.names()
+    assert "count" not in check_registry_module.checks()
+    assert "fused-sms" not in faults.FAULTS and "fused-sms" not in faults.EXPECTED_CHECKS
+    assert "burnin.kernels.count" not in sys.modules
