@@ -178,6 +178,18 @@ def test_check_recipe_is_listed(check_registry: Any, monkeypatch: pytest.MonkeyP
     assert "thresholds.count_max_wrong = 0 elements  (int)" in out.output
 
 
+def test_check_recipe_thresholds_are_profile_keys(
+    check_registry: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load("burnin/verdicts/count.py", "burnin.verdicts.count", monkeypatch)
+    # A shipped check registers on import, before the table is first built; this one came later.
+    check_registry.threshold_section.cache_clear()
+    config = load_config(None, ["thresholds.count_max_wrong=3"])
+    assert config.thresholds.count_max_wrong == 3
+    with pytest.raises(ConfigError, match="count_max_wrong"):
+        load_config(None, ["thresholds.count_max_wrong=-1"])
+
+
 @pytest.mark.parametrize(
     ("results", "thresholds", "status"),
     [
