@@ -201,3 +201,33 @@ __all__ = [
     "make_fault",
     "parameters",
 ]
+
+
+def add_kind(kind: str, spec: FaultKind) -> None:
+    """Register a fault kind at run time (a test's own); a kind already registered raises."""
+    if kind in FAULTS:
+        raise ValueError(f"fault kind {kind!r} is already registered")
+    FAULTS[kind] = spec
+    _derive()
+
+
+def snapshot() -> dict[str, FaultKind]:
+    """The registry as it is, for :func:`restore`."""
+    return dict(FAULTS)
+
+
+def restore(saved: dict[str, FaultKind]) -> None:
+    """Put back a :func:`snapshot`, the tables derived from it included."""
+    FAULTS.clear()
+    FAULTS.update(saved)
+    _derive()
+
+
+def _derive() -> None:
+    # In place: other modules hold these tables by reference (``from ... import``).
+    FAULT_KINDS.clear()
+    FAULT_KINDS.update({k: {n: p.default for n, p in s.params.items()} for k, s in FAULTS.items()})
+    EXPECTED_CHECKS.clear()
+    EXPECTED_CHECKS.update({k: s.checks for k, s in FAULTS.items()})
+    FAULT_KERNELS.clear()
+    FAULT_KERNELS.update({k: s.kernel for k, s in FAULTS.items() if s.kernel})

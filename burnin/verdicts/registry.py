@@ -100,6 +100,18 @@ def checks() -> dict[str, Check]:
     return dict(_CHECKS)
 
 
+def snapshot() -> dict[str, Check]:
+    """The registry as it is, for :func:`restore` (a test that registers a check of its own)."""
+    return dict(_CHECKS)
+
+
+def restore(saved: dict[str, Check]) -> None:
+    """Put back a :func:`snapshot`; the ``[thresholds]`` table is rebuilt on its next use."""
+    _CHECKS.clear()
+    _CHECKS.update(saved)
+    threshold_section.cache_clear()
+
+
 def registered() -> dict[str, CheckFn]:
     """Every registered check by id, as a function that judges a device where it applies."""
     return {name: c.judge for name, c in checks().items()}
