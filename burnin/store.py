@@ -197,22 +197,73 @@ def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], bool]:
         raw = path.read_bytes()
     except OSError as exc:
         raise StoreError(f"{path}: cannot read ({exc})") from None
-    lines = raw.split(b"\n")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if not raw or (text and "\ufeff" not in text):
+        return _read_lines(path, text.split("\n"))
+    return _read_raw_lines(path, raw.split(b"\n"))  # bytes json.loads decodes line by line
+
+
+# The C scanner behind json.loads, called on each line without json.loads's per-call wrapping:
+# a fleet's store has millions of lines.
+_SCAN = json.JSONDecoder().scan_once
+_JSON_SPACE = " \t\n\r"  # what json skips around a document
+_BYTES_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() removes: a blank line
+
+
+def _read_lines(path: Path, lines: list[str]) -> tuple[list[dict[str, Any]], bool]:
+    """:func:`read_jsonl` of a file that decodes as UTF-8 (no BOM). Each record's keys are
+    shared with the records before it (one string per field name instead of one per sample:
+    half a fleet's telemetry in memory)."""
+    names: dict[str, str] = {}
+    records: list[dict[str, Any]] = []
+    torn = False
+    last = len(lines) - 1
+    for number, line in enumerate(lines):
+        if not line.strip(_BYTES_SPACE):
+            continue
+        try:
+            record, end = _SCAN(line, len(line) - len(line.lstrip(_JSON_SPACE)))
+            if type(record) is not dict or line[end:].strip(_JSON_SPACE):
+                record = None
+        except Exception:  # json.loads below says what is wrong with the line
+            record = None
+        if record is None:
+            found = _parse_raw(path, line.encode("utf-8"), number, number == last)
+            if found is None:
+                torn = True
+                continue
+            record = found
+        records.append({names.setdefault(k, k): v for k, v in record.items()})
+    return records, torn
+
+
+def _read_raw_lines(path: Path, lines: list[bytes]) -> tuple[list[dict[str, Any]], bool]:
     records: list[dict[str, Any]] = []
     torn = False
     last = len(lines) - 1
     for number, line in enumerate(lines):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError("not a JSON object")
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            # Only the final line can be cut off by a kill; damage elsewhere is corruption.
-            if number == last:
-                torn = True
-                continue
-            raise StoreError(f"{path} line {number + 1}: corrupt record ({exc})") from None
+        record = _parse_raw(path, line, number, number == last)
+        if record is None:
+            torn = True
+            continue
         records.append(record)
     return records, torn
+
+
+def _parse_raw(path: Path, line: bytes, number: int, is_last: bool) -> dict[str, Any] | None:
+    """One line as json.loads reads it; None for a torn last line, StoreError for damage."""
+    try:
+        record = json.loads(line)
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # Only the final line can be cut off by a kill; damage elsewhere is corruption.
+        if is_last:
+            return None
+        raise StoreError(f"{path} line {number + 1}: corrupt record ({exc})") from None
+    return record

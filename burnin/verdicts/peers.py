@@ -270,5 +270,25 @@ def same_load_peers(gpu: GpuData, ctx: CheckContext) -> list[GpuData]:
     return [g for g in same if g is not gpu]
 
 
+def same_load_under_load(
+    gpu: GpuData, ctx: CheckContext
+) -> list[tuple[float | None, float | None]]:
+    """:func:`under_load` of each of :func:`same_load_peers`, in the same order, the list of
+    each load built once (each card's peers' figures otherwise cost the fleet's size squared)."""
+
+    def build() -> dict[Hashable, list[tuple[GpuData, tuple[float | None, float | None]]]]:
+        loads: dict[Hashable, list[tuple[GpuData, tuple[float | None, float | None]]]] = {}
+        for g in ctx.fleet:
+            if full_load(g):
+                loads.setdefault(_load_key(g), []).append((g, under_load(g, ctx)))
+        return loads
+
+    try:
+        same = ctx.memo(("same_load_under_load",), build).get(_load_key(gpu), [])
+    except TypeError:  # a kernel name that is not a string: compare the plain way
+        return [under_load(g, ctx) for g in same_load_peers(gpu, ctx)]
+    return [figures for g, figures in same if g is not gpu]
+
+
 def _load_key(gpu: GpuData) -> tuple[Any, ...]:
     return (peer_group(gpu), tuple(sorted(gpu.planned_kernels)))
