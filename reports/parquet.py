@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import typing
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def telemetry_table(run: RunData) -> pa.Table:
             if name == "node":  # a sample's own "node" field, where it has one, wins
                 values += [s.get("node", host) for s in node.samples]
             else:
-                values += [s.get(name) for s in node.samples]
+                values += map(dict.get, node.samples, repeat(name))
         columns.append(_column(values, kind))
     return pa.table(columns, names=names)
 
