@@ -273,6 +273,18 @@ FILES = [
     ("not UTF-8", OK_LINE + b'\n{"name":"\xff"}\n'),
     ("NaN and huge numbers", b'{"temp_c":NaN,"power_w":1e999,"energy_j":' + b"9" * 400 + b"}\n"),
     ("non-ASCII space around", "\u00a0".encode() + OK_LINE + b"\n"),
+    ("infinite float", b'{"power_w":1e999}\n{"power_w":-1e999}\n'),
+    ("big integers", b'{"energy_j":18446744073709551616}\n{"energy_j":-9223372036854775809}\n'),
+    ("a long fraction", b'{"power_w":0.1234567890123456789012}\n'),
+    (
+        "edge floats",
+        b'{"a":1.7976931348623157e308,"b":5e-324,"c":-0.0,"d":0.30000000000000004,'
+        b'"e":2.2250738585072011e-308,"f":9007199254740993,"g":1E+2,"h":123456789012345678}\n',
+    ),
+    ("duplicate keys", b'{"a":1,"b":2,"a":3}\n'),
+    ("escapes and surrogates", b'{"name":"\\u00e9\\ud83d\\ude00","odd":"\\ud800"}\n'),
+    ("control character", b'{"name":"a\tb"}\n' + OK_LINE + b"\n"),
+    ("deep nesting", b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}\n" + OK_LINE + b"\n"),
     ("empty file", b""),
 ]
 
