@@ -389,3 +389,31 @@ def test_energy_matches_a_record_per_row(fleet_run: RunData) -> None:
     for gpu in stage.gpu_data(fleet_run)[:4]:
         frame = report_context._frame(gpu.samples)
         assert report_context._energy_kwh(frame) == energy_kwh(frame.to_dict("records"))
+
+
+def tick(t: Any, energy_j: Any = None, power_w: Any = None) -> dict[str, Any]:
+    return {"elapsed_s": t, "energy_j": energy_j, "power_w": power_w}
+
+
+ENERGY = [
+    ("counter only", [tick(0.0, 100.0), tick(1.0, 350.5), tick(2.5, 700.25)]),
+    ("power only", [tick(0.0, None, 250.0), tick(1.0, None, 260.5), tick(3.0, None, 99.9)]),
+    ("counter reset", [tick(0.0, 1e7, 300), tick(1.0, 10.0, 310), tick(2.0, 400.0, 305)]),
+    ("gaps in both", [tick(0.0, 5.0), tick(1.0, None, 200.0), tick(2.0, 9.0, 210.0)]),
+    ("nothing known", [tick(0.0), tick(1.0), tick(2.0)]),
+    ("one sample", [tick(0.0, 5.0, 100.0)]),
+    ("integers", [tick(0, 100, 250), tick(1, 390, 251), tick(2, 700, 252)]),
+    ("same instant twice", [tick(0.0, 1.0), tick(1.0, 5.0), tick(1.0, None, 300.0)]),
+    ("out of order", [tick(2.0, 9.0), tick(0.0, 1.0), tick(1.0, 4.0)]),
+    ("missing times", [tick(None, 1.0), tick(1.0, 4.0), tick(2.0, 6.0)]),
+    ("no counter column", [{"elapsed_s": 0.0, "power_w": 5.0}, {"elapsed_s": 2.0, "power_w": 7.0}]),
+    ("no time column", [{"power_w": 5.0}, {"power_w": 7.0}]),
+]
+
+
+@pytest.mark.parametrize("samples", [e[1] for e in ENERGY], ids=[e[0] for e in ENERGY])
+def test_energy_of_columns_matches_a_record_per_row(samples: list[dict[str, Any]]) -> None:
+    frame = report_context._frame(samples)
+    found = report_context._energy_kwh(frame)
+    assert found == energy_kwh(frame.to_dict("records"))
+    assert found == energy_kwh(samples)
