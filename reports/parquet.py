@@ -66,10 +66,7 @@ def telemetry_table(run: RunData) -> pa.Table:
     fleet's whole telemetry once more.
     """
     nodes = sorted(run.nodes.items())
-    fields: set[str] = {"node"}
-    for _host, node in nodes:
-        for sample in node.samples:
-            fields.update(sample)
+    fields = {"node"}.union(*(sample for _host, node in nodes for sample in node.samples))
     schema = sample_schema()
     extra = sorted(fields - set(schema.names))
     columns, names = [], [*schema.names, *extra]

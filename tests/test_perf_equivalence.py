@@ -417,3 +417,56 @@ def test_energy_of_columns_matches_a_record_per_row(samples: list[dict[str, Any]
     found = report_context._energy_kwh(frame)
     assert found == energy_kwh(frame.to_dict("records"))
     assert found == energy_kwh(samples)
+
+
+# -- samples under load ----------------------------------------------------------------------------
+
+
+def start(t: float, kernel: str) -> dict[str, Any]:
+    return {"type": "kernel-start", "kernel": kernel, "elapsed_s": t}
+
+
+def result(t: float, kernel: str) -> dict[str, Any]:
+    return {"type": "result", "kernel": kernel, "elapsed_s": t}
+
+
+GUARD = {"kind": "thermal-guard", "elapsed_s": 4.5}
+LOADS = [
+    ("one kernel", [start(1, "matmul"), result(5, "matmul")], []),
+    ("back to back", [start(1, "matmul"), start(5, "membw"), result(8, "membw")], []),
+    (
+        "repeated kernel",
+        [start(0, "matmul"), result(3, "matmul"), start(3, "matmul"), result(6.5, "matmul")],
+        [],
+    ),
+    ("died mid-kernel", [start(2, "matmul")], []),
+    ("guard stop", [start(1, "matmul"), result(9, "matmul")], [GUARD]),
+    (
+        "guard before a kernel",
+        [start(1, "matmul"), result(3, "matmul"), start(6, "membw"), result(9, "membw")],
+        [GUARD],
+    ),
+    ("empty window", [start(4, "matmul"), result(4, "matmul")], []),
+    ("no kernel records", [], []),
+]
+
+
+@pytest.mark.parametrize(
+    ("records", "events"), [(r[1], r[2]) for r in LOADS], ids=[r[0] for r in LOADS]
+)
+def test_loaded_samples_match_a_scan_of_every_window(
+    records: list[dict[str, Any]], events: list[dict[str, Any]]
+) -> None:
+    from burnin.verdicts.records import load_windows, loaded_samples
+
+    samples = [{"elapsed_s": t / 2, "util_pct": 100.0 if t % 3 else 0.0} for t in range(21)]
+    samples += [{"util_pct": 100.0}, {"elapsed_s": float("nan")}, {"elapsed_s": 4.0}]
+    gpu = GpuData("n", 0, H100, samples, records, events, ["matmul", "membw"])
+    for kernel in (None, "matmul", "membw", "allreduce"):
+        windows = load_windows(gpu, kernel)
+        plain = [
+            s for s in samples if any(lo < s.get("elapsed_s", -1.0) <= hi for lo, hi in windows)
+        ]
+        if not windows:
+            plain = [] if kernel else [s for s in samples if s.get("util_pct", 0) >= 50]
+        assert loaded_samples(gpu, kernel) == plain
