@@ -41,7 +41,11 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         """The verdict as plain data, keys in a fixed order (verdicts.jsonl, report.json)."""
-        out = asdict(self)
+        if isinstance(self.observed, _SCALARS) and isinstance(self.limit, _SCALARS):
+            # Nothing to copy deeply: asdict's copies cost seconds over a fleet's verdicts.
+            out = {k: getattr(self, k) for k in _FIELDS}
+        else:
+            out = asdict(self)
         out["status"] = self.status.name
         return {k: out[k] for k in _FIELDS}
 
@@ -54,6 +58,7 @@ class Verdict:
 
 
 _FIELDS = ("check", "status", "observed", "limit", "unit", "message", "action")
+_SCALARS = (str, int, float, type(None))  # immutable: asdict would return them as they are
 
 
 @dataclass
