@@ -10,10 +10,11 @@ then all-reduce, sampled once a second; about one card in a hundred is slow (thr
 its peers), hot (over its slowdown temperature, with thermal clock events) or returns wrong
 matmul results; 4 nodes (32 GPUs) have one of each (tests/test_browser.py prints that report).
 It then runs the verdicts stage (:func:`burnin.verdicts.evaluate`), renders every report
-(:func:`burnin.reports.write_reports`) and prints the time of each, the peak resident memory of
-the process (``resource.getrusage`` maxrss) and the size of report.html. Targets at full size:
-under 60 s on 2 cores, under 4 GB, HTML under 15 MB. Nothing here is a test: figures depend on
-the machine (benchmarks/RESULTS.md records them with the machine's description).
+(:func:`burnin.reports.write_reports`) and prints the time of each (wall and CPU seconds), the
+peak resident memory of the process (``resource.getrusage`` maxrss) and the size of
+report.html. Targets at full size: under 60 s on 2 cores, under 4 GB, HTML under 15 MB.
+Nothing here is a test: figures depend on the machine (benchmarks/RESULTS.md records them with
+the machine's description).
 """
 
 from __future__ import annotations
