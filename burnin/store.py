@@ -22,6 +22,11 @@ from typing import Any
 
 from burnin.errors import StoreError
 
+try:
+    from orjson import loads as _fast_loads
+except ImportError:  # an install without it reads every line with json.loads
+    _fast_loads = None
+
 MANIFEST_SCHEMA = "burnin.run/1"
 STREAMS = ("inventory", "samples", "results", "events")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -190,7 +195,14 @@ class RunStore:
 
 
 def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], bool]:
-    """Records of one JSONL file and whether its last line was torn (cut off mid-write)."""
+    """Records of one JSONL file and whether its last line was torn (cut off mid-write).
+
+    Each line is what ``json.loads`` reads from its bytes. orjson reads the lines it accepts
+    (strict JSON, the whole of what burnin writes) about three times as fast and with one
+    string per field name instead of one per record, which halves a fleet's telemetry in
+    memory; any other line goes to ``json.loads``, so NaN, huge integers and damage read as
+    they always did.
+    """
     if not path.exists():
         return [], False
     try:
@@ -201,18 +213,39 @@ def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], bool]:
     records: list[dict[str, Any]] = []
     torn = False
     last = len(lines) - 1
+    # orjson reads an integer beyond 64 bits as a float: a file with 19 digits in a row (none
+    # that burnin writes) is read by json.loads alone.
+    fast = _fast_loads if _fast_loads is not None and not _LONG_DIGITS.search(raw) else None
     for number, line in enumerate(lines):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError("not a JSON object")
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            # Only the final line can be cut off by a kill; damage elsewhere is corruption.
-            if number == last:
+        record = None
+        if fast is not None:
+            try:  # noqa: SIM105 - cheaper than contextlib.suppress, once per line of a fleet
+                record = fast(line)
+            except ValueError:  # orjson.JSONDecodeError: json.loads below decides
+                pass
+        if type(record) is not dict:
+            record = _parse(path, line, number, number == last)
+            if record is None:
                 torn = True
                 continue
-            raise StoreError(f"{path} line {number + 1}: corrupt record ({exc})") from None
         records.append(record)
     return records, torn
+
+
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def _parse(path: Path, line: bytes, number: int, is_last: bool) -> dict[str, Any] | None:
+    """One line as json.loads reads it; None for a torn last line, StoreError for damage."""
+    try:
+        record = json.loads(line)
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # Only the final line can be cut off by a kill; damage elsewhere is corruption.
+        if is_last:
+            return None
+        raise StoreError(f"{path} line {number + 1}: corrupt record ({exc})") from None
+    return record

@@ -11,8 +11,10 @@ Devices are sorted worst first, so the card that needs attention is at the top o
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from burnin.errors import EXIT_INCOMPLETE, EXIT_PASS
@@ -156,7 +158,7 @@ def _frame(samples: list[dict[str, Any]]) -> pd.DataFrame:
     """The numeric columns the report reads, built column by column: a frame of every field
     (lists of clock reasons included) costs ten times as much, once per card of a fleet."""
     keys = ("elapsed_s", *_SERIES, "energy_j", "util_pct")
-    columns = {k: [s.get(k) for s in samples] for k in keys}
+    columns = {k: list(map(dict.get, samples, repeat(k))) for k in keys}
     return pd.DataFrame(
         {
             k: pd.to_numeric(pd.Series(v, dtype=object), errors="coerce")
@@ -167,9 +169,34 @@ def _frame(samples: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _energy_kwh(samples: pd.DataFrame) -> float | None:
-    from burnin.reports.figures import energy_kwh
+    """reports/figures.py's energy of the card's samples; for samples in time order, its
+    interval rule is applied to whole columns at once (the same float operations per interval,
+    summed in the same order), the per-sample loop costing seconds over a fleet."""
+    from burnin.reports.figures import J_PER_KWH, energy_kwh
 
-    return energy_kwh(samples.to_dict("records"))
+    keys = [k for k in ("elapsed_s", "energy_j", "power_w") if k in samples]
+    numeric = all(samples[k].dtype.kind in "fi" for k in keys)
+    if len(samples) > 1 and "elapsed_s" in keys and numeric:
+        t = samples["elapsed_s"].to_numpy(dtype=float)
+        if np.isfinite(t).all() and (t[1:] > t[:-1]).all():
+            missing = np.full(len(t), np.nan)
+            c, w = (
+                samples[k].to_numpy(dtype=float) if k in samples else missing
+                for k in ("energy_j", "power_w")
+            )
+            with np.errstate(invalid="ignore", over="ignore"):
+                by_counter = np.isfinite(c[:-1]) & np.isfinite(c[1:]) & (c[1:] >= c[:-1])
+                by_power = ~by_counter & np.isfinite(w[:-1]) & np.isfinite(w[1:])
+                trapezoid = np.maximum(0.0, (w[:-1] + w[1:]) / 2 * (t[1:] - t[:-1]))
+                steps = np.where(by_counter, c[1:] - c[:-1], trapezoid)[by_counter | by_power]
+            if not steps.size:
+                return None
+            total = 0.0
+            for step in steps.tolist():
+                total += step
+            return total / J_PER_KWH
+    columns = [samples[k].tolist() for k in keys]
+    return energy_kwh(dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True))
 
 
 def _series(samples: pd.DataFrame) -> dict[str, list[list[float]]]:

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import typing
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +45,10 @@ def sample_schema() -> pa.Schema:
     return pa.schema(fields)
 
 
-def _float(value: Any) -> Any:
-    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
 def _column(values: list[Any], kind: pa.DataType | None) -> pa.Array:
     if kind is not None:
         if pa.types.is_floating(kind):  # JSON writes a whole reading (250.0) as 250
-            values = [_float(v) for v in values]
+            values = [float(v) if type(v) is int else v for v in values]
         try:
             return pa.array(values, type=kind)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
@@ -63,18 +60,25 @@ def _column(values: list[Any], kind: pa.DataType | None) -> pa.Array:
 
 
 def telemetry_table(run: RunData) -> pa.Table:
-    """Every sample of every node of ``run`` (nodes by name, samples in store order)."""
-    rows = [
-        {"node": host, **sample}
-        for host, node in sorted(run.nodes.items())
-        for sample in node.samples
-    ]
+    """Every sample of every node of ``run`` (nodes by name, samples in store order).
+
+    Built column by column from the samples themselves: a row dict per sample would copy a
+    fleet's whole telemetry once more.
+    """
+    nodes = sorted(run.nodes.items())
+    fields = {"node"}.union(*(sample for _host, node in nodes for sample in node.samples))
     schema = sample_schema()
-    extra = sorted({k for r in rows for k in r} - set(schema.names))
+    extra = sorted(fields - set(schema.names))
     columns, names = [], [*schema.names, *extra]
     for name in names:
         kind = schema.field(name).type if name in schema.names else None
-        columns.append(_column([r.get(name) for r in rows], kind))
+        values: list[Any] = []
+        for host, node in nodes:
+            if name == "node":  # a sample's own "node" field, where it has one, wins
+                values += [s.get("node", host) for s in node.samples]
+            else:
+                values += map(dict.get, node.samples, repeat(name))
+        columns.append(_column(values, kind))
     return pa.table(columns, names=names)
 
 

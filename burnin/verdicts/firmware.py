@@ -59,20 +59,26 @@ def _model(inv: dict[str, Any]) -> tuple[str, str] | None:
 def _vbios_peers(f: Findings, gpu: GpuData, ctx: CheckContext, vbios: str) -> None:
     model = _model(gpu.inventory)
     # A lot of dumps mixes nodes of different ages: there, compare within the card's node.
-    fleet = [g for g in ctx.fleet if g.node == gpu.node] if ctx.manifest.get("lot") else ctx.fleet
-    peers = [
-        str(g.inventory["vbios_version"])
-        for g in fleet
-        if model and _model(g.inventory) == model and present(g.inventory.get("vbios_version"))
-    ]
-    if len(peers) < 2:
+    scope = gpu.node if ctx.manifest.get("lot") else None
+
+    def versions() -> tuple[int, Counter[str]]:
+        """The scope's same-model VBIOS versions, counted once for all its cards."""
+        fleet = [g for g in ctx.fleet if g.node == scope] if scope is not None else ctx.fleet
+        peers = [
+            str(g.inventory["vbios_version"])
+            for g in fleet
+            if model and _model(g.inventory) == model and present(g.inventory.get("vbios_version"))
+        ]
+        return len(peers), Counter(v.lower() for v in peers)
+
+    found, counts = ctx.memo(("vbios-versions", scope, model), versions)
+    if found < 2:
         f.gap(f"VBIOS {vbios}: no same-model peer to compare with")
         return
-    counts = Counter(v.lower() for v in peers)
     common, n_common = counts.most_common(1)[0]
     if len(counts) == 1:
-        f.ok(f"VBIOS {vbios} on all {len(peers)} same-model cards")
-    elif vbios.lower() != common or n_common * 2 <= len(peers):
+        f.ok(f"VBIOS {vbios} on all {found} same-model cards")
+    elif vbios.lower() != common or n_common * 2 <= found:
         # Azure NHC fails a node whose GPUs report more than one VBIOS (nvml.md §3.5).
         f.problem(
             Status.WARN,
@@ -80,8 +86,8 @@ def _vbios_peers(f: Findings, gpu: GpuData, ctx: CheckContext, vbios: str) -> No
             f"({', '.join(f'{v} ×{n}' for v, n in counts.most_common())}): flash the fleet's "
             "VBIOS so every card runs the same firmware",
             observed=vbios,
-            limit=common if n_common * 2 > len(peers) else None,
+            limit=common if n_common * 2 > found else None,
             action="update-firmware",
         )
     else:
-        f.ok(f"VBIOS {vbios} like {n_common - 1} of {len(peers) - 1} same-model peers")
+        f.ok(f"VBIOS {vbios} like {n_common - 1} of {found - 1} same-model peers")

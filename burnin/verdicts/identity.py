@@ -155,6 +155,18 @@ def _sm_count(f: Findings, sm_count: Any, ref: Sku) -> None:
     )
 
 
+def _by_id(ctx: CheckContext, field: str) -> dict[str, list[GpuData]]:
+    """The fleet's cards by their ``field`` (serial, UUID), grouped once for every card."""
+
+    def build() -> dict[str, list[GpuData]]:
+        cards: dict[str, list[GpuData]] = {}
+        for g in ctx.fleet:
+            cards.setdefault(str(g.inventory.get(field) or "").strip(), []).append(g)
+        return cards
+
+    return ctx.memo(("cards-by-id", field), build)  # type: ignore[no-any-return]
+
+
 def _duplicates(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
     for field, what in (("serial", "serial number"), ("uuid", "UUID")):
         value = gpu.inventory.get(field)
@@ -162,8 +174,8 @@ def _duplicates(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
             continue
         twins = [
             f"{g.node} gpu{g.index}"
-            for g in ctx.fleet
-            if g is not gpu and str(g.inventory.get(field) or "").strip() == str(value).strip()
+            for g in _by_id(ctx, field).get(str(value).strip(), [])
+            if g is not gpu
         ]
         # A blanked value shared by several cards is explained by the blanking itself.
         if placeholder_id(str(value)):

@@ -41,7 +41,11 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         """The verdict as plain data, keys in a fixed order (verdicts.jsonl, report.json)."""
-        out = asdict(self)
+        if isinstance(self.observed, _SCALARS) and isinstance(self.limit, _SCALARS):
+            # Nothing to copy deeply: asdict's copies cost seconds over a fleet's verdicts.
+            out = {k: getattr(self, k) for k in _FIELDS}
+        else:
+            out = asdict(self)
         out["status"] = self.status.name
         return {k: out[k] for k in _FIELDS}
 
@@ -54,6 +58,7 @@ class Verdict:
 
 
 _FIELDS = ("check", "status", "observed", "limit", "unit", "message", "action")
+_SCALARS = (str, int, float, type(None))  # immutable: asdict would return them as they are
 
 
 @dataclass
@@ -67,13 +72,27 @@ class GpuData:
     records: list[dict[str, Any]]  # results.jsonl lines of this device
     events: list[dict[str, Any]]
     planned_kernels: list[str]
+    # The result records by kernel (None: all), built on first use: checks ask for a device's
+    # results once per peer they compare it with. Rebuilt when ``records`` is another list or
+    # holds other records.
+    _by_kernel: tuple[Any, list[dict[str, Any]], dict[Any, list[dict[str, Any]]]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def results(self, kernel: str | None = None) -> list[dict[str, Any]]:
-        return [
-            r
-            for r in self.records
-            if r.get("type") == "result" and (kernel is None or r.get("kernel") == kernel)
-        ]
+        stamp = (id(self.records), tuple(map(id, self.records)))
+        if self._by_kernel is None or self._by_kernel[0] != stamp:
+            every: list[dict[str, Any]] = []
+            index: dict[Any, list[dict[str, Any]]] = {}
+            for r in self.records:
+                if r.get("type") == "result":
+                    every.append(r)
+                    if _hashable(name := r.get("kernel")):  # another shape matches no name
+                        index.setdefault(name, []).append(r)
+            self._by_kernel = (stamp, every, index)
+        if kernel is None:
+            return list(self._by_kernel[1])
+        return list(self._by_kernel[2].get(kernel, [])) if _hashable(kernel) else []
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [r for r in self.records if r.get("type") == kind]
@@ -91,6 +110,14 @@ class GpuData:
             and not isinstance(v, bool)
         ]
         return values[-1] if values else None
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 @dataclass

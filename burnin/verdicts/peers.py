@@ -13,9 +13,12 @@ the GPUs it models. The thresholds every comparison shares are :class:`PeerThres
 
 from __future__ import annotations
 
+import bisect
+import math
 import statistics
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from burnin.skus import resolve
 from burnin.verdicts.finding import Finding
@@ -101,6 +104,82 @@ def peer_stats(
     return PeerStats(len(others), median, statistics.median(others), z)
 
 
+@dataclass
+class _PeerGroup:
+    """The values of one peer group (the devices with the same ``key_of``), each device's
+    once: every member's population is the whole group, so its median and MAD are shared."""
+
+    values: list[float] = field(default_factory=list)
+    _ordered: list[float] | None = None
+    _median: float = 0.0
+    _mad: float = 0.0
+
+    @property
+    def size(self) -> int:
+        return len(self.values)
+
+    def stats(self, value: float, floor_share: float) -> PeerStats | None:
+        """:func:`peer_stats` of member ``value`` against the rest of the group."""
+        if self.size - 1 < MIN_PEERS - 1:
+            return None
+        if self._ordered is None:
+            self._ordered = sorted(self.values)
+            self._median = statistics.median(self._ordered)
+            self._mad = statistics.median(abs(v - self._median) for v in self._ordered)
+        ordered, median = self._ordered, self._median
+        at = bisect.bisect_left(ordered, value)
+        others = ordered[:at] + ordered[at + 1 :]  # one copy of the device's own value out
+        floor = max(0.0, floor_share * abs(median))
+        z = 0.6745 * (value - median) / max(self._mad, floor, 1e-12)
+        return PeerStats(len(others), median, statistics.median(others), z)
+
+
+def _fn_key(fn: Callable[..., Any]) -> Hashable:
+    """What makes two closures compute the same thing: code, defaults and captured objects."""
+    cells = []
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            cells.append(id(cell.cell_contents))
+        except ValueError:  # an empty cell
+            cells.append(None)
+    return (getattr(fn, "__code__", fn), getattr(fn, "__defaults__", None), tuple(cells))
+
+
+def _peer_table(
+    ctx: CheckContext,
+    value_of: Callable[[GpuData], float | None],
+    key_of: Callable[[GpuData], Hashable],
+    what: str,
+) -> dict[int, tuple[_PeerGroup, float]]:
+    """{id(device): (its peer group, its value)} over the fleet, built once per comparison
+    (the fleet's size squared otherwise: every card would recompute every peer's value).
+    Empty where a key or value cannot be grouped (unhashable, NaN): compared the plain way."""
+
+    def build() -> dict[int, tuple[_PeerGroup, float]]:
+        groups: dict[Hashable, _PeerGroup] = {}
+        table: dict[int, tuple[_PeerGroup, float]] = {}
+        try:
+            for g in ctx.fleet:
+                value = value_of(g)
+                if value is None:
+                    continue
+                if isinstance(value, float) and math.isnan(value):
+                    return {}  # NaN has no place in an order: the plain way keeps its quirks
+                group = groups.setdefault(key_of(g), _PeerGroup())
+                group.values.append(value)
+                table[id(g)] = (group, value)
+        except TypeError:  # an unhashable key
+            return {}
+        return table
+
+    try:
+        memo_key = ("peer_table", what, _fn_key(value_of), _fn_key(key_of))
+        hash(memo_key)
+    except TypeError:
+        return {}
+    return ctx.memo(memo_key, build)  # type: ignore[no-any-return]
+
+
 def peer_finding(
     gpu: GpuData,
     ctx: CheckContext,
@@ -117,18 +196,25 @@ def peer_finding(
     the CPU fallback. Higher is better for every figure judged here.
     """
     value = value_of(gpu)
-    key = key_of(gpu)
     if value is None:
         return Finding(Status.SKIP, f"{what}: no value to compare with peers")
-    others = [
-        v for g in ctx.fleet if g is not gpu and key_of(g) == key and (v := value_of(g)) is not None
-    ]
     t = ctx.limits(PeerThresholds)
-    stats = peer_stats(value, others, floor_share=t.peer_mad_floor)
+    table = _peer_table(ctx, value_of, key_of, what)
+    found = table.get(id(gpu))
+    if found is None or found[1] != value:
+        # Not a member of the fleet as the table saw it: compare the plain way.
+        key = key_of(gpu)
+        others = [
+            v
+            for g in ctx.fleet
+            if g is not gpu and key_of(g) == key and (v := value_of(g)) is not None
+        ]
+        count, stats = len(others), peer_stats(value, others, floor_share=t.peer_mad_floor)
+    else:
+        group = found[0]
+        count, stats = group.size - 1, group.stats(value, floor_share=t.peer_mad_floor)
     if stats is None:
-        return Finding(
-            Status.SKIP, f"{what}: {len(others)} comparable peer(s), {MIN_PEERS - 1} needed"
-        )
+        return Finding(Status.SKIP, f"{what}: {count} comparable peer(s), {MIN_PEERS - 1} needed")
     median, z = stats.median, stats.z
     ratio = value / median if median else 1.0
     where = (
@@ -169,12 +255,40 @@ def under_load(gpu: GpuData, ctx: CheckContext) -> tuple[float | None, float | N
 
 def same_load_peers(gpu: GpuData, ctx: CheckContext) -> list[GpuData]:
     """Same SKU (peer group), the same planned kernels, run to the end: the same load."""
-    group, kernels = peer_group(gpu), sorted(gpu.planned_kernels)
-    return [
-        g
-        for g in ctx.fleet
-        if g is not gpu
-        and full_load(g)
-        and peer_group(g) == group
-        and sorted(g.planned_kernels) == kernels
-    ]
+
+    def build() -> dict[Hashable, list[GpuData]]:
+        loads: dict[Hashable, list[GpuData]] = {}
+        for g in ctx.fleet:
+            if full_load(g):
+                loads.setdefault(_load_key(g), []).append(g)
+        return loads
+
+    try:
+        same = ctx.memo(("same_load",), build).get(_load_key(gpu), [])
+    except TypeError:  # a kernel name that is not a string: compare the plain way
+        same = [g for g in ctx.fleet if full_load(g) and _load_key(g) == _load_key(gpu)]
+    return [g for g in same if g is not gpu]
+
+
+def same_load_under_load(
+    gpu: GpuData, ctx: CheckContext
+) -> list[tuple[float | None, float | None]]:
+    """:func:`under_load` of each of :func:`same_load_peers`, in the same order, the list of
+    each load built once (each card's peers' figures otherwise cost the fleet's size squared)."""
+
+    def build() -> dict[Hashable, list[tuple[GpuData, tuple[float | None, float | None]]]]:
+        loads: dict[Hashable, list[tuple[GpuData, tuple[float | None, float | None]]]] = {}
+        for g in ctx.fleet:
+            if full_load(g):
+                loads.setdefault(_load_key(g), []).append((g, under_load(g, ctx)))
+        return loads
+
+    try:
+        same = ctx.memo(("same_load_under_load",), build).get(_load_key(gpu), [])
+    except TypeError:  # a kernel name that is not a string: compare the plain way
+        return [under_load(g, ctx) for g in same_load_peers(gpu, ctx)]
+    return [figures for g, figures in same if g is not gpu]
+
+
+def _load_key(gpu: GpuData) -> tuple[Any, ...]:
+    return (peer_group(gpu), tuple(sorted(gpu.planned_kernels)))

@@ -17,7 +17,7 @@ from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict
 from burnin.verdicts.peers import (
     PeerThresholds,
     peer_stats,
-    same_load_peers,
+    same_load_under_load,
     under_load,
 )
 from burnin.verdicts.records import full_load
@@ -89,7 +89,7 @@ def _power_vs_peers(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
     power_w, _temp = under_load(gpu, ctx)
     if power_w is None or not full_load(gpu):
         return
-    peers = [p for g in same_load_peers(gpu, ctx) if (p := under_load(g, ctx)[0]) is not None]
+    peers = [p for p, _temp_c in same_load_under_load(gpu, ctx) if p is not None]
     t = ctx.limits(PowerThresholds)
     stats = peer_stats(power_w, peers, floor_share=t.peer_mad_floor)
     if stats is None:

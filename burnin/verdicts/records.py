@@ -8,6 +8,7 @@ Pure functions over :class:`~burnin.verdicts.model.GpuData`.
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 from burnin.skus import Sku, load_skus
@@ -106,14 +107,32 @@ def loaded_samples(gpu: GpuData, kernel: str | None = None) -> list[dict[str, An
     if kernel is not None and not windows:
         return []
     if windows:
-        return [
-            s for s in gpu.samples if any(lo < s.get("elapsed_s", -1.0) <= hi for lo, hi in windows)
-        ]
+        los, his = _union(windows)
+        return [s for s in gpu.samples if _inside(s.get("elapsed_s", -1.0), los, his)]
     return [
         s
         for s in gpu.samples
         if isinstance(s.get("util_pct"), int | float) and s["util_pct"] >= _BUSY_UTIL_PCT
     ]
+
+
+def _union(windows: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """The (lo, hi] windows as disjoint ones in time order: the starts and the ends."""
+    los: list[float] = []
+    his: list[float] = []
+    for lo, hi in sorted(w for w in windows if w[0] < w[1]):
+        if his and lo <= his[-1]:  # (a, b] and (c, d] with c <= b make (a, max(b, d)]
+            his[-1] = max(his[-1], hi)
+        else:
+            los.append(lo)
+            his.append(hi)
+    return los, his
+
+
+def _inside(t: float, los: list[float], his: list[float]) -> bool:
+    """Whether ``lo < t <= hi`` for one of the windows :func:`_union` made."""
+    at = bisect.bisect_left(his, t)  # the first window ending at or after t
+    return at < len(his) and los[at] < t <= his[at]
 
 
 def values(samples: list[dict[str, Any]], key: str) -> list[float]:

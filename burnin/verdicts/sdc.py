@@ -111,6 +111,22 @@ def _clean(result: dict[str, Any]) -> bool:
     return not (result.get("wrong_elements") or result.get("self_failed"))
 
 
+def _clean_digests(
+    ctx: CheckContext,
+) -> list[tuple[GpuData, dict[str, Any], dict[str, dict[str, Any]]]]:
+    """Each healthy device's last matmul result and its digests, read once for every card."""
+
+    def build() -> list[tuple[GpuData, dict[str, Any], dict[str, dict[str, Any]]]]:
+        out = []
+        for other in ctx.fleet:
+            r = last_result(other, "matmul")
+            if r is not None and _clean(r):
+                out.append((other, r, digests(r)))
+        return out
+
+    return ctx.memo(("sdc-clean-digests",), build)  # type: ignore[no-any-return]
+
+
 def _cross_findings(gpu: GpuData, ctx: CheckContext) -> list[Finding]:
     mine = last_result(gpu, "matmul")
     if not mine or not digests(mine):
@@ -118,11 +134,10 @@ def _cross_findings(gpu: GpuData, ctx: CheckContext) -> list[Finding]:
     out = []
     for dtype, digest in digests(mine).items():
         peers = []
-        for other in ctx.fleet:
-            r = last_result(other, "matmul")
-            if other is gpu or r is None or not _clean(r):
+        for other, r, found in _clean_digests(ctx):
+            if other is gpu:
                 continue
-            theirs = digests(r).get(dtype)
+            theirs = found.get(dtype)
             if theirs and (r.get("size"), r.get("seed")) == (mine.get("size"), mine.get("seed")):
                 peers.append((r, theirs))
         out.append(_cross_one(f"cross-device {dtype}", mine, dtype, digest, peers))

@@ -39,6 +39,11 @@ def gpu_data(run: RunData) -> list[GpuData]:
             for r in node.inventory + node.results
             if isinstance(r.get("device"), int)
         }
+        samples, results, events = (
+            _by_device(node.samples),
+            _by_device(node.results),
+            _by_device(node.events),
+        )
         for dev in sorted(devices):
             plan = planned.get((host, dev), {})
             inventory = next((r for r in node.inventory if r.get("device") == dev), {})
@@ -47,9 +52,9 @@ def gpu_data(run: RunData) -> list[GpuData]:
                     node=host,
                     index=dev,
                     inventory=inventory,
-                    samples=[s for s in node.samples if s.get("device") == dev],
-                    records=[r for r in node.results if r.get("device") == dev],
-                    events=[e for e in node.events if e.get("device") == dev],
+                    samples=samples.get(dev, []),
+                    records=results.get(dev, []),
+                    events=events.get(dev, []),
                     planned_kernels=list(plan.get("kernels", [])),
                 )
             )
@@ -67,6 +72,18 @@ def gpu_data(run: RunData) -> list[GpuData]:
                 )
             )
     return gpus
+
+
+def _by_device(records: list[dict[str, Any]]) -> dict[Any, list[dict[str, Any]]]:
+    """Records by their ``device`` in one pass (a fleet node's samples are read once, not once
+    per device); a device equal to another (1 and 1.0) shares its list, as ``==`` would."""
+    out: dict[Any, list[dict[str, Any]]] = {}
+    for record in records:
+        try:  # noqa: SIM105 - cheaper than contextlib.suppress, once per sample of a fleet
+            out.setdefault(record.get("device"), []).append(record)
+        except TypeError:  # an unhashable device equals no device index
+            pass
+    return out
 
 
 def snapshot(cards: Iterable[Card]) -> list[GpuData]:

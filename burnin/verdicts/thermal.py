@@ -17,7 +17,7 @@ from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict, is_cpu
 from burnin.verdicts.peers import (
     PeerThresholds,
     peer_stats,
-    same_load_peers,
+    same_load_under_load,
     under_load,
 )
 from burnin.verdicts.records import full_load
@@ -129,8 +129,7 @@ def _thermal_vs_peers(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
     band = t.thermal_peer_power_band
     peers = [
         t
-        for g in same_load_peers(gpu, ctx)
-        for p, t in [under_load(g, ctx)]
+        for p, t in same_load_under_load(gpu, ctx)
         if p is not None and t is not None and abs(p - power_w) <= band * power_w
     ]
     stats = peer_stats(temp_c, peers, floor=1.0)  # 1 C: identical cards read alike
