@@ -34,11 +34,16 @@ def kernel_progress(row: Row) -> str:
     return f"{row.kernel_done_s:.0f}/{total:.0f} s"
 
 
+def _tflops(value: float) -> str:
+    # A GPU's hundreds read whole; the CPU fallback's small matrices keep three digits.
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def _cells(row: Row) -> list[str]:
     return [
         f"{row.temp_c:.0f} C" if row.temp_c is not None else "",
         f"{row.power_w:.0f} W" if row.power_w is not None else "",
-        f"{row.tflops:.0f} TFLOP/s" if row.tflops is not None else "",
+        f"{_tflops(row.tflops)} TFLOP/s" if row.tflops is not None else "",
     ]
 
 

@@ -300,6 +300,7 @@ class Reporter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._live: Any = None
+        self._finished_drawn = False
 
     def attach(self, progress: Progress, follower: ResultsFollower | None = None) -> None:
         with self._lock:
@@ -324,6 +325,9 @@ class Reporter:
 
     def tick(self) -> None:
         snap = self.snapshot()
+        finished = bool(snap.rows) and all(r.state == "done" for r in snap.rows)
+        if finished and self._finished_drawn:
+            return  # the run's clock goes on while the reports are written; nothing changes
         if self.mode == "live":
             from burnin.live import open_live, table
 
@@ -331,6 +335,7 @@ class Reporter:
                 self._live = open_live(snap, self._stream)
             else:
                 self._live.update(table(snap))
+            self._finished_drawn = finished
             return
         if snap.rows and snap.elapsed_s >= self._next_s:
             from burnin.live import plain_lines
@@ -339,6 +344,7 @@ class Reporter:
                 self._next_s += self._interval_s
             for line in plain_lines(snap):
                 print(line, file=self._stream, flush=True)
+            self._finished_drawn = finished
 
     def close(self) -> None:
         self._stop.set()

@@ -228,6 +228,22 @@ def test_plain_reporter_every_interval(
     assert all(line.startswith("# progress") for line in out.getvalue().splitlines())
 
 
+def test_a_finished_run_prints_once_more_then_nothing() -> None:
+    clock, out = FakeClock(), io.StringIO()
+    reporter = Reporter("plain", 1.0, out, threaded=False)
+    prog = _progress(clock, SHORT)
+    reporter.attach(prog)
+    prog.feed({"device": 0, "kind": "device-start", "elapsed_s": 0.0})
+    prog.feed({"device": 0, "kind": "device-end", "elapsed_s": 20.0})
+    for t in (21.0, 22.0, 23.0):
+        clock.t = t
+        reporter.tick()
+    assert out.getvalue().splitlines() == [
+        "# progress gpu0 done",
+        "# progress run 21 s elapsed, ETA 0 s",
+    ]
+
+
 def test_two_nodes_share_one_view() -> None:
     clock, out = FakeClock(40.0), io.StringIO()
     reporter = Reporter("plain", 30.0, out, threaded=False)
