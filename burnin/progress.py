@@ -107,26 +107,25 @@ class Progress:
 
     Args:
         devices: the plan's devices in order: (node, device index, start offset s, steps).
-        clock: the run's clock (the same one the records' ``elapsed_s`` count on).
-        t0: the run's start on ``clock``.
+        elapsed: seconds since the run's start, on the clock the records' ``elapsed_s`` count
+            on (the run's injected clock; a test's fake one).
         ramp_s: ``ramp.step_s``; a device is "ramping" that long after its start.
     """
 
     def __init__(
         self,
         devices: list[tuple[str, int, float, tuple[Step, ...]]],
-        clock: Callable[[], float],
-        t0: float,
+        elapsed: Callable[[], float],
         ramp_s: float = 0.0,
     ) -> None:
         self._devices = {
             dev: DeviceState(dev, node, steps, offset) for node, dev, offset, steps in devices
         }
-        self._clock, self._t0, self._ramp_s = clock, t0, ramp_s
+        self._elapsed, self._ramp_s = elapsed, ramp_s
         self._lock = threading.Lock()
 
     @classmethod
-    def from_plan(cls, plan: Any, clock: Callable[[], float], t0: float) -> Progress:
+    def from_plan(cls, plan: Any, elapsed: Callable[[], float]) -> Progress:
         devices = [
             (
                 item.node,
@@ -136,10 +135,10 @@ class Progress:
             )
             for item in plan.items
         ]
-        return cls(devices, clock, t0, plan.config.ramp.step_s)
+        return cls(devices, elapsed, plan.config.ramp.step_s)
 
     def elapsed_s(self) -> float:
-        return self._clock() - self._t0
+        return self._elapsed()
 
     def tap(self, writer: Any) -> _Tap:
         """A stand-in for ``writer`` that stores each record, then feeds it to this progress."""
@@ -395,10 +394,13 @@ class _Feed:
         return writer if self._progress is None else self._progress.tap(writer)
 
 
-def start_live(plan: Any, results_path: Path, clock: Callable[[], float], t0: float) -> _Feed:
-    """Show one node's run in the view the CLI asked for; a no-op when none was."""
+def start_live(plan: Any, results_path: Path, elapsed: Callable[[], float]) -> _Feed:
+    """Show one node's run in the view the CLI asked for; a no-op when none was.
+
+    ``elapsed``: seconds since the node's run started, on the run's injected clock.
+    """
     if not _ACTIVE:
         return _Feed(None)
-    progress = Progress.from_plan(plan, clock, t0)
+    progress = Progress.from_plan(plan, elapsed)
     _ACTIVE[-1].attach(progress, ResultsFollower(results_path, progress.feed))
     return _Feed(progress)

@@ -234,7 +234,9 @@ def _run(
     for result in preflight:
         events.write(result.to_event())
     # The live view or progress lines, when the CLI asked for them; fed by the same records.
-    view = start_live(plan, store.stream_path(plan.node, "results"), runtime.monotonic, t0)
+    view = start_live(
+        plan, store.stream_path(plan.node, "results"), lambda: runtime.monotonic() - t0
+    )
     samples, events = view.tap(samples), view.tap(events)
     limits = {
         dev: (limit, source)

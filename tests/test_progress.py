@@ -35,7 +35,7 @@ class FakeClock:
 
 
 def _progress(clock: FakeClock, steps: tuple[Step, ...], ramp_s: float = 0.0) -> Progress:
-    return Progress([("n1", 0, 0.0, steps)], clock, t0=0.0, ramp_s=ramp_s)
+    return Progress([("n1", 0, 0.0, steps)], clock, ramp_s=ramp_s)
 
 
 MATMUL_30 = (Step("matmul", 30 * MIN),)
@@ -248,7 +248,7 @@ def test_two_nodes_share_one_view() -> None:
     clock, out = FakeClock(40.0), io.StringIO()
     reporter = Reporter("plain", 30.0, out, threaded=False)
     for node in ("a", "b"):
-        reporter.attach(Progress([(node, 0, 0.0, MATMUL_30)], clock, 0.0))
+        reporter.attach(Progress([(node, 0, 0.0, MATMUL_30)], clock))
     reporter.tick()
     assert out.getvalue().splitlines()[:2] == [
         "# progress a/gpu0 waiting",
