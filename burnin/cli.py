@@ -155,7 +155,9 @@ def cli() -> None:
 @cli.command()
 @run_options
 @click.option("--strict", is_flag=True, help="Treat WARN as failure (exit 3).")
-@click.option("--quiet", is_flag=True, help="Only the summary; no progress messages.")
+@click.option(
+    "--quiet", is_flag=True, help="Only the summary; no progress messages, live view or lines."
+)
 @click.option(
     "--force",
     is_flag=True,
@@ -211,17 +213,19 @@ def run(
     Ctrl-C or SIGTERM stops the stress, keeps every record and writes a partial report
     (exit 4).
     """
+    from burnin.progress import live_view
     from burnin.reports.terminal import summary
     from burnin.runner import execute
 
     init_logging(quiet)
     config = _load(profile, device, gpus, duration, out, overrides, strict, force, expect_gpus)
-    if simulate:
-        from burnin.sim.run import execute_simulated
+    with live_view(config.progress.interval_s, quiet):  # on stderr: stdout stays parseable
+        if simulate:
+            from burnin.sim.run import execute_simulated
 
-        outcome = execute_simulated(simulate, config, ["burnin", *sys.argv[1:]])
-    else:
-        outcome = execute(config, _runtime(ctx), ["burnin", *sys.argv[1:]])
+            outcome = execute_simulated(simulate, config, ["burnin", *sys.argv[1:]])
+        else:
+            outcome = execute(config, _runtime(ctx), ["burnin", *sys.argv[1:]])
     history_error = None
     if history_url is not None:
         from burnin.history import HistoryError

@@ -183,6 +183,13 @@ class ReportSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ProgressSection:
+    # Seconds between the plain progress lines written when stderr is not a terminal (logs);
+    # a terminal gets the live view, redrawn about once a second, instead.
+    interval_s: float = field(default=30.0, metadata=_range(0.1, 86400))
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunConfig:
     profile: str = "default"
     run: RunSection = field(default_factory=RunSection)
@@ -197,6 +204,7 @@ class RunConfig:
     inspect: InspectSection = field(default_factory=InspectSection)
     energy: EnergySection = field(default_factory=EnergySection)
     report: ReportSection = field(default_factory=ReportSection)
+    progress: ProgressSection = field(default_factory=ProgressSection)
     kernels: dict[str, Any] = field(default_factory=dict)  # name -> that kernel's Config
 
     def kernel_config(self, name: str) -> Any:

@@ -29,6 +29,7 @@ from burnin.devices import Device, match_telemetry
 from burnin.errors import TelemetryError
 from burnin.plan import Plan, build_plan
 from burnin.preflight import DevicePreflight, run_preflight
+from burnin.progress import start_live
 from burnin.runtime import Runtime, discover
 from burnin.signals import StopSignals
 from burnin.store import RunStore, safe_name
@@ -230,6 +231,9 @@ def _run(
     events = store.writer(plan.node, "events", fsync_interval_s=fsync_s)
     for result in preflight:
         events.write(result.to_event())
+    # The live view or progress lines, when the CLI asked for them; fed by the same records.
+    view = start_live(plan, store.stream_path(plan.node, "results"), timeline.elapsed)
+    samples, events = view.tap(samples), view.tap(events)
     limits = {
         dev: (limit, source)
         for dev, record in plan.inventory.items()
