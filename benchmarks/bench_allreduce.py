@@ -79,6 +79,9 @@ def bare_loop(
         batches = max(1, round(seconds / batch_s))
         times = torch.zeros(batches, dtype=torch.float64, device=device)
         for i in range(batches):
+            # The ranks start each batch together, as the kernel's agreement before each of
+            # its batches makes them: otherwise one rank's late start counts as link time.
+            dist.barrier()
             sync()
             t0 = time.perf_counter()
             for _ in range(calls):
