@@ -54,6 +54,7 @@ class Sku:
     memory_total_mib: int | None = None
     dcgm_target_power_w: float | None = None
     dcgm_min_membw_gbps: float | None = None
+    nvlink_links: int | None = None  # None: unknown (a bridged PCIe card's depends on the bridge)
     peak_tflops: dict[str, float] = field(default_factory=dict, hash=False)
     sources: dict[str, str] = field(default_factory=dict, hash=False)
     verified: dict[str, bool] = field(default_factory=dict, hash=False)
@@ -113,6 +114,8 @@ def _validate(sku: Sku, source: str) -> None:
             raise ConfigError(f"{k}.{name}", "must be > 0 (omit it where unknown)", source)
     if sku.nvlink_gbps < 0:
         raise ConfigError(f"{k}.nvlink_gbps", "must be >= 0 (0 = no NVLink)", source)
+    if sku.nvlink_links is not None and sku.nvlink_links < 0:
+        raise ConfigError(f"{k}.nvlink_links", "must be >= 0 (0 = no NVLink)", source)
     for dtype, tflops in sku.peak_tflops.items():
         if dtype not in DTYPES or tflops <= 0:
             raise ConfigError(f"{k}.peak_tflops.{dtype}", f"dtype in {DTYPES}, value > 0", source)

@@ -78,9 +78,18 @@ def build_context(run: RunData, verdicts: Verdicts, strict: bool = False) -> dic
         **_labels(manifest),
         # each card's past from the history database (burnin/history/hook.py), when judged
         **({"history": manifest["history"]} if "history" in manifest else {}),
+        **_rack(run),  # the cross-node run's rack.jsonl, when there is one (reports/rack.py)
     }
     add_energy(context, manifest)  # per node and run, and the cost (reports/figures.py)
     return context
+
+
+def _rack(run: RunData) -> dict[str, Any]:
+    from burnin.reports.rack import rack_block, read_rack
+
+    block = rack_block(read_rack(run.path), run)
+    # "rack" is the rack's name (report.rack); the rack run's figures are "rack_run".
+    return {"rack_run": block} if block else {}
 
 
 def _labels(manifest: dict[str, Any]) -> dict[str, Any]:

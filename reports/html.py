@@ -48,7 +48,7 @@ def render_html(context: dict[str, Any]) -> str:
 
 def view(context: dict[str, Any]) -> dict[str, Any]:
     """What the page shows beyond the context: the first screen and the plots (SVG markup)."""
-    from burnin.reports.plots import distribution_svg, node_power_svg, timeline_svg
+    from burnin.reports.plots import distribution_svg, node_power_svg, rack_busbw_svg, timeline_svg
 
     gpus = context["gpus"]
     dists = distributions(gpus, context["nodes"], context.get("thresholds") or {})
@@ -71,6 +71,8 @@ def view(context: dict[str, Any]) -> dict[str, Any]:
     series = context["series"]["node_power_w"]
     starts = {p["node"]: [s["elapsed_s"] for s in p["device_starts"]] for p in context["power"]}
     power_svg = Markup(node_power_svg(series, starts, "power")) if series else None
+    rack = context.get("rack_run") or {}
+    rack_svg = Markup(rack_busbw_svg(rack["allreduce"], "rack")) if rack.get("allreduce") else None
     return {
         "counts": counts(gpus),
         "pull": pull_list(gpus),
@@ -78,6 +80,7 @@ def view(context: dict[str, Any]) -> dict[str, Any]:
         "distributions": dists,
         "timelines": timelines,
         "power_svg": power_svg,
+        "rack_svg": rack_svg,
         "flagged": [g for g in gpus if g["status"] != "PASS"],
         "passed": [g for g in gpus if g["status"] == "PASS"],
         "title": f"{context.get('profile') or 'burnin'} report",

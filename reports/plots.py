@@ -270,3 +270,16 @@ def distribution_svg(
     ax.set_xlabel(f"{spec.name} ({unit})" if unit else spec.name)
     ax.grid(False, axis="x")
     return svg(fig, name, f"distribution of {spec.name}")
+
+
+@_styled
+def rack_busbw_svg(sizes: list[dict[str, Any]], name: str) -> str:
+    """The rack's cross-node all-reduce busbw against the message size (log2 size axis)."""
+    points = [(s["size_bytes"], s["busbw_gbps"]) for s in sizes if s.get("busbw_gbps") is not None]
+    fig, (ax,) = _figure(7.4, [1.4])
+    ax.plot([p[0] for p in points], [p[1] for p in points], color=LINE, marker="o", ms=3)
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("busbw (GB/s)")
+    ax.set_xlabel("message size (bytes)")
+    return svg(fig, name, "rack all-reduce busbw against message size")

@@ -85,3 +85,8 @@ def node_power(run: RunData) -> tuple[list[dict[str, Any]], dict[str, list[list[
             }
         )
     return entries, series
+
+
+def node_totals(run: RunData) -> dict[str, pd.Series]:
+    """Each node's total power (W) per sampler tick (elapsed_s), for the rack's sum."""
+    return {host: _total_power(node.samples) for host, node in run.nodes.items()}

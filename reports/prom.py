@@ -21,6 +21,8 @@ apart from a PASS. A check with several verdicts on one card (``preflight``) sho
 | ``burnin_gpu_status`` | card labels, ``status`` | 1 for the card's status, else 0 |
 | ``burnin_check_status`` | card labels, ``check``, ``status`` | 1 for the check's status |
 | ``burnin_gpu_<figure>`` | card labels | the figures of :data:`FIGURES` |
+| ``burnin_rack_allreduce_busbw_gbps`` | | best cross-node busbw of a rack run (GB/s) |
+| ``burnin_rack_pair_busbw_gbps`` | ``node_a``, ``node_b`` | busbw between two nodes (GB/s) |
 
 Card labels: ``node``, ``gpu`` (index), ``uuid``, ``serial``, ``sku`` ("" where unknown).
 """
@@ -135,6 +137,7 @@ class _RunCollector(Collector):
         if nodes.samples:
             yield nodes
         yield from self._cards(ctx["gpus"])
+        yield from _rack(ctx.get("rack_run"))
 
     def _cards(self, gpus: list[dict[str, Any]]) -> Iterator[Metric]:
         status = GaugeMetricFamily(
@@ -166,6 +169,28 @@ class _RunCollector(Collector):
         yield status
         yield checks
         yield from (f for f in figures.values() if f.samples)
+
+
+def _rack(rack: dict[str, Any] | None) -> Iterator[Metric]:
+    """The rack run's best cross-node busbw and each node pair's (reports/rack.py)."""
+    if not rack:
+        return
+    if (best := _number(rack.get("busbw_gbps"))) is not None:
+        yield GaugeMetricFamily(
+            "burnin_rack_allreduce_busbw_gbps",
+            "Best cross-node all-reduce bus bandwidth of the rack, nccl-tests definition (GB/s).",
+            value=best,
+        )
+    pairs = GaugeMetricFamily(
+        "burnin_rack_pair_busbw_gbps",
+        "All-reduce bus bandwidth between two nodes of the rack (GB/s).",
+        labels=["node_a", "node_b"],
+    )
+    for p in rack.get("pairs") or []:  # one entry per unordered pair (reports/rack.py)
+        if (value := _number(p.get("busbw_gbps"))) is not None:
+            pairs.add_metric([_text(n) for n in p["nodes"]], value)
+    if pairs.samples:
+        yield pairs
 
 
 def registry(context: dict[str, Any]) -> CollectorRegistry:

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
             "verify_overhead",
         ),
         ("bench_membw.py", "1", ["bare_value", "harness", "triad"], None),
+        ("bench_allreduce.py", "4096", ["bare_value", "harness"], None),
     ],
 )
 def test_benchmark_prints_rounds_and_ratio_last(
@@ -70,7 +71,9 @@ def test_benchmark_prints_rounds_and_ratio_last(
     assert re.fullmatch(r"ratio=\d+\.\d{4}", out[-1])
 
 
-@pytest.mark.parametrize("script", ["bench_matmul.py", "bench_membw.py", "bench_sampling.py"])
+@pytest.mark.parametrize(
+    "script", ["bench_matmul.py", "bench_membw.py", "bench_sampling.py", "bench_allreduce.py"]
+)
 @pytest.mark.parametrize("device", ["cuda", "cuda:0"])
 def test_benchmark_rejects_a_missing_gpu(script: str, device: str) -> None:
     torch = pytest.importorskip("torch")

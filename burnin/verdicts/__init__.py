@@ -35,6 +35,7 @@ from burnin.verdicts import retired_pages as retired_pages
 from burnin.verdicts import row_remap as row_remap
 from burnin.verdicts import pcie_link as pcie_link
 from burnin.verdicts import pcie_replay as pcie_replay
+from burnin.verdicts import nvlink as nvlink
 from burnin.verdicts import power as power
 from burnin.verdicts import fan as fan
 from burnin.verdicts import xid as xid
