@@ -180,11 +180,17 @@ def execute(config: RunConfig, runtime: Runtime, argv: list[str]) -> RunOutcome:
     with StopSignals() as signals:
         warm_up()  # the workers' torch import overlaps device discovery and preflight
         plan, client = prepare(config, runtime)
+        rack = _rack(runtime, config)
         try:
             preflight = run_preflight(plan, client, config, plan.inventory)
-            store = RunStore.create(Path(config.run.out_dir), plan.node)
+            if rack is not None:
+                store = rack.open_store(plan)
+            else:
+                store = RunStore.create(Path(config.run.out_dir), plan.node)
         except BaseException:
             client.close()
+            if rack is not None:
+                rack.close()
             raise
         client = FaultTelemetry.wrap(
             client, runtime.faults, {i.device.index: i.device.telemetry_index for i in plan.items}
@@ -196,9 +202,20 @@ def execute(config: RunConfig, runtime: Runtime, argv: list[str]) -> RunOutcome:
         stopped = _run(plan, store, client, runtime, signals, preflight, manifest)
         if stopped:
             log.warning("stopped by %s: writing a partial report", stopped)
+        if rack is not None:
+            report_dir, context = rack.finish(store, plan)
+            return RunOutcome(run_dir=report_dir, exit_code=context["exit_code"], context=context)
         evaluate(store.path)
         context = write_reports(store.path, strict=config.run.strict)
     return RunOutcome(run_dir=store.path, exit_code=context["exit_code"], context=context)
+
+
+def _rack(runtime: Runtime, config: RunConfig) -> Any:
+    """This node's side of a multi-node torchrun run (burnin/rack.py), or None."""
+    from burnin.rack import Rack, rack_env
+
+    renv = rack_env(runtime.env)
+    return Rack(renv, runtime, config) if renv is not None else None
 
 
 def finish_with_history(outcome: RunOutcome, url: str, strict: bool) -> RunOutcome:

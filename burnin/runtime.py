@@ -113,6 +113,9 @@ class Runtime:
     time_scale: float = 1.0
     worker_clock: Callable[[], float] | None = None
     seam_factories: dict[int, Callable[..., Any]] = field(default_factory=dict)
+    # Tests only: seconds a multi-node run's cross-node stage adds inside each timed transfer
+    # of this node (a slow link, burnin/rack_collectives.py); 0 in production.
+    rack_link_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.telemetry_factory is default_telemetry:
