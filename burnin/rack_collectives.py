@@ -96,11 +96,17 @@ class Stage:
         try:
             for size in sizes:
                 out["allreduce"].append(self._allreduce(size, iters))
-            for rnd in pair_rounds(self.world):
+            rounds = pair_rounds(self.world)
+            # Every rank makes every pair's group, in one order: torch names a group after
+            # its ranks and the count of groups the process already has, so groups made only
+            # by their members, round by round, would not meet.
+            timeout = timedelta(seconds=self.timeout_s)
+            groups = {p: self.dist.new_group(list(p), timeout=timeout) for r in rounds for p in r}
+            for rnd in rounds:
                 for a, b in rnd:
                     if self.rank in (a, b):
                         peer = b if self.rank == a else a
-                        out["pairs"].append(self._pair(peer, pair_size, iters))
+                        out["pairs"].append(self._pair(peer, groups[(a, b)], pair_size, iters))
         except Exception as exc:  # any failure is the stage's error record
             out["errors"].append(f"{type(exc).__name__}: {exc}")
         finally:
@@ -143,14 +149,8 @@ class Stage:
         t = elapsed / iters
         return {"size_bytes": numel * _BYTES_PER_ELEMENT, "time_s": t, "wrong": wrong}
 
-    def _pair(self, peer: int, size: int, iters: int) -> dict[str, Any]:
+    def _pair(self, peer: int, group: Any, size: int, iters: int) -> dict[str, Any]:
         torch, dist, numel = self.torch, self.dist, max(1, size // _BYTES_PER_ELEMENT)
-        # A group of the two nodes only: its members create it, the other pairs run meanwhile.
-        group = dist.new_group(
-            sorted((self.rank, peer)),
-            timeout=timedelta(seconds=self.timeout_s),
-            use_local_synchronization=True,
-        )
         mine = _pattern(torch, numel, self.rank, self.device)
         expected = mine + _pattern(torch, numel, peer, self.device)
         buf = mine.clone()
