@@ -94,6 +94,7 @@ class Rack:
         self.delay_s = float(getattr(runtime, "rack_link_delay_s", 0.0) or 0.0)
         self._stop = threading.Event()
         self._beater: threading.Thread | None = None
+        self.store_error = ""  # why the rendezvous store cannot be read, once it cannot
         self.t0 = self.clock()
 
     def _client(self, timeout_s: float) -> Any:
@@ -138,7 +139,9 @@ class Rack:
         self.node = plan.node
         self._beater = threading.Thread(target=self._beat, name="burnin-rack-beat", daemon=True)
         self._beater.start()
-        return RunStore.join(Path(self.config.run.out_dir), run_id, plan.node)
+        store = RunStore.join(Path(self.config.run.out_dir), run_id, plan.node)
+        self.run_dir = store.path
+        return store
 
     def _beat(self) -> None:
         client = self._client(HEARTBEAT_S * 10)  # a store client of its own, for its thread
@@ -166,7 +169,8 @@ class Rack:
             self.store.set(f"done/{self.rank}", self.node)
             if self.rank == 0:
                 live, errors = self._wait_nodes()
-                self.store.set("live", json.dumps(live))
+                if not self.store_error:
+                    self.store.set("live", json.dumps(live))
             else:
                 live, errors = self._read_live(), []
             if self.rank in live and len(live) > 1:
@@ -202,14 +206,48 @@ class Rack:
             return []
 
     def _announced(self) -> dict[int, dict[str, Any]]:
-        out = {}
-        for r in range(self.env.world):
-            if self.store.check([f"node/{r}"]):
-                out[r] = json.loads(self.store.get(f"node/{r}"))
+        """What each rank announced: through the store, else from the node manifests that
+        the shared run directory holds (the store is gone once its host died)."""
+        out: dict[int, dict[str, Any]] = {}
+        if not self.store_error:
+            try:
+                for r in range(self.env.world):
+                    if self.store.check([f"node/{r}"]):
+                        out[r] = json.loads(self.store.get(f"node/{r}"))
+                return out
+            except Exception as exc:  # the store's host died: read the disk
+                self.store_error = f"the rendezvous store went away ({exc})"
+        for path in sorted(self.run_dir.glob("nodes/*/manifest.json")):
+            try:
+                manifest = json.loads(path.read_text(encoding="utf-8"))
+                rank = int(manifest["placement"]["rank"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            out[rank] = {"name": path.parent.name, "plan": manifest.get("plan", [])}
         return out
 
     def _longest_end_s(self) -> float:
         return max((a.get("end_s") or 0.0 for a in self._announced().values()), default=0.0)
+
+    def _poll(
+        self, pending: set[int], seen: dict[int, tuple[int, float]], lost: dict[int, str]
+    ) -> None:
+        """One look at every pending node: done, beating, or lost."""
+        deadline = self.t0 + self._longest_end_s() + MARGIN_S
+        now = self.clock()
+        for r in sorted(pending):
+            if self.store.check([f"done/{r}"]):
+                pending.discard(r)
+                continue
+            beat = self.store.add(f"beat/{r}", 0)
+            if beat != seen[r][0]:
+                seen[r] = (beat, now)
+            elif now - seen[r][1] > self.beat_timeout_s:
+                lost[r] = f"no heartbeat for {now - seen[r][1]:.0f} s (watchdog.timeout_s)"
+            if r not in lost and now > deadline:
+                lost[r] = f"not finished {MARGIN_S:.0f} s past its planned end"
+            if r in lost:
+                pending.discard(r)
 
     def _wait_nodes(self) -> tuple[list[int], list[dict[str, Any]]]:
         """The ranks that finished, and a rack-error per node that did not (lost)."""
@@ -217,21 +255,16 @@ class Rack:
         seen = {r: (-1, self.clock()) for r in pending}
         lost: dict[int, str] = {}
         while pending:
-            deadline = self.t0 + self._longest_end_s() + MARGIN_S
-            now = self.clock()
-            for r in sorted(pending):
-                if self.store.check([f"done/{r}"]):
-                    pending.discard(r)
-                    continue
-                beat = self.store.add(f"beat/{r}", 0)
-                if beat != seen[r][0]:
-                    seen[r] = (beat, now)
-                elif now - seen[r][1] > self.beat_timeout_s:
-                    lost[r] = f"no heartbeat for {now - seen[r][1]:.0f} s (watchdog.timeout_s)"
-                if r not in lost and now > deadline:
-                    lost[r] = f"not finished {MARGIN_S:.0f} s past its planned end"
-                if r in lost:
-                    pending.discard(r)
+            try:
+                self._poll(pending, seen, lost)
+            except Exception as exc:  # the store's host (a torchrun agent) died with its node
+                where = f"{self.env.master_addr}:{self.env.master_port}"
+                self.store_error = (
+                    f"the rendezvous store at {where} went away ({type(exc).__name__}: {exc})"
+                )
+                log.error("%s", self.store_error)
+                lost.update((r, self.store_error) for r in pending)
+                pending.clear()
             if pending:
                 time.sleep(_POLL_S)
         announced = self._announced()

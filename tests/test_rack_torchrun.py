@@ -141,6 +141,7 @@ def test_killed_node_is_lost(tmp_path: Path) -> None:
     deadline = time.monotonic() + LIMIT_S
     ranks: dict[str, int] = {}
     while len(ranks) < 2 and time.monotonic() < deadline:
+        assert all(p.poll() is None for p in procs.values()), "a node ended before its run began"
         for manifest in shared.glob("*/nodes/*/manifest.json"):
             try:
                 ranks[manifest.parent.name] = json.loads(manifest.read_text())["placement"]["rank"]
