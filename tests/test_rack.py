@@ -250,3 +250,10 @@ def test_rack_env(env: dict[str, str], expect: Any) -> None:
         return
     found = rack_env(env)
     assert (found and (found.rank, found.world, found.agent_store)) == expect
+
+
+@pytest.mark.parametrize(("name", "code"), [("  ", 2), ("", 2)])
+def test_run_refuses_an_empty_node_name(name: str, code: int) -> None:
+    result = CliRunner().invoke(cli, ["run", "--device", "cpu", "--node-name", name])
+    assert result.exit_code == code
+    assert "--node-name" in result.output
