@@ -183,6 +183,11 @@ def cli() -> None:
 )
 @click.option("--dry-run", is_flag=True, help="With --on-fail: print the command, do nothing.")
 @click.option(
+    "--node-name",
+    default=None,
+    help="This node's name in the run directory (nodes/NAME) [the host name].",
+)
+@click.option(
     "--prom-dir",
     type=click.Path(exists=True, file_okay=False, writable=True, path_type=Path),
     default=None,
@@ -207,6 +212,7 @@ def run(
     on_fail: str | None,
     dry_run: bool,
     prom_dir: Path | None,
+    node_name: str | None,
 ) -> None:
     """Stress every device, judge it, write the reports; exit with the worst verdict.
 
@@ -225,7 +231,10 @@ def run(
 
             outcome = execute_simulated(simulate, config, ["burnin", *sys.argv[1:]])
         else:
-            outcome = execute(config, _runtime(ctx), ["burnin", *sys.argv[1:]])
+            runtime = _runtime(ctx)
+            if node_name is not None:
+                runtime = _named(runtime, node_name)
+            outcome = execute(config, runtime, ["burnin", *sys.argv[1:]])
     history_error = None
     if history_url is not None:
         from burnin.history import HistoryError
@@ -251,6 +260,19 @@ def run(
             done = "dry-run" if dry_run else ("done" if action.done else f"failed: {action.error}")
             click.echo(f"# on-fail {on_fail} {action.node} ({done}): {action.description}")
     sys.exit(outcome.exit_code)
+
+
+def _named(runtime: Any, node_name: str) -> Any:
+    """``runtime`` with ``node_name`` (in the store's safe form) as its host name."""
+    import dataclasses
+
+    from burnin.errors import InputError
+    from burnin.store import safe_name
+
+    if not node_name.strip():
+        raise InputError("--node-name is empty: give the node's name, e.g. --node-name rack1-n03")
+    # The store names the node's directory safe_name(host name), as for any host name.
+    return dataclasses.replace(runtime, hostname=safe_name(node_name))
 
 
 @cli.command()
@@ -284,7 +306,7 @@ def plan(
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--strict", is_flag=True, help="Treat WARN as failure (exit 3).")
 @click.option("--quiet", is_flag=True, help="Do not print the summary.")
 @click.option(
@@ -293,15 +315,37 @@ def plan(
     default=None,
     help="Also write burnin.prom into DIR (node_exporter's textfile directory), atomically.",
 )
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="With several directories: where the merged report goes [the first directory].",
+)
 @handle_errors
-def report(run_dir: Path, strict: bool, quiet: bool, prom_dir: Path | None) -> None:
-    """Judge RUN_DIR again and re-render its reports (no torch, GPU or NVML needed)."""
+def report(
+    run_dirs: tuple[Path, ...],
+    strict: bool,
+    quiet: bool,
+    prom_dir: Path | None,
+    out_dir: Path | None,
+) -> None:
+    """Judge RUN_DIR again and re-render its reports (no torch, GPU or NVML needed).
+
+    Several directories of one multi-node run (node directories copied off their nodes, or
+    run directories each holding nodes/NODE) merge into one rack report.
+    """
     from burnin.reports import write_reports
     from burnin.reports.terminal import summary
-    from burnin.store import RunStore
+    from burnin.store import RunStore, merge_runs
     from burnin.verdicts import evaluate
 
-    run = RunStore(run_dir).load()  # read once: judged, then rendered
+    run_dir = out_dir or run_dirs[0]
+    if len(run_dirs) > 1 or out_dir is not None:
+        run = merge_runs(list(run_dirs), out=run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        run = RunStore(run_dir).load()  # read once: judged, then rendered
     evaluate(run)
     context = write_reports(run_dir, strict=strict, prom_dir=prom_dir, run=run)
     if not quiet:

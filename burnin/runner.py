@@ -179,11 +179,17 @@ def execute(config: RunConfig, runtime: Runtime, argv: list[str]) -> RunOutcome:
     with StopSignals() as signals:
         warm_up()  # the workers' torch import overlaps device discovery and preflight
         plan, client = prepare(config, runtime)
+        rack = _rack(runtime, config)
         try:
             preflight = run_preflight(plan, client, config, plan.inventory)
-            store = RunStore.create(Path(config.run.out_dir), plan.node)
+            if rack is not None:
+                store = rack.open_store(plan)
+            else:
+                store = RunStore.create(Path(config.run.out_dir), plan.node)
         except BaseException:
             client.close()
+            if rack is not None:
+                rack.close()
             raise
         manifest = _manifest(store, plan, client, argv, runtime, preflight)
         store.write_manifest(manifest)
@@ -194,9 +200,20 @@ def execute(config: RunConfig, runtime: Runtime, argv: list[str]) -> RunOutcome:
             log.warning("stopped by %s: writing a partial report", stopped)
         if not runtime.node_reports:  # the caller reports over several nodes' stores at once
             return RunOutcome(run_dir=store.path, exit_code=0, context={})
+        if rack is not None:
+            report_dir, context = rack.finish(store, plan)
+            return RunOutcome(run_dir=report_dir, exit_code=context["exit_code"], context=context)
         evaluate(store.path)
         context = write_reports(store.path, strict=config.run.strict)
     return RunOutcome(run_dir=store.path, exit_code=context["exit_code"], context=context)
+
+
+def _rack(runtime: Runtime, config: RunConfig) -> Any:
+    """This node's side of a multi-node torchrun run (burnin/rack.py), or None."""
+    from burnin.rack import Rack, rack_env
+
+    renv = rack_env(runtime.env)
+    return Rack(renv, runtime, config) if renv is not None else None
 
 
 def finish_with_history(outcome: RunOutcome, url: str, strict: bool) -> RunOutcome:

@@ -116,6 +116,9 @@ class Runtime:
     # Whether the node's run writes its own reports (False where a caller merges several
     # nodes' stores and reports once, as a simulated fleet does).
     node_reports: bool = True
+    # Tests only: seconds a multi-node run's cross-node stage adds inside each timed transfer
+    # of this node (a slow link, burnin/rack_collectives.py); 0 in production.
+    rack_link_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.telemetry_factory is default_telemetry:

@@ -29,6 +29,7 @@ except ImportError:  # an install without it reads every line with json.loads
 
 MANIFEST_SCHEMA = "burnin.run/1"
 STREAMS = ("inventory", "samples", "results", "events")
+RACK_FILE = "rack.jsonl"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -105,11 +106,30 @@ class RunData:
     path: Path
     manifest: dict[str, Any]
     nodes: dict[str, NodeData]
+    # rack.jsonl of a multi-node run (burnin/rack.py): cross-node all-reduce, node pairs,
+    # errors and lost nodes; empty for a single node.
+    rack: list[dict[str, Any]] = field(default_factory=list)
 
 
 class RunStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, manifest_dir: Path | None = None) -> None:
         self.path = path
+        # Where write_manifest writes: the run directory, or in a multi-node run each node's
+        # own directory (the rank-0 node writes the merged manifest.json at the root).
+        self.manifest_dir = manifest_dir or path
+
+    @classmethod
+    def join(cls, out_dir: Path, run_id: str, host: str) -> RunStore:
+        """The run directory of a multi-node run, shared by its nodes: created by whichever
+        node comes first; this node's manifest goes to its own directory."""
+        path = out_dir / safe_name(run_id)
+        try:
+            (path / "nodes" / safe_name(host)).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create the run directory ({exc})") from None
+        store = cls(path)
+        store.manifest_dir = store.node_dir(host)
+        return store
 
     @classmethod
     def create(cls, out_dir: Path, host: str, run_id: str | None = None) -> RunStore:
@@ -148,50 +168,162 @@ class RunStore:
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Replace manifest.json atomically (write a temp file, then rename)."""
         data = {"schema": MANIFEST_SCHEMA, **manifest}
-        tmp = self.path / ".manifest.json.tmp"
+        tmp = self.manifest_dir / ".manifest.json.tmp"
         tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-        os.replace(tmp, self.path / "manifest.json")
+        os.replace(tmp, self.manifest_dir / "manifest.json")
 
     def read_manifest(self) -> dict[str, Any]:
         path = self.path / "manifest.json"
         if not self.path.is_dir():
             raise StoreError(f"{self.path}: no such run directory")
-        if not path.is_file():
-            raise StoreError(f"{self.path}: not a burnin run directory (manifest.json is missing)")
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError) as exc:
-            raise StoreError(f"{path}: unreadable manifest ({exc})") from None
-        if not isinstance(manifest, dict):
-            raise StoreError(f"{path}: manifest is not a JSON object")
-        if manifest.get("schema") != MANIFEST_SCHEMA:
-            raise StoreError(
-                f"{path}: unknown schema {manifest.get('schema')!r}, expected {MANIFEST_SCHEMA!r}"
-            )
-        from burnin.schema import check_manifest
-
-        check_manifest(manifest, path)
-        return manifest
+        return read_manifest_file(path)
 
     def load(self) -> RunData:
-        """Read the whole run (every node) into plain dicts."""
-        from burnin.schema import check_records
+        """Read the whole run (every node) into plain dicts.
 
-        manifest = self.read_manifest()
-        nodes: dict[str, NodeData] = {}
-        nodes_dir = self.path / "nodes"
-        for node_dir in sorted(nodes_dir.iterdir()) if nodes_dir.is_dir() else []:
-            if not node_dir.is_dir():
-                continue
-            node = NodeData(host=node_dir.name)
-            for stream in STREAMS:
-                records, torn = read_jsonl(node_dir / f"{stream}.jsonl")
-                check_records(stream, records, node_dir / f"{stream}.jsonl")
-                setattr(node, stream, records)
-                if torn:
-                    node.torn_lines.append(f"{stream}.jsonl")
-            nodes[node.host] = node
-        return RunData(path=self.path, manifest=manifest, nodes=nodes)
+        A multi-node run whose rank-0 node never wrote the merged manifest.json is read from
+        its nodes' own manifests (:func:`merge_runs`).
+        """
+        if not (self.path / "manifest.json").exists() and _node_manifests(self.path):
+            return merge_runs([self.path], out=self.path)
+        run = RunData(path=self.path, manifest=self.read_manifest(), nodes=_read_nodes(self.path))
+        run.rack = _read_rack(self.path)
+        return run
+
+
+def read_manifest_file(path: Path) -> dict[str, Any]:
+    """A manifest.json (a run's, or a node's in a multi-node run), checked."""
+    if not path.is_file():
+        raise StoreError(f"{path.parent}: not a burnin run directory (manifest.json is missing)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise StoreError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise StoreError(f"{path}: manifest is not a JSON object")
+    if manifest.get("schema") != MANIFEST_SCHEMA:
+        raise StoreError(
+            f"{path}: unknown schema {manifest.get('schema')!r}, expected {MANIFEST_SCHEMA!r}"
+        )
+    from burnin.schema import check_manifest
+
+    check_manifest(manifest, path)
+    return manifest
+
+
+def _read_node(node_dir: Path) -> NodeData:
+    from burnin.schema import check_records
+
+    node = NodeData(host=node_dir.name)
+    for stream in STREAMS:
+        records, torn = read_jsonl(node_dir / f"{stream}.jsonl")
+        check_records(stream, records, node_dir / f"{stream}.jsonl")
+        setattr(node, stream, records)
+        if torn:
+            node.torn_lines.append(f"{stream}.jsonl")
+    return node
+
+
+def _read_nodes(run_dir: Path) -> dict[str, NodeData]:
+    nodes_dir = run_dir / "nodes"
+    found = sorted(nodes_dir.iterdir()) if nodes_dir.is_dir() else []
+    return {d.name: _read_node(d) for d in found if d.is_dir()}
+
+
+def _read_rack(run_dir: Path) -> list[dict[str, Any]]:
+    records, _torn = read_jsonl(run_dir / RACK_FILE)
+    return records
+
+
+def _node_manifests(run_dir: Path) -> list[Path]:
+    nodes_dir = run_dir / "nodes"
+    if not nodes_dir.is_dir():
+        return []
+    return sorted(p for p in nodes_dir.glob("*/manifest.json") if p.is_file())
+
+
+def _is_node_dir(path: Path) -> bool:
+    return (
+        (path / "manifest.json").is_file()
+        and any((path / f"{s}.jsonl").exists() for s in STREAMS)
+        and not (path / "nodes").is_dir()
+    )
+
+
+def merge_runs(paths: list[Path], out: Path | None = None) -> RunData:
+    """One run out of several directories of the same run: run directories each holding
+    ``nodes/<node>`` (one per node without a shared file system, or a multi-node run's shared
+    directory) and node directories copied off their nodes (``<node>/manifest.json`` plus the
+    streams). The merged manifest lists every node and every node's plan; ``rack.jsonl`` comes
+    from whichever directory has one (the rank-0 node's). ``out`` (default: the first path) is
+    where the verdicts and reports of the merged run go.
+
+    Raises:
+        StoreError: a directory is not a run or node directory, the run ids differ, or two
+            directories hold a node of the same name.
+    """
+    if not paths:
+        raise StoreError("no run or node directory to merge")
+    manifests: list[tuple[Path, dict[str, Any]]] = []
+    nodes: dict[str, NodeData] = {}
+    where: dict[str, Path] = {}
+    rack: list[dict[str, Any]] = []
+    for path in paths:
+        if not path.is_dir():
+            raise StoreError(f"{path}: no such run or node directory")
+        if _is_node_dir(path):
+            found = {safe_name(path.name): (path, path / "manifest.json")}
+        else:
+            found = {p.parent.name: (p.parent, p) for p in _node_manifests(path)}
+            if (path / "manifest.json").is_file():
+                root = read_manifest_file(path / "manifest.json")
+                manifests.append((path, root))
+                for name in _read_nodes(path):
+                    found.setdefault(name, (path / "nodes" / name, None))  # type: ignore[arg-type]
+            elif not found:
+                raise StoreError(
+                    f"{path}: neither a run directory (manifest.json, nodes/) nor a node "
+                    "directory (manifest.json and the .jsonl streams)"
+                )
+            rack.extend(_read_rack(path))
+        for name, (node_dir, manifest_path) in found.items():
+            if name in nodes:
+                raise StoreError(
+                    f"node {name!r} is in both {where[name]} and {node_dir}: copy each node's "
+                    "directory once, or rename one with `burnin run --node-name`"
+                )
+            if manifest_path is not None:
+                manifests.append((manifest_path, read_manifest_file(manifest_path)))
+            node = _read_node(node_dir)
+            node.host = name
+            nodes[name] = node
+            where[name] = node_dir
+    run_ids = {str(m.get("run_id")) for _p, m in manifests}
+    if len(run_ids) > 1:
+        listing = ", ".join(f"{p}: {m.get('run_id')}" for p, m in manifests)
+        raise StoreError(f"these directories belong to different runs ({listing})")
+    merged = _merge_manifests([m for _p, m in manifests])
+    return RunData(path=out or paths[0], manifest=merged, nodes=nodes, rack=rack)
+
+
+def _merge_manifests(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's manifest from its nodes' (the root manifest, if any, first)."""
+    merged = dict(manifests[0])
+    plan: dict[tuple[Any, Any], dict[str, Any]] = {}
+    names: list[str] = []
+    for manifest in manifests:
+        for entry in manifest.get("plan", []):
+            plan.setdefault((entry.get("node"), entry.get("device")), entry)
+        names += [n for n in manifest.get("nodes", []) if n not in names]
+    merged["plan"] = list(plan.values())
+    merged["nodes"] = names
+    finished = [m.get("finished_at") for m in manifests]
+    merged["finished_at"] = None if None in finished else max(map(str, finished))
+    started = [str(m["started_at"]) for m in manifests if m.get("started_at")]
+    if started:
+        merged["started_at"] = min(started)
+    merged["interrupted"] = any(m.get("interrupted") for m in manifests)
+    return merged
 
 
 def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], bool]:

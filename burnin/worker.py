@@ -232,6 +232,8 @@ def node_peers(results_path: Path, node: str, device: int, kernel: str) -> dict[
 
     peers: dict[str, Any] = {"meet_dir": str(results_path.parent)}
     path = results_path.parents[2] / "manifest.json"
+    if (results_path.parent / "manifest.json").is_file():  # a multi-node run's node manifest
+        path = results_path.parent / "manifest.json"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

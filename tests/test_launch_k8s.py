@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
-import click
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -169,16 +168,6 @@ def test_image_defaults_to_this_version():
     assert container_of(documents(SHAPE)[1])["image"] == f"burnin:{burnin.__version__}"
 
 
-def _has_node_name() -> bool:
-    return any("--node-name" in p.opts for p in run_command.params)
-
-
-@pytest.mark.xfail(
-    not _has_node_name(),
-    raises=click.exceptions.NoSuchOption,
-    strict=True,
-    reason="burnin run takes no --node-name yet",
-)
 def test_node_command_is_a_valid_burnin_run_command_line():
     command = container_of(documents([*SHAPE, "--profile", "acceptance"])[1])["command"]
     ctx = run_command.make_context("run", command[command.index("run") + 1 :])

@@ -50,6 +50,7 @@ from burnin.verdicts import network as network
 from burnin.verdicts import lifecycle as lifecycle
 from burnin.verdicts import evidence as evidence
 from burnin.verdicts import regression as regression
+from burnin.verdicts import rack as rack
 # isort: on
 
 __all__ = [

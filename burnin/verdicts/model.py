@@ -125,6 +125,8 @@ class CheckContext:
     thresholds: dict[str, Any]
     fleet: list[GpuData]
     manifest: dict[str, Any] = field(default_factory=dict)
+    # rack.jsonl of a multi-node run (burnin/verdicts/rack.py reads it); empty otherwise.
+    rack: list[dict[str, Any]] = field(default_factory=list)
     # Figures a check derives once per device and reads again for every peer.
     cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 

@@ -107,7 +107,10 @@ def snapshot(cards: Iterable[Card]) -> list[GpuData]:
 
 
 def _judge(
-    gpus: Sequence[GpuData], thresholds: Mapping[str, Any], manifest: Mapping[str, Any]
+    gpus: Sequence[GpuData],
+    thresholds: Mapping[str, Any],
+    manifest: Mapping[str, Any],
+    rack: Sequence[dict[str, Any]] = (),
 ) -> Verdicts:
     """Every registered check that applies on every device: {(node, index): verdicts}.
 
@@ -115,7 +118,9 @@ def _judge(
     so only inventory checks judge it) and, for a check that does not judge the CPU fallback,
     where the device is a card.
     """
-    ctx = CheckContext(thresholds=dict(thresholds), fleet=list(gpus), manifest=dict(manifest))
+    ctx = CheckContext(
+        thresholds=dict(thresholds), fleet=list(gpus), manifest=dict(manifest), rack=list(rack)
+    )
     registry = checks()
     out: Verdicts = {}
     for g in gpus:
@@ -151,7 +156,7 @@ def evaluate(
     run = source if isinstance(source, RunData) else RunStore(Path(source)).load()
     recorded = run.manifest.get("config", {}).get("thresholds", {})
     limits = {**recorded, **(thresholds or {})}
-    found = _judge(gpu_data(run), limits, run.manifest)
+    found = _judge(gpu_data(run), limits, run.manifest, run.rack)
     ordered = dict(sorted(found.items()))
     write_verdicts(run.path, ordered)
     return ordered
