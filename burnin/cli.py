@@ -1,7 +1,7 @@
 """The ``burnin`` command line: thin Click commands over the library.
 
 Each command parses its options, calls one library function and maps ``BurninError`` to its
-exit code (2 for bad input, 1 for a harness failure); verdicts map to 0/3/4 (DESIGN.md). The
+exit code (2 for bad input, 1 for a harness failure); verdicts map to 0/3/4 (docs/contracts.md). The
 world (host, devices, telemetry, injected faults) comes from ``ctx.obj``, a
 :class:`burnin.runtime.Runtime`, so tests drive every command through ``CliRunner``. torch and
 pynvml are imported only inside the commands that stress or read hardware.

@@ -118,7 +118,7 @@ class ThermalGuardSection:
     enabled: bool = True
     # Stop a device's stress at once when it reaches this temperature (C); 0 = the card's own
     # NVML slowdown threshold (else its shutdown threshold), the point where the hardware
-    # starts protecting itself (reference/nvml.md §2.4, nvmlDeviceGetTemperatureThreshold).
+    # starts protecting itself (docs/nvml.md §2.4, nvmlDeviceGetTemperatureThreshold).
     max_temp_c: float = field(default=0.0, metadata=_range(0, 150))
 
 

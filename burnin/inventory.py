@@ -47,7 +47,7 @@ def with_sm_count(inv: Inventory, sm_count: int | None) -> Inventory:
 def torch_sm_counts() -> dict[str, int]:
     """CUDA SM counts by GPU UUID (``"GPU-..."``); empty where torch or CUDA is absent.
 
-    NVML has no SM count for a full GPU (reference/nvml.md §2.15: the Attributes call serves MIG
+    NVML has no SM count for a full GPU (docs/nvml.md §2.15: the Attributes call serves MIG
     handles only), so the count comes from ``torch.cuda.get_device_properties``.
     """
     try:

@@ -24,7 +24,7 @@ from typing import Any
 from burnin.errors import StoreError
 
 Validator = Callable[[Any], bool]
-# Quantities carry their unit in the name (STYLE.md), so these suffixes mark numeric fields.
+# Quantities carry their unit in the name, so these suffixes mark numeric fields.
 _UNIT_SUFFIXES = (
     "_c", "_w", "_s", "_j", "_mhz", "_pct", "_mib", "_gbps", "_tflops", "_kwh", "_bytes", "_rpm"
 )  # fmt: skip

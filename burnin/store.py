@@ -1,6 +1,6 @@
 """The run store: one directory per run, append-only JSON lines, never overwritten.
 
-Layout (DESIGN.md): ``<out>/<run_id>/manifest.json`` and
+Layout (docs/contracts.md): ``<out>/<run_id>/manifest.json`` and
 ``nodes/<host>/{inventory,samples,results,events}.jsonl``. Every record is one ``os.write`` of
 one line to a file opened with ``O_APPEND``, so several worker processes can append to the same
 file and whatever was written survives a crash or ``kill -9`` of any process. Reading tolerates

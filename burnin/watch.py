@@ -24,7 +24,7 @@ from burnin.config import RunConfig
 from burnin.store import JsonlWriter
 
 # NVML raises NVMLError_GpuIsLost ("GPU is lost"); XID 79 is "GPU has fallen off the bus"
-# (reference/nvml.md §2.12).
+# (docs/nvml.md §2.12).
 _LOST_TEXT = re.compile(r"\blost\b|GpuIsLost|fallen off the bus", re.IGNORECASE)
 LOST_XID = 79
 _RECENT = 5

@@ -1,8 +1,8 @@
 """Device memory bandwidth, STREAM style: copy and triad GB/s, with the data checked.
 
 Copy (``x = b``) moves 2·N·4 bytes and triad (``x = b + 3·c``) 3·N·4 bytes per step;
-GB/s = bytes read + bytes written / t / 1e9 (DESIGN.md). The two alternate batch by batch, so
-both see the same clocks and temperature, and each batch is timed like a bare loop (CUDA events
+GB/s = bytes read + bytes written / t / 1e9 (docs/contracts.md). The two alternate batch by batch,
+so both see the same clocks and temperature, and each batch is timed like a bare loop (CUDA events
 on a GPU, perf_counter on the CPU, one synchronisation per batch). The arrays (``size_mib``
 each) are far larger than any GPU's L2 cache, so the figure is device memory, not cache. Every
 ``verify_every`` batches the copy is compared bit for bit with its source and the triad's fp64

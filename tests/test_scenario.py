@@ -1,4 +1,7 @@
-"""burnin.sim.scenario: the simulated-fleet format (DESIGN.md "Simulated fleets") and its errors."""
+"""burnin.sim.scenario: the simulated-fleet format and its errors.
+
+The format is docs/contracts.md, "Simulated fleets".
+"""
 
 from __future__ import annotations
 
@@ -144,7 +147,7 @@ def test_every_shipped_scenario_loads(name: str) -> None:
     assert name in scenario_names()
 
 
-# DESIGN.md's scenario table (the registry, burnin/sim/faults.py, adds the memtest-only
+# docs/contracts.md's scenario table (the registry, burnin/sim/faults.py, adds the memtest-only
 # stuck-bit and bitflip).
 DESIGN_KINDS = sorted(set(EXPECTED_CHECKS) - {"stuck-bit", "bitflip"})
 

@@ -3,8 +3,8 @@ the contract.
 
 The end-to-end tests run ``burnin run --simulate`` through the real code path (supervisor,
 worker processes, kernels on the CPU, sampler, store, checks, reports). The detection contract
-(DESIGN.md "Simulated fleets") is checked on the shipped one-of-each-fault scenario, one test
-per fault kind, so a failure names the kind whose check did not flag its card; the same
+(docs/contracts.md "Simulated fleets") is checked on the shipped one-of-each-fault scenario, one
+test per fault kind, so a failure names the kind whose check did not flag its card; the same
 scenario run again must give the same report, figure for figure.
 """
 

@@ -21,7 +21,7 @@ from burnin.skus import (
 )
 from burnin.telemetry.base import Inventory
 
-# DESIGN.md "Simulated fleets", in file order.
+# docs/contracts.md "Simulated fleets", in file order.
 SKU_KEYS = [
     "V100-SXM2-16GB",
     "V100-SXM2-32GB",
@@ -56,7 +56,7 @@ NUMERIC_FIELDS = [
     "dcgm_min_membw_gbps",
 ]
 
-# PCI device ids documented in nvml.md §4 (and DCGM for 233a) that name exactly one SKU.
+# PCI device ids documented in docs/nvml.md §4 (and DCGM for 233a) that name exactly one SKU.
 UNIQUE_PCI_IDS = [
     ("1db0", "V100-SXM2-16GB"),
     ("1db5", "V100-SXM2-32GB"),
@@ -80,7 +80,7 @@ UNIQUE_PCI_IDS = [
     ("2204", "RTX-3090-24GB"),
 ]
 
-# Names quoted in nvml.md / public nvidia-smi output, with the key each must map to.
+# Names quoted in docs/nvml.md / public nvidia-smi output, with the key each must map to.
 NVML_NAMES = [
     ("Tesla V100-SXM2-16GB", "V100-SXM2-16GB"),
     ("Tesla V100-SXM2-32GB", "V100-SXM2-32GB"),
@@ -186,8 +186,8 @@ def test_cross_sku_invariants(skus: dict[str, Sku]) -> None:
 
 
 def test_unverified_markers(skus: dict[str, Sku]) -> None:
-    assert not skus["H100-PCIE-80GB"].is_verified("sm_count")  # nvml.md §4 ✗
-    assert skus["H100-SXM5-80GB"].is_verified("sm_count")  # nvml.md §4 ✓
+    assert not skus["H100-PCIE-80GB"].is_verified("sm_count")  # docs/nvml.md §4 ✗
+    assert skus["H100-SXM5-80GB"].is_verified("sm_count")  # docs/nvml.md §4 ✓
     assert not skus["V100-SXM2-16GB"].is_verified("pci_device_ids")
 
 
@@ -306,7 +306,7 @@ form_factor = "SXM"
 fans = false
 
 [H100-SXM5-80GB.sources]
-sm_count = "nvml.md §4"
+sm_count = "docs/nvml.md §4"
 """
 
 
@@ -337,7 +337,7 @@ def test_minimal_table_loads(tmp_path: Path) -> None:
         ('form_factor = "SXM"', 'form_factor = "OAM"', "H100-SXM5-80GB.form_factor"),
         ('"9.0"', "9.0", "H100-SXM5-80GB.compute_capability"),
         ('sm_count = "nvml', 'sm_counts = "nvml', "H100-SXM5-80GB.sources.sm_counts"),
-        ('sm_count = "nvml.md §4"', "sm_count = 4", "H100-SXM5-80GB.sources.sm_count"),
+        ('sm_count = "docs/nvml.md §4"', "sm_count = 4", "H100-SXM5-80GB.sources.sm_count"),
         ("[H100-SXM5-80GB]", "H100 = 1\n[H100-SXM5-80GB]", "H100"),
         ("sm_count = 132", "sm_count = ", "(file)"),
     ],

@@ -144,7 +144,7 @@ def test_sample_not_supported_is_none_never_zero(attr: str, field: str) -> None:
 
 
 def test_geforce_without_inforom_or_ecc() -> None:
-    """What a consumer card answers (reference/nvml.md §2.18): identity and sensors, no history."""
+    """What a consumer card answers (docs/nvml.md §2.18): identity and sensors, no history."""
     card = gpu(
         name="NVIDIA GeForce RTX 3090",
         pci_device_id=0x220410DE,

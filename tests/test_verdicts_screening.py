@@ -599,7 +599,7 @@ def test_thresholds_come_from_the_run_config() -> None:
     assert next(iter(registered()["retired-pages"](target, ctx))).status == Status.WARN
 
 
-# -- wear: perf/W against same-SKU peers (DESIGN.md "degraded perf/W") -----------------------
+# -- wear: perf/W against same-SKU peers (docs/contracts.md "degraded perf/W") ----------------
 
 
 def worker(index: int, tflops: float, power_w: float, **changes: Any) -> GpuData:

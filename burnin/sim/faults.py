@@ -6,7 +6,7 @@ device seam (burnin/kernels/base.py, burnin/sim/seam.py) or the simulated teleme
 :class:`FaultKind` says everything the rest of the simulator needs: its parameters (default
 and plausible range), the checks that must flag a card carrying it (the detection contract of
 a scenario), the kernel that must run for it to show, and what a card needs to be able to show
-it through NVML. The kinds and their parameters are DESIGN.md's scenario table, plus the
+it through NVML. The kinds and their parameters are docs/contracts.md's scenario table, plus the
 device-memory faults the memtest kernel reads back.
 """
 
@@ -165,7 +165,7 @@ FAULTS: dict[str, FaultKind] = {
 FAULT_KINDS: dict[str, dict[str, Any]] = {
     kind: {name: p.default for name, p in spec.params.items()} for kind, spec in FAULTS.items()
 }
-# kind -> the checks that must flag a card carrying it (DESIGN.md "Simulated fleets").
+# kind -> the checks that must flag a card carrying it (docs/contracts.md "Simulated fleets").
 EXPECTED_CHECKS: dict[str, tuple[str, ...]] = {kind: s.checks for kind, s in FAULTS.items()}
 # kind -> the kernel that realises its expected check, for kinds that need one.
 FAULT_KERNELS: dict[str, str] = {k: s.kernel for k, s in FAULTS.items() if s.kernel}

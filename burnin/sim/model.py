@@ -41,7 +41,7 @@ class _BoardSpec:
 # max operating C, memory max C, loaded C, NVLink links). Clocks and thresholds are those of
 # public `nvidia-smi -q` printouts where one is cited, else typical of the family (UNVERIFIED):
 # H100 SXM 1980/2619 MHz: NVIDIA/DCGM#120; A100-SXM4-40GB 1410/1215 MHz: NVIDIA/nvidia-docker
-# #1648; RTX 3090 98/95/93 C: AstraExt/astra-monitor#131 (also reference/nvml.md §2.4). Loaded
+# #1648; RTX 3090 98/95/93 C: AstraExt/astra-monitor#131 (also docs/nvml.md §2.4). Loaded
 # temperatures are modelling assumptions (air-cooled racks run 60-75 C under stress).
 _SPECS: dict[str, tuple[int, int, float, float, float | None, float | None, float, int]] = {
     "V100-SXM2-16GB": (1530, 877, 90, 87, 83, 85, 68, 6),
@@ -66,7 +66,7 @@ _SPECS: dict[str, tuple[int, int, float, float, float | None, float | None, floa
 # Board identity: "VBIOS part-number InfoROM-image PCI-subsystem-id" ("-" = N/A, as on
 # GeForce). Cited: A100-SXM4-80GB VBIOS 92.00.45.00.05 (NVIDIA/CUDALibrarySamples#104);
 # V100-SXM2-16GB VBIOS, part and InfoROM (NVIDIA/nvidia-docker#914); A10 subsystem 1482 (DCGM
-# diag-skus via nvml.md §4). The rest are illustrative, in nvidia-smi's format: a simulated
+# diag-skus via docs/nvml.md §4). The rest are illustrative, in nvidia-smi's format: a simulated
 # card needs them, its same-SKU peers share them, only the `vbios` fault changes one.
 _FIRMWARE: dict[str, str] = {
     "V100-SXM2-16GB": "88.00.18.00.01 692-2G503-0202-000 G503.0202.00.01 124910de",
@@ -105,7 +105,7 @@ def _board_spec(key: str) -> _BoardSpec:
 
 
 # Modelling assumptions (no public per-SKU source): a matmul burn-in draws close to the power
-# cap (DCGM's targeted_power aims at the TDP, nvml.md §3.4); an idle card draws about a tenth.
+# cap (DCGM's targeted_power aims at the TDP, docs/nvml.md §3.4); an idle card draws about a tenth.
 _LOADED_POWER_SHARE = 0.92
 _IDLE_POWER_SHARE = 0.10
 # Power limit range: A100-SXM4-40GB min 100 W of 400 W (nvidia-docker#1648); GeForce may be
@@ -155,12 +155,12 @@ class Board:
 
     @property
     def ecc_enabled(self) -> bool:
-        # RTX 4090 is ECC capable but ships with it off (nvml.md §2.9): no ECC counters then.
+        # RTX 4090 is ECC capable but ships with it off (docs/nvml.md §2.9): no ECC counters then.
         return self.ecc_capable and not self.geforce
 
     @property
     def remaps_rows(self) -> bool:
-        # Row remapping: GA100, GA10x, AD10x, GH100 (nvml.md §3.1); GeForce shows N/A.
+        # Row remapping: GA100, GA10x, AD10x, GH100 (docs/nvml.md §3.1); GeForce shows N/A.
         return self._cc >= 8.0 and not self.geforce
 
     @property
@@ -177,7 +177,7 @@ class Board:
 
     @property
     def achieved_membw_gbps(self) -> float:
-        """What a copy kernel reaches: DCGM's minimum is 0.75 × measured (nvml.md §4), else
+        """What a copy kernel reaches: DCGM's minimum is 0.75 × measured (docs/nvml.md §4), else
         0.8 × peak (the typical achieved shares there are 0.76-0.88)."""
         if self.dcgm_min_membw_gbps:
             return self.dcgm_min_membw_gbps / 0.75
@@ -330,7 +330,7 @@ def load_state(gpu: SimulatedGpu, under_load_s: float) -> LoadState:
     clock, reasons = _LOADED_CLOCK_SHARE, []
     power = b.loaded_power_w * gpu.power_scale
     if temp >= spec.slowdown_temp_c:
-        clock *= 0.5  # HW slowdown cuts clocks by half or more (nvml.h, nvml.md §2.7)
+        clock *= 0.5  # HW slowdown cuts clocks by half or more (nvml.h, docs/nvml.md §2.7)
         power *= 0.6
         reasons += ["hw_slowdown", "hw_thermal_slowdown"]
     elif spec.gpu_max_temp_c is not None and temp >= spec.gpu_max_temp_c:

@@ -268,7 +268,7 @@ def execute_simulated(scenario_path: str | Path, config: RunConfig, argv: list[s
     """Run a simulated fleet through the real code path and write one report over all nodes.
 
     Args:
-        scenario_path: the scenario TOML (DESIGN.md, "Simulated fleets").
+        scenario_path: the scenario TOML (docs/contracts.md, "Simulated fleets").
         config: the effective run config (profile, ``--set``, flags); see
             :func:`prepare_simulation` for what the simulation changes.
         argv: the command line, for the manifest.

@@ -1,4 +1,6 @@
-"""Simulated-fleet scenarios: load and validate a scenario TOML (DESIGN.md, "Simulated fleets").
+"""Simulated-fleet scenarios: load and validate a scenario TOML.
+
+The format is docs/contracts.md, "Simulated fleets".
 
 A scenario describes a fleet that does not exist (nodes, GPUs per node, SKU, seed, noise) and
 the faults its cards carry, so ``burnin run --simulate`` can run the real code path on a laptop

@@ -222,7 +222,7 @@ def fault_seams(faults: Mapping[int, Sequence[Fault]]) -> dict[int, Callable[...
 # bf16 TFLOP/s on 8192³ (issue 4's target); the same share is assumed for every SKU and dtype.
 MATMUL_EFFICIENCY = 0.8
 # Achieved share of the link's rate for pinned host<->device copies: Azure NHC fails H100 nodes
-# below 52 GB/s on Gen5 x16 (63 GB/s), typical nodes reach ~53-55 (nvml.md §3.2). Fraction.
+# below 52 GB/s on Gen5 x16 (63 GB/s), typical nodes reach ~53-55 (docs/nvml.md §3.2). Fraction.
 PCIE_EFFICIENCY = 0.85
 # All-reduce bus bandwidth per GB/s of marketed (bidirectional) NVLink bandwidth: DGX H100
 # nccl-tests reach ~400-480 GB/s busbw on 900 GB/s NVLink (assumption from public results).

@@ -43,7 +43,7 @@ from burnin.telemetry.base import DriverInfo, Event, Inventory, Sample, Telemetr
 # A device whose worker made no progress for this long (simulated seconds) is idle.
 IDLE_AFTER_S = 30.0
 
-# XID meanings (NVIDIA XID catalog, docs.nvidia.com/deploy/xid-errors; nvml.md §2.12).
+# XID meanings (NVIDIA XID catalog, docs.nvidia.com/deploy/xid-errors; docs/nvml.md §2.12).
 XID_TEXT = {
     13: "Graphics Engine Exception",
     31: "GPU memory page fault",
@@ -226,7 +226,7 @@ def _reading(
         sm_clock = int(spec.max_sm_clock_mhz * state.clock_share * wobble)
         mem_clock = int(spec.max_mem_clock_mhz * float(gpu.param("hbm-slow", "factor", 1.0)))
         gen = int(gpu.param("pcie-degraded", "gen", b.pcie_gen))
-    else:  # idle links downtrain (nvml.md §3.2); HBM keeps its clock, GDDR drops it
+    else:  # idle links downtrain (docs/nvml.md §3.2); HBM keeps its clock, GDDR drops it
         sm_clock = IDLE_GEFORCE_SM_CLOCK_MHZ if b.geforce else IDLE_SM_CLOCK_MHZ
         mem_clock = spec.max_mem_clock_mhz if b.hbm else IDLE_GDDR_CLOCK_MHZ
         gen = 1

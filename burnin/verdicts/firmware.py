@@ -79,7 +79,7 @@ def _vbios_peers(f: Findings, gpu: GpuData, ctx: CheckContext, vbios: str) -> No
     if len(counts) == 1:
         f.ok(f"VBIOS {vbios} on all {found} same-model cards")
     elif vbios.lower() != common or n_common * 2 <= found:
-        # Azure NHC fails a node whose GPUs report more than one VBIOS (nvml.md §3.5).
+        # Azure NHC fails a node whose GPUs report more than one VBIOS (docs/nvml.md §3.5).
         f.problem(
             Status.WARN,
             f"VBIOS {vbios} differs from its same-model peers "

@@ -21,7 +21,7 @@ from burnin.verdicts.records import claimed_sku, present
 from burnin.verdicts.registry import check
 
 # GDDR cards with ECC on reserve 1/16 of memory for it: A10 23028 MiB with ECC on vs 24564 off
-# (nvml.md §2.8, §4), L40S 46068 of 49152 nominal.
+# (docs/nvml.md §2.8, §4), L40S 46068 of 49152 nominal.
 _GDDR_ECC_SHARE = 15 / 16
 
 

@@ -176,7 +176,7 @@ def nothing_judged(verdicts: list[Verdict]) -> Verdict | None:
 
 
 def exit_code(statuses: Iterable[Status], strict: bool = False) -> int:
-    """The process exit code from every device's status (DESIGN.md).
+    """The process exit code from every device's status (docs/contracts.md).
 
     A FAIL anywhere is 3 even beside an ERROR elsewhere: a card that computes wrong answers
     goes back to the vendor, whatever happened to its neighbours. Then ERROR is 4 (incomplete),

@@ -27,7 +27,7 @@ from burnin.verdicts.registry import check
 
 Pair = tuple[int, int]
 # nccl-tests' tolerance on its bandwidth floor: "Avg bus bandwidth" FAILs below 0.9 × the
-# floor (src/common.cu, reference/anchors.md); burnin WARNs below the floor, FAILs below this.
+# floor (src/common.cu, docs/tools.md); burnin WARNs below the floor, FAILs below this.
 FLOOR_FAIL_SHARE = 0.9
 # Events (events.jsonl) of a peer that explain why a collective it was part of broke off.
 _PEER_FAILURES = {"hang", "crash", "lost", "killed"}

@@ -73,7 +73,8 @@ def row_remap(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
             action="retest",
         )
     # nvml.h: the histogram's ``none`` bucket counts banks with no reserved rows left
-    # (nvml.md §2.11). No public numeric threshold exists (nvml.md §3.1, "UNVERIFIED"); Meta's GCM
+    # (docs/nvml.md §2.11). No public numeric threshold exists (docs/nvml.md §3.1,
+    # "UNVERIFIED"); Meta's GCM
     # alerts from the same histogram. One such bank is a WARN, never a FAIL on its own: the
     # card still works until an uncorrectable error lands in that bank.
     none_left = inv.get("remap_banks_none")

@@ -16,7 +16,7 @@ from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict
 from burnin.verdicts.records import loaded_samples
 from burnin.verdicts.registry import check
 
-# Clock-event reasons that mean clocks were cut by half or more (nvml.h, reference/nvml.md §2.7).
+# Clock-event reasons that mean clocks were cut by half or more (nvml.h, docs/nvml.md §2.7).
 _HW_REASONS = {
     "hw_slowdown": "inspect-cooling",
     "hw_thermal_slowdown": "inspect-cooling",
@@ -24,7 +24,7 @@ _HW_REASONS = {
 }
 
 
-# Normal under a full load (Azure NHC ignores idle and SW power cap, nvml.md §2.7).
+# Normal under a full load (Azure NHC ignores idle and SW power cap, docs/nvml.md §2.7).
 _BENIGN = {"gpu_idle", "sw_power_cap"}
 
 

@@ -145,7 +145,7 @@ def tflops_per_w(gpu: GpuData) -> float | None:
 
 
 def _perf_per_watt(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
-    """DESIGN.md's "degraded perf/W": the same work for more power than same-SKU peers."""
+    """docs/contracts.md's "degraded perf/W": the same work for more power than same-SKU peers."""
 
     def value_of(g: GpuData) -> float | None:
         return ctx.memo(("tflops_per_w", g.node, g.index), lambda: tflops_per_w(g))
