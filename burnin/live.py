@@ -9,9 +9,11 @@ imported only here, and only when a terminal view is drawn.
 
 from __future__ import annotations
 
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from burnin.progress import Row, Snapshot
+if TYPE_CHECKING:  # progress imports this module lazily; types only here
+    from burnin.progress import Row, Snapshot
+
 
 # Above this many seconds a duration reads in minutes (a 30-minute kernel as "12/30 min").
 _MINUTES_FROM_S = 120.0

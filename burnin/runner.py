@@ -196,6 +196,10 @@ def execute(config: RunConfig, runtime: Runtime, argv: list[str]) -> RunOutcome:
         log.info("run %s: %s", store.path.name, plan.device_note)
         _write_inventory(store, plan)
         stopped = _run(plan, store, client, runtime, signals, preflight, manifest)
+        # Every worker has exited: a group's FileStore left behind by the last rank to tear
+        # down (its destructor races the others') is a meeting point, not a record.
+        for meet in store.stream_path(plan.node, "results").parent.glob("allreduce-*.store"):
+            meet.unlink(missing_ok=True)
         if stopped:
             log.warning("stopped by %s: writing a partial report", stopped)
         if not runtime.node_reports:  # the caller reports over several nodes' stores at once

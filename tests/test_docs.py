@@ -94,7 +94,7 @@ def test_repo_paths_finds_backticked_paths(text: str, paths: list[str]) -> None:
 @pytest.mark.parametrize(
     ("text", "targets"),
     [
-        ("[a](docs/nvml.md) [b](contracts.md#exit-codes)", ["docs/nvml.md", "contracts.md"]),
+        ("[a](nvml.md) [b](contracts.md#exit-codes)", ["nvml.md", "contracts.md"]),
         ("[u](https://docs.nvidia.com/x) [s](#top)", []),
     ],
 )
@@ -104,7 +104,7 @@ def test_link_targets_keeps_relative_links(text: str, targets: list[str]) -> Non
 
 def test_docs_folder_holds_the_guides() -> None:
     names = {p.name for p in DOCS}
-    assert {"architecture.md", "extending.md", "contracts.md", "docs/nvml.md"} <= names
+    assert {"architecture.md", "extending.md", "contracts.md", "nvml.md"} <= names
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=[p.name for p in DOCS])

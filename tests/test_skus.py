@@ -336,7 +336,7 @@ def test_minimal_table_loads(tmp_path: Path) -> None:
         ("bf16 = 989.4", "int4 = 1", "H100-SXM5-80GB.peak_tflops.int4"),
         ('form_factor = "SXM"', 'form_factor = "OAM"', "H100-SXM5-80GB.form_factor"),
         ('"9.0"', "9.0", "H100-SXM5-80GB.compute_capability"),
-        ('sm_count = "nvml', 'sm_counts = "nvml', "H100-SXM5-80GB.sources.sm_counts"),
+        ('sm_count = "docs', 'sm_counts = "docs', "H100-SXM5-80GB.sources.sm_counts"),
         ('sm_count = "docs/nvml.md §4"', "sm_count = 4", "H100-SXM5-80GB.sources.sm_count"),
         ("[H100-SXM5-80GB]", "H100 = 1\n[H100-SXM5-80GB]", "H100"),
         ("sm_count = 132", "sm_count = ", "(file)"),

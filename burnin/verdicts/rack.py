@@ -134,8 +134,16 @@ def _slow_link(
     t = ctx.limits(SlowLinkThresholds)
     slow, suspects = slow_pairs(busbw, t.slow_link_warn_ratio)
     mine = [p for p in slow if gpu.node in p]
+    own = [v for p, v in busbw.items() if gpu.node in p]
+    if not own:
+        yield Verdict(
+            check="slow-link",
+            status=Status.SKIP,
+            message="this node was in no node-pair test of the rack",
+        )
+        return
     if not mine:
-        best = max(v for p, v in busbw.items() if gpu.node in p)
+        best = max(own)
         yield Verdict(
             check="slow-link",
             status=Status.PASS,
