@@ -221,20 +221,12 @@ def run(
     """
     from burnin.progress import live_view
     from burnin.reports.terminal import summary
-    from burnin.runner import execute
 
     init_logging(quiet)
     config = _load(profile, device, gpus, duration, out, overrides, strict, force, expect_gpus)
+    fleet = _fleet(ctx, simulate, node_name)
     with live_view(config.progress.interval_s, quiet):  # on stderr: stdout stays parseable
-        if simulate:
-            from burnin.sim.run import execute_simulated
-
-            outcome = execute_simulated(simulate, config, ["burnin", *sys.argv[1:]])
-        else:
-            runtime = _runtime(ctx)
-            if node_name is not None:
-                runtime = _named(runtime, node_name)
-            outcome = execute(config, runtime, ["burnin", *sys.argv[1:]])
+        outcome = fleet.execute(config, ["burnin", *sys.argv[1:]])
     history_error = None
     if history_url is not None:
         from burnin.history import HistoryError
@@ -262,17 +254,34 @@ def run(
     sys.exit(outcome.exit_code)
 
 
-def _named(runtime: Any, node_name: str) -> Any:
-    """``runtime`` with ``node_name`` (in the store's safe form) as its host name."""
+def _fleet(ctx: click.Context, simulate: str | None, node_name: str | None = None) -> Any:
+    """What the command acts on: this node's devices, or the ``--simulate`` scenario's fleet.
+
+    The only place the CLI knows of the simulator; ``run`` and ``plan`` then act the same way
+    on either (burnin/runner.py, ``Fleet``).
+    """
     import dataclasses
 
     from burnin.errors import InputError
+    from burnin.runner import LocalNode
     from burnin.store import safe_name
 
+    if simulate:
+        if node_name is not None:
+            raise InputError(
+                "--node-name names this node in a multi-node run; a --simulate fleet names its "
+                "nodes itself: drop one of the two"
+            )
+        from burnin.sim.run import SimulatedFleet
+
+        return SimulatedFleet(simulate)
+    runtime = _runtime(ctx)
+    if node_name is None:
+        return LocalNode(runtime)
     if not node_name.strip():
         raise InputError("--node-name is empty: give the node's name, e.g. --node-name rack1-n03")
     # The store names the node's directory safe_name(host name), as for any host name.
-    return dataclasses.replace(runtime, hostname=safe_name(node_name))
+    return LocalNode(dataclasses.replace(runtime, hostname=safe_name(node_name)))
 
 
 @cli.command()
@@ -291,18 +300,8 @@ def plan(
     simulate: str | None,
 ) -> None:
     """Print what `burnin run` would do with these options; runs nothing."""
-    from burnin.plan import format_plan
-    from burnin.runner import prepare
-
     config = _load(profile, device, gpus, duration, out, overrides, expect_gpus=expect_gpus)
-    if simulate:
-        from burnin.sim.run import format_simulated_plan
-
-        click.echo(format_simulated_plan(simulate, config))
-        return
-    the_plan, client = prepare(config, _runtime(ctx))
-    client.close()
-    click.echo(format_plan(the_plan))
+    click.echo(_fleet(ctx, simulate).describe(config))
 
 
 @cli.command()

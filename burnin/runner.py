@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import burnin
 from burnin.config import RunConfig
@@ -46,6 +46,35 @@ class RunOutcome:
     run_dir: Path
     exit_code: int
     context: dict[str, Any]
+
+
+class Fleet(Protocol):
+    """What ``burnin run`` and ``burnin plan`` act on: this node's devices or a simulated fleet.
+
+    The CLI chooses one (its only knowledge of the simulator); the commands then run the same
+    way whichever it is.
+    """
+
+    def execute(self, config: RunConfig, argv: list[str]) -> RunOutcome: ...
+
+    def describe(self, config: RunConfig) -> str: ...
+
+
+@dataclass(frozen=True)
+class LocalNode:
+    """This node's devices, found and driven through ``runtime``."""
+
+    runtime: Runtime
+
+    def execute(self, config: RunConfig, argv: list[str]) -> RunOutcome:
+        return execute(config, self.runtime, argv)
+
+    def describe(self, config: RunConfig) -> str:
+        from burnin.plan import format_plan
+
+        the_plan, client = prepare(config, self.runtime)
+        client.close()
+        return format_plan(the_plan)
 
 
 def prepare(config: RunConfig, runtime: Runtime) -> tuple[Plan, TelemetryClient]:

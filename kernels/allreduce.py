@@ -87,6 +87,10 @@ class Allreduce:
         # Rendezvous (after the last planned start) and collective timeout, capped at 0.8 ×
         # watchdog.timeout_s: a rank stuck on a dead peer says so instead of being killed as hung.
         timeout_s: float = field(default=30.0, metadata={"min": 0.1, "max": 86400})
+        # The backend's own limit in host seconds (process group, store): a net behind
+        # timeout_s, which counts on the kernel's clock. None = timeout_s, as on hardware, where
+        # the two clocks are one; a simulated fleet judges on its device clock and sets it long.
+        group_timeout_s: float | None = field(default=None, metadata={"min": 0.1, "max": 86400})
 
         def __post_init__(self) -> None:
             for name in ("sizes_bytes", "cpu_sizes_bytes"):
@@ -136,7 +140,9 @@ class _Session:
             # it as hung: the hang belongs to the peer.
             timeout_s = min(timeout_s, 0.8 * plan.watchdog_s)
         self.timeout_s = timeout_s
-        self.timeout = timedelta(seconds=timeout_s)
+        group_timeout_s = self.cfg.group_timeout_s
+        self.group_timeout_s = timeout_s if group_timeout_s is None else group_timeout_s
+        self.timeout = timedelta(seconds=self.group_timeout_s)
         self.store: Any = None
         self.members: list[int] = []
         self.rank = -1
@@ -192,7 +198,7 @@ class _Session:
         except (RuntimeError, TimeoutError) as exc:  # DistError and the backends' timeouts
             error = f"{phase}: {type(exc).__name__}: {exc}"
         finally:
-            leave_group(dist, self.pending, self.cuda, self.ctx.heartbeat, self.timeout_s)
+            leave_group(dist, self.pending, self.cuda, self.ctx.heartbeat, self.group_timeout_s)
         return self._result(base, error)
 
     def _result(self, base: dict[str, Any], error: str | None) -> dict[str, Any]:

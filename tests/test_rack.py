@@ -252,8 +252,16 @@ def test_rack_env(env: dict[str, str], expect: Any) -> None:
     assert (found and (found.rank, found.world, found.agent_store)) == expect
 
 
-@pytest.mark.parametrize(("name", "code"), [("  ", 2), ("", 2)])
-def test_run_refuses_an_empty_node_name(name: str, code: int) -> None:
-    result = CliRunner().invoke(cli, ["run", "--device", "cpu", "--node-name", name])
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["--device", "cpu", "--node-name", "  "], 2),
+        (["--device", "cpu", "--node-name", ""], 2),
+        # a simulated fleet names its own nodes
+        (["--simulate", "healthy-rack", "--node-name", "a"], 2),
+    ],
+)
+def test_run_refuses_a_node_name_it_cannot_use(args: list[str], code: int) -> None:
+    result = CliRunner().invoke(cli, ["run", *args])
     assert result.exit_code == code
     assert "--node-name" in result.output

@@ -27,6 +27,7 @@ from burnin.sim.faults import EXPECTED_CHECKS, make_fault
 from burnin.sim.model import PCIE_LANE_GBPS, DeviceActivity, board_for, build_gpu
 from burnin.sim.run import (
     BATCHES_PER_KERNEL,
+    GROUP_TIMEOUT_S,
     WATCHDOG_S,
     kernel_paces,
     node_slots,
@@ -193,6 +194,9 @@ def test_simulation_adapts_the_config_but_keeps_what_the_user_set(tmp_path: Path
     for name in ("membw", "allreduce"):  # hbm-slow and slow-link need them
         assert (name in cfg.run.kernels) == (name in registry.names())
     assert cfg.watchdog.timeout_s == WATCHDOG_S
+    # Collectives give up on the device clock; gloo's wall-clock limit is only a far net.
+    allreduce = cfg.kernels["allreduce"]
+    assert allreduce.timeout_s == 0.8 * WATCHDOG_S and allreduce.group_timeout_s == GROUP_TIMEOUT_S
     assert cfg.kernels["matmul"].cpu_size == 48  # the user's value wins
     assert cfg.kernels["matmul"].cpu_dtype == cfg.kernels["matmul"].dtype
     assert cfg.kernels["matmul"].batch_s < config.kernels["matmul"].batch_s
@@ -323,6 +327,14 @@ def _without_wall(value: Any) -> Any:
     return value
 
 
+def _verdict_lines(report: dict[str, Any]) -> set[tuple[Any, ...]]:
+    return {
+        (g["node"], g["index"], v["check"], v["status"], v.get("message"))
+        for g in report["gpus"]
+        for v in g["verdicts"]
+    }
+
+
 def _events(run_dir: Path, kind: str) -> dict[tuple[str, int], dict[str, Any]]:
     return {
         (node.name, e["device"]): e
@@ -352,6 +364,8 @@ def test_same_seed_same_report(
         _result, second, second_dir = invoke_run(["--simulate", "one-of-each-fault"], tmp_path)
     finally:
         stop.set()
+    # The verdicts that differ, with their messages, first: a bare dict diff hides them.
+    assert _verdict_lines(first) ^ _verdict_lines(second) == set()
     assert _without_wall(first) == _without_wall(second)
     verdicts = [v for g in first["gpus"] for v in g["verdicts"]]
     assert len(verdicts) > 500

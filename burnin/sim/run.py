@@ -57,9 +57,14 @@ _CALLS_PER_BATCH = {"membw": 2, "pcie": 2}
 # fills the kernel's simulated duration.
 MEMTEST_PASSES = 39
 # The watchdog of a simulated run, in simulated seconds (a hung card is judged this long after
-# its last progress); the all-reduce kernel's collective timeout (0.8 of it, wall seconds)
-# stays long enough for a node's workers sharing two cores.
+# its last progress); the all-reduce's waits give up 0.8 of it after a peer's last progress,
+# on the waiting device's clock.
 WATCHDOG_S = 10.0
+# The collective backend's own limit in host seconds (gloo's process group and store). The
+# simulated watchdog and the all-reduce's waits judge on each device's clock; this is only a
+# net, long enough that a host starved by other work (a hundred workers on two shared cores)
+# never trips it: at 8 s a healthy card's worker could die or fail on how busy the host was.
+GROUP_TIMEOUT_S = 300.0
 # Worker processes per CPU at once: each node runs one process per GPU (a node fits in a slot
 # whatever its size), and several nodes per core overlap one's waits (process starts,
 # collectives, the sampler) with the others' work: 64 GPUs on a loaded 2-core host ran 1.6x
@@ -162,6 +167,8 @@ def _cpu_sized(cfg: Any) -> Any:
         changes["cpu_dtype"] = cfg.dtype  # the CPU computes in the dtype the card would
     if "timeout_s" in fields:
         changes["timeout_s"] = min(cfg.timeout_s, WATCHDOG_S * 0.8)
+    if "group_timeout_s" in fields and cfg.group_timeout_s is None:
+        changes["group_timeout_s"] = GROUP_TIMEOUT_S
     return dataclasses.replace(cfg, **changes)
 
 
@@ -439,6 +446,19 @@ def _fleet_note(sim: SimulatedRun) -> str:
         f"({', '.join(skus)}), seed {s.seed}, noise {s.noise:g}; kernels computed on the CPU, "
         f"simulated time from the device model"
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulatedFleet:
+    """The scenario at ``scenario_path`` as a :class:`burnin.runner.Fleet`."""
+
+    scenario_path: str | Path
+
+    def execute(self, config: RunConfig, argv: list[str]) -> Any:
+        return execute_simulated(self.scenario_path, config, argv)
+
+    def describe(self, config: RunConfig) -> str:
+        return format_simulated_plan(self.scenario_path, config)
 
 
 def format_simulated_plan(scenario_path: str | Path, config: RunConfig) -> str:
