@@ -12,14 +12,13 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import click
 
 import burnin
-from burnin.errors import EXIT_HARNESS, BurninError
+from burnin.errors import EXIT_HARNESS, BurninError, exit_on_error
 from burnin.launch import launch
 
 log = logging.getLogger("burnin")
@@ -33,18 +32,6 @@ def init_logging(quiet: bool) -> None:
     log.addHandler(handler)
     log.setLevel(logging.WARNING if quiet else logging.INFO)
     log.propagate = False
-
-
-def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except BurninError as exc:
-            click.echo(f"burnin: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-
-    return wrapper
 
 
 def _runtime(ctx: click.Context) -> Any:
@@ -194,7 +181,7 @@ def cli() -> None:
     help="Also write burnin.prom into DIR (node_exporter's textfile directory), atomically.",
 )
 @click.pass_context
-@handle_errors
+@exit_on_error
 def run(
     ctx: click.Context,
     profile: str,
@@ -287,7 +274,7 @@ def _fleet(ctx: click.Context, simulate: str | None, node_name: str | None = Non
 @cli.command()
 @run_options
 @click.pass_context
-@handle_errors
+@exit_on_error
 def plan(
     ctx: click.Context,
     profile: str,
@@ -321,7 +308,7 @@ def plan(
     default=None,
     help="With several directories: where the merged report goes [the first directory].",
 )
-@handle_errors
+@exit_on_error
 def report(
     run_dirs: tuple[Path, ...],
     strict: bool,
@@ -387,7 +374,7 @@ def report(
     help="With --from: write the lot's report.html and report.json into this directory.",
 )
 @click.pass_context
-@handle_errors
+@exit_on_error
 def inspect(
     ctx: click.Context,
     dumps: tuple[Path, ...],

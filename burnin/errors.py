@@ -8,6 +8,11 @@ exceptions: they are data (see ``burnin.verdicts``).
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
 EXIT_PASS = 0
 EXIT_HARNESS = 1
 EXIT_USAGE = 2
@@ -54,3 +59,19 @@ class DeviceError(BurninError):
     """A requested device does not exist or cannot be used."""
 
     exit_code = EXIT_USAGE
+
+
+def exit_on_error(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a click command: a :class:`BurninError` becomes one line on stderr and its exit code."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BurninError as exc:
+            import click  # only commands reach here; library users never pay for it
+
+            click.echo(f"burnin: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper

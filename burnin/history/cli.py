@@ -9,27 +9,12 @@ a command runs.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import click
 
-from burnin.errors import BurninError
-
-
-def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except BurninError as exc:
-            click.echo(f"burnin: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-
-    return wrapper
+from burnin.errors import exit_on_error
 
 
 @click.group()
@@ -59,7 +44,7 @@ def _open(ctx: click.Context) -> Any:
 @history.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.pass_context
-@_errors
+@exit_on_error
 def ingest(ctx: click.Context, run_dirs: tuple[Path, ...]) -> None:
     """Add finished run directories (one node or a whole rack each); a known run adds nothing."""
     from burnin.history.ingest import ingest_run
@@ -74,7 +59,7 @@ def ingest(ctx: click.Context, run_dirs: tuple[Path, ...]) -> None:
 @history.command("list")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.pass_context
-@_errors
+@exit_on_error
 def list_(ctx: click.Context, limit: int) -> None:
     """The runs in the history, newest first."""
     from burnin.history.queries import list_runs
@@ -93,7 +78,7 @@ def list_(ctx: click.Context, limit: int) -> None:
     help="Also write the card's life with small plots to this HTML file.",
 )
 @click.pass_context
-@_errors
+@exit_on_error
 def show(ctx: click.Context, serial: str, html_file: Path | None) -> None:
     """One card's life: where it ran, every verdict, its figures over time."""
     from burnin.history.queries import card_life
@@ -117,7 +102,7 @@ def show(ctx: click.Context, serial: str, html_file: Path | None) -> None:
 )
 @click.option("--all", "show_all", is_flag=True, help="Every card's trend, flagged or not.")
 @click.pass_context
-@_errors
+@exit_on_error
 def trends(ctx: click.Context, since_days: float | None, show_all: bool) -> None:
     """Cards whose figures moved against their own past beyond the thresholds."""
     from datetime import UTC, datetime, timedelta
@@ -133,7 +118,7 @@ def trends(ctx: click.Context, since_days: float | None, show_all: bool) -> None
 
 @history.command()
 @click.pass_context
-@_errors
+@exit_on_error
 def lemons(ctx: click.Context) -> None:
     """Serials that failed more than once, or came back from an RMA and failed again."""
     from burnin.history.queries import lemons as find
@@ -146,7 +131,7 @@ def lemons(ctx: click.Context) -> None:
 @click.argument("run_a")
 @click.argument("run_b")
 @click.pass_context
-@_errors
+@exit_on_error
 def compare(ctx: click.Context, run_a: str, run_b: str) -> None:
     """Two runs side by side, card by card."""
     from burnin.history.queries import compare as side_by_side

@@ -14,15 +14,13 @@ exit 2, naming its option.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import wraps
 from typing import Any
 
 import click
 
-from burnin.errors import BurninError
+from burnin.errors import exit_on_error
 from burnin.launch.common import DEFAULT_PORT
 
 
@@ -44,18 +42,6 @@ class Launchers:
     run_command: Callable[[Sequence[str], str], Any] = run_command
     # Returns (CoreV1Api, BatchV1Api).
     k8s_apis: Callable[[], tuple[Any, Any]] = load_k8s_apis
-
-
-def _exit_on_error(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except BurninError as exc:
-            click.echo(f"burnin: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-
-    return wrapper
 
 
 def _launchers(ctx: click.Context) -> Launchers:
@@ -112,7 +98,7 @@ def launch() -> None:
 @click.option("--time", "time_limit", default=None, help="Slurm time limit, e.g. 2:00:00.")
 @click.option("--submit", is_flag=True, help="Hand the script to sbatch; print the job id.")
 @click.pass_context
-@_exit_on_error
+@exit_on_error
 def slurm(ctx: click.Context, submit: bool, **options: Any) -> None:
     """Print an sbatch script: one task per node, srun + torchrun, rendezvous on the first node."""
     from burnin.launch.slurm import SlurmJob, render_sbatch, submit_script
@@ -142,7 +128,7 @@ def slurm(ctx: click.Context, submit: bool, **options: Any) -> None:
 )
 @click.option("--apply", "apply_", is_flag=True, help="Create the Service and Job now.")
 @click.pass_context
-@_exit_on_error
+@exit_on_error
 def k8s(ctx: click.Context, apply_: bool, **options: Any) -> None:
     """Print YAML: a headless Service for the rendezvous and an Indexed Job, one pod per node."""
     from burnin.launch.k8s import K8sJob, apply, build_manifests, render_yaml
