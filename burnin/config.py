@@ -258,7 +258,7 @@ def build_section(cls: type, data: dict[str, Any], path: str, source: str | None
 
 def _coerce(hint: Any, raw: Any, key_path: str, source: str | None) -> Any:
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return build_section(hint, raw, key_path, source)
     if origin is Literal:
         choices = typing.get_args(hint)

@@ -49,7 +49,10 @@ def cuda_devices() -> list[Device]:
         uuid = getattr(props, "uuid", None)
         bus = None
         if hasattr(props, "pci_bus_id"):
-            bus = f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+            # CUDA builds of torch set the three PCI fields together; torch's stub of
+            # _CudaDeviceProperties lists none of them (hasattr covers pci_bus_id only).
+            domain, device = props.pci_domain_id, props.pci_device_id  # type: ignore[attr-defined]
+            bus = f"{domain:08x}:{props.pci_bus_id:02x}:{device:02x}.0"
         found.append(
             Device(
                 index=i,

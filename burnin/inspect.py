@@ -147,13 +147,13 @@ def inspect_cards(
     ctx = CheckContext(thresholds=thresholds, fleet=fleet, manifest=manifest)
     gpus = dict(zip(map(id, readable), fleet, strict=True))
     order = list(checks())
-    entries = []
+    entries: list[dict[str, Any]] = []
     for card in cards:
         gpu = gpus.get(id(card)) or snapshot([card])[0]
         verdicts = _judge(card, judged.get((gpu.node, gpu.index), []), gpu, ctx)
         verdicts.sort(key=lambda v: (-v.status, _order(v.check, buyer, order)))
         inv = gpu.inventory
-        entry = {
+        entry: dict[str, Any] = {
             "source": card.source,
             "index": None if card.unreadable else gpu.index,
             "uuid": inv.get("uuid"),

@@ -9,7 +9,7 @@ imported only here, and only when a terminal view is drawn.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 if TYPE_CHECKING:  # progress imports this module lazily; types only here
     from burnin.progress import Row, Snapshot
@@ -79,7 +79,8 @@ def table(snap: Snapshot) -> Any:
     title = f"burnin: {duration(snap.elapsed_s)} elapsed, ETA {duration(snap.eta_s)}"
     out = Table(title=Text(title), title_justify="left")
     for name in HEADER:
-        justify = "right" if name in {"progress", "temp", "power", "TFLOP/s"} else "left"
+        right = name in {"progress", "temp", "power", "TFLOP/s"}
+        justify: Literal["left", "right"] = "right" if right else "left"
         out.add_column(name, justify=justify)
     for row in snap.rows:
         temp, power, tflops = _cells(row)

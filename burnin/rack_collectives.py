@@ -209,7 +209,7 @@ def rack_records(
         for row in result.get("pairs", []):
             if row["peer"] < rank:
                 continue  # each pair once, from its lower rank; the wrong counts of both
-            theirs = next(
+            theirs: dict[str, Any] = next(
                 (p for p in results.get(row["peer"], {}).get("pairs", []) if p["peer"] == rank),
                 {},
             )

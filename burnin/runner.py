@@ -303,8 +303,8 @@ def _run(
     sampler = Sampler(
         client,
         [(i.device.index, i.device.telemetry_index) for i in plan.items],
-        supervisor.watch.samples,  # type: ignore[arg-type]  # a pass-through JsonlWriter
-        supervisor.watch.events,  # type: ignore[arg-type]
+        supervisor.watch.samples,
+        supervisor.watch.events,
         config.telemetry.interval_s,
         timeline,
     )

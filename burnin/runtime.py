@@ -112,7 +112,7 @@ class Runtime:
     timeline: Callable[[Plan], Timeline] | None = None
     # Per device index, a picklable ``(seed=...) -> DeviceSeam`` (absent: kernels.base.DeviceSeam,
     # a real device); a simulated fleet's devices and a test's faulty ones come in here.
-    seam_factories: dict[int, Callable[..., Any]] = field(default_factory=dict)
+    seam_factories: Mapping[int, Callable[..., Any]] = field(default_factory=dict)
     # Whether the node's run writes its own reports (False where a caller merges several
     # nodes' stores and reports once, as a simulated fleet does).
     node_reports: bool = True
@@ -227,15 +227,15 @@ def _driver_cards(client: TelemetryClient, found: Sequence[Device]) -> list[Driv
 
     known: dict[int, Device] = {}
     unfound: list[Device] = []
-    for dev in found:
+    for device in found:
         try:
-            index = find(dev.uuid, dev.pci_bus_id) if find is not None else None
+            index = find(device.uuid, device.pci_bus_id) if find is not None else None
         except TelemetryError:
             index = None
         if index is None:
-            unfound.append(dev)
+            unfound.append(device)
         else:
-            known[index] = dev
+            known[index] = device
     cards = []
     for i in range(count):
         dev = known.get(i)

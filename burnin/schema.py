@@ -65,7 +65,7 @@ def _dict(value: Any) -> bool:
     return isinstance(value, dict)
 
 
-_DESCRIBE = {
+_DESCRIBE: dict[Validator, str] = {
     _number: "a finite number",
     _str: "a string",
     _int: "an integer",
@@ -83,11 +83,17 @@ def _from_hint(hint: Any) -> tuple[Validator, str]:
     if origin is tuple:
         check, what = _from_hint(typing.get_args(hint)[0])
         return _list_of(check), f"a list of {what}s"
-    simple = {float: _number, int: _number, str: _str, bool: _bool, dict: _dict}
-    check = simple.get(origin or hint)
-    if check is None:
+    simple: dict[type, Validator] = {
+        float: _number,
+        int: _number,
+        str: _str,
+        bool: _bool,
+        dict: _dict,
+    }
+    found = simple.get(origin or hint)
+    if found is None:
         return (lambda v: True), "anything"
-    return check, _DESCRIBE[check]
+    return found, _DESCRIBE[found]
 
 
 @functools.cache
@@ -101,7 +107,7 @@ def _dataclass_fields(name: str) -> dict[str, tuple[Validator, str]]:
 
 # A wrong value's place: matmul names row/col, memtest a byte offset (and address), 1-D checks an
 # index; got/expected are numbers or strings (memtest's hex words, a non-finite float's name).
-_LOCATION = {"row": _int, "col": _int, "index": _int, "offset_bytes": _int}
+_LOCATION: dict[str, Validator] = {"row": _int, "col": _int, "index": _int, "offset_bytes": _int}
 _LOCATION |= {"got": lambda v: _number(v) or _str(v), "expected": lambda v: _number(v) or _str(v)}
 _COMMON: dict[str, tuple[Validator, str]] = {
     "device": (_opt(_int), "an integer or null"),

@@ -184,7 +184,8 @@ def _parse_text(text: str, source: str) -> tuple[_Node, list[_Node], set[tuple[i
     base = len(head) - len(head.lstrip())
     corrupt = {k for m in _CORRUPT_INFOROM.finditer(text) if (k := _bus_key(m.group(1)))}
     top, gpus = _Node("top"), []
-    node, stack = top, []  # stack of (indent, section name)
+    node = top
+    stack: list[tuple[int, str]] = []  # (indent, section name)
     for lineno, line in enumerate(lines[start or 0 :], start=(start or 0) + 1):
         line = line.expandtabs(4).rstrip()
         body = line.strip()

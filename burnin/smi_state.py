@@ -139,8 +139,12 @@ def read_state(
         if value is not None and (not str(value).strip() or placeholder_id(str(value))):
             withheld.setdefault(name, str(value) or "(blank)")
     active, reported = _reasons(values)
-    numbers = {name: _number(values, p, unit) for name, (p, unit) in F.STATE_NUMBERS.items()}
-    strings = {name: _first(values, paths) for name, paths in F.STATE_STRINGS.items()}
+    # Field names come from the smi_fields tables: only DumpState itself can check them, when
+    # called, so the values go in as one name -> value mapping.
+    state: dict[str, Any] = {
+        name: _number(values, p, unit) for name, (p, unit) in F.STATE_NUMBERS.items()
+    }
+    state |= {name: _first(values, paths) for name, paths in F.STATE_STRINGS.items()}
     unknown = tuple(
         "/".join(key) for key, (value, _) in values.items() if "unknown error" in value.lower()
     )
@@ -149,6 +153,5 @@ def read_state(
         clock_reasons_reported=reported,
         hidden=tuple(sorted(withheld.items())),
         unknown_error=unknown,
-        **numbers,
-        **strings,
+        **state,
     )

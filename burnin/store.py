@@ -16,12 +16,14 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from burnin.errors import StoreError
 
+_fast_loads: Callable[[bytes | bytearray | memoryview | str], Any] | None
 try:
     from orjson import loads as _fast_loads
 except ImportError:  # an install without it reads every line with json.loads
@@ -271,6 +273,7 @@ def merge_runs(paths: list[Path], out: Path | None = None) -> RunData:
     for path in paths:
         if not path.is_dir():
             raise StoreError(f"{path}: no such run or node directory")
+        found: dict[str, tuple[Path, Path | None]]  # node name -> (directory, its manifest)
         if _is_node_dir(path):
             found = {safe_name(path.name): (path, path / "manifest.json")}
         else:
@@ -279,7 +282,7 @@ def merge_runs(paths: list[Path], out: Path | None = None) -> RunData:
                 root = read_manifest_file(path / "manifest.json")
                 manifests.append((path, root))
                 for name in _read_nodes(path):
-                    found.setdefault(name, (path / "nodes" / name, None))  # type: ignore[arg-type]
+                    found.setdefault(name, (path / "nodes" / name, None))
             elif not found:
                 raise StoreError(
                     f"{path}: neither a run directory (manifest.json, nodes/) nor a node "

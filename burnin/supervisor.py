@@ -257,18 +257,18 @@ class Supervisor:
             run.proc.join(timeout=1.0)
             kill_group(run.proc, join_s=0.1)  # anything the worker left in its group
             code = run.proc.exitcode
-            at_s = timeline.device_elapsed(dev)
+            end_s = timeline.device_elapsed(dev)
             del self._running[slot]
             timeline.ended(dev)
             if code == 0:
-                self._record("device-end", dev, at_s, exitcode=0)
+                self._record("device-end", dev, end_s, exitcode=0)
                 return
             lost = self.watch.lost(dev)
             kind = "lost" if lost else "crash"
             why = describe_exit(code)
             message = f"the GPU disappeared, then the worker {why}" if lost else f"worker {why}"
             evidence = self._evidence(run)
-            self._record(kind, dev, at_s, message=message, exitcode=code, **evidence)
+            self._record(kind, dev, end_s, message=message, exitcode=code, **evidence)
             return
         if not timeline.settled(dev):
             return

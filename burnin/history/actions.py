@@ -114,8 +114,8 @@ def taint(
     for node in failed:
         name = scheduler_name(node, "NODE_NAME", len(failed) == 1)
         if dry_run:
-            body = json.dumps(taint_body([]), sort_keys=True)
-            call = f"CoreV1Api().patch_node(name={name!r}, body={body}) (existing taints kept)"
+            shown = json.dumps(taint_body([]), sort_keys=True)
+            call = f"CoreV1Api().patch_node(name={name!r}, body={shown}) (existing taints kept)"
             out.append(Action(node, call, done=False))
             continue
         try:

@@ -113,7 +113,7 @@ def nvml_errors(fn: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-def _error_classes(module: Any, names: Iterable[str]) -> tuple[type, ...]:
+def _error_classes(module: Any, names: Iterable[str]) -> tuple[type[Exception], ...]:
     return tuple(getattr(module, name) for name in names if hasattr(module, name))
 
 
@@ -122,7 +122,9 @@ class NvmlTelemetry:
 
     def __init__(self, module: Any = None) -> None:
         if module is None:
-            import pynvml as module
+            import pynvml
+
+            module = pynvml
         self.nvml = module
         self.soft_errors = _error_classes(module, _SOFT_ERRORS)
         self.fatal_errors = _error_classes(module, _FATAL_ERRORS)

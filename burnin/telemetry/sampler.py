@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 from burnin.clock import Timeline, WallTimeline
 from burnin.errors import TelemetryError
-from burnin.store import JsonlWriter
 from burnin.telemetry.base import TelemetryClient
+
+
+class RecordWriter(Protocol):
+    """Where records go: the store's JsonlWriter, or a watch's tap in front of one."""
+
+    def write(self, record: dict[str, Any]) -> None: ...
 
 
 class Sampler:
@@ -23,8 +29,8 @@ class Sampler:
         self,
         client: TelemetryClient,
         devices: Sequence[tuple[int, int | None]],  # (run index, telemetry index)
-        samples: JsonlWriter,
-        events: JsonlWriter,
+        samples: RecordWriter,
+        events: RecordWriter,
         interval_s: float,
         timeline: Timeline | None = None,
     ) -> None:

@@ -164,7 +164,7 @@ def _by_id(ctx: CheckContext, field: str) -> dict[str, list[GpuData]]:
             cards.setdefault(str(g.inventory.get(field) or "").strip(), []).append(g)
         return cards
 
-    return ctx.memo(("cards-by-id", field), build)  # type: ignore[no-any-return]
+    return ctx.memo(("cards-by-id", field), build)
 
 
 def _duplicates(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:

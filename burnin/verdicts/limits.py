@@ -15,9 +15,12 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+Limits = TypeVar("Limits", bound="DataclassInstance")  # a check's thresholds dataclass
 
 
 def limit(
@@ -35,7 +38,7 @@ def same_as(cls: type, name: str) -> Any:
     return dataclasses.field(default=found.default, metadata=found.metadata)
 
 
-def read_limits(cls: type[T], overrides: Mapping[str, Any]) -> T:
+def read_limits(cls: type[Limits], overrides: Mapping[str, Any]) -> Limits:
     """``cls`` with the run's values where it has numbers for its fields, else the defaults.
 
     An old store may lack a threshold (it takes today's default), and a manifest from
@@ -43,7 +46,7 @@ def read_limits(cls: type[T], overrides: Mapping[str, Any]) -> T:
     """
     hints = typing.get_type_hints(cls)
     kwargs = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for f in dataclasses.fields(cls):
         value = overrides.get(f.name)
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue

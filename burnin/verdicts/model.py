@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from burnin.errors import EXIT_FAIL, EXIT_INCOMPLETE, EXIT_PASS
-from burnin.verdicts.limits import read_limits
+from burnin.verdicts.limits import Limits, read_limits
 
 T = TypeVar("T")
 
@@ -130,11 +130,11 @@ class CheckContext:
     # Figures a check derives once per device and reads again for every peer.
     cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    def limits(self, cls: type[T]) -> T:
+    def limits(self, cls: type[Limits]) -> Limits:
         """A check's thresholds: dataclass ``cls`` with the run's ``[thresholds]`` values."""
-        return self.memo(("limits", cls), lambda: read_limits(cls, self.thresholds))  # type: ignore[no-any-return]
+        return self.memo(("limits", cls), lambda: read_limits(cls, self.thresholds))
 
-    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+    def memo(self, key: Any, compute: Callable[[], T]) -> T:
         """``compute()`` once per ``key`` for this run's checks (a device's figure read again
         for each of its peers would otherwise cost the fleet's size squared)."""
         if key not in self.cache:

@@ -22,16 +22,16 @@ def pcie_link(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     gens, widths = values(loaded, "pcie_gen"), values(loaded, "pcie_width")
     card_gen = inv.get("pcie_max_gen") or inv.get("pcie_system_max_gen")
     card_width = inv.get("pcie_max_width") or inv.get("pcie_system_max_width")
-    slot_gen = inv.get("pcie_system_max_gen") or card_gen
-    slot_width = inv.get("pcie_system_max_width") or card_width
     if not loaded:
         f.gap("no telemetry sample taken under load")
     elif not gens or not card_gen:
         f.gap("PCIe link generation (current or maximum) not reported")
-    if not f.gaps:
+    else:
+        slot_gen = inv.get("pcie_system_max_gen") or card_gen
         gen, width = int(max(gens)), int(max(widths)) if widths else None
         _link(f, "generation", f"Gen{gen}", gen, int(card_gen), int(slot_gen), "Gen")
         if width is not None and card_width:
+            slot_width = inv.get("pcie_system_max_width") or card_width
             _link(f, "width", f"x{width}", width, int(card_width), int(slot_width), "x")
     yield f.verdict()
 

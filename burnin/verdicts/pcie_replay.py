@@ -37,17 +37,17 @@ def pcie_replay(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     width = max(values(loaded, "pcie_width"), default=None) or gpu.inventory.get("pcie_max_width")
     if rate is None:
         f.gap("PCIe replay counter not reported (or fewer than two samples)")
-    elif int(gen or 0) not in _LANE_GTPS or not width:
+    elif (generation := int(gen or 0)) not in _LANE_GTPS or not width:
         f.gap("PCIe generation or width unknown: no replay limit")
     else:
         # DCGM GetExpectedPcieReplayRate: ceil(BER × lane rate × 60 s × lanes) per minute.
         ber = ctx.limits(PcieReplayThresholds).pcie_replay_ber
-        allowed = math.ceil(ber * _LANE_GTPS[int(gen)] * 1e9 * 60 * int(width))
+        allowed = math.ceil(ber * _LANE_GTPS[generation] * 1e9 * 60 * int(width))
         if rate > allowed:
             f.problem(
                 Status.WARN,
                 f"{rate:.3g} PCIe replays per minute, above DCGM's {allowed}/min for "
-                f"Gen{int(gen)} x{int(width)}: a marginal link (seat, riser, slot); reseat the "
+                f"Gen{generation} x{int(width)}: a marginal link (seat, riser, slot); reseat the "
                 "card and re-test",
                 observed=round(rate, 3),
                 limit=allowed,

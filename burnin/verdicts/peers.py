@@ -136,7 +136,7 @@ class _PeerGroup:
 
 def _fn_key(fn: Callable[..., Any]) -> Hashable:
     """What makes two closures compute the same thing: code, defaults and captured objects."""
-    cells = []
+    cells: list[int | None] = []
     for cell in getattr(fn, "__closure__", None) or ():
         try:
             cells.append(id(cell.cell_contents))
@@ -177,7 +177,7 @@ def _peer_table(
         hash(memo_key)
     except TypeError:
         return {}
-    return ctx.memo(memo_key, build)  # type: ignore[no-any-return]
+    return ctx.memo(memo_key, build)
 
 
 def peer_finding(

@@ -124,7 +124,7 @@ def _clean_digests(
                 out.append((other, r, digests(r)))
         return out
 
-    return ctx.memo(("sdc-clean-digests",), build)  # type: ignore[no-any-return]
+    return ctx.memo(("sdc-clean-digests",), build)
 
 
 def _cross_findings(gpu: GpuData, ctx: CheckContext) -> list[Finding]:

@@ -51,7 +51,9 @@ def stability(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     t = ctx.limits(StabilityThresholds)
     main = result.get("dtype")
     cv = float(cv_value)
-    batches = as_dict(as_dict(result.get("dtypes")).get(main)).get("batches")
+    # JSON keys are strings: any other dtype (None, or a list from a damaged store) has no entry.
+    by_dtype = as_dict(result.get("dtypes"))
+    batches = as_dict(by_dtype.get(main)).get("batches") if isinstance(main, str) else None
     skip = None
     if is_cpu(gpu):
         skip = f"CPU fallback: logical devices share cores, so cv {cv:.3f} measures the scheduler"

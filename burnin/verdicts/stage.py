@@ -131,7 +131,7 @@ def _judge(
 
 
 def evaluate(
-    source: Path | str | RunData | Sequence[GpuData],
+    source: Path | str | RunData | list[GpuData] | tuple[GpuData, ...],
     thresholds: Mapping[str, Any] | None = None,
     manifest: Mapping[str, Any] | None = None,
 ) -> Verdicts:

@@ -85,7 +85,8 @@ def throughput(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     sku = resolve(gpu.inventory, named=True)
     if sku is None:
         findings.append(Finding(Status.SKIP, f"datasheet: {no_sku_reason(gpu)}"))
-    for dtype in list(as_dict(result.get("dtypes"))) or [main]:
+    dtypes: list[str | None] = list(as_dict(result.get("dtypes"))) or [main]
+    for dtype in dtypes:
         label = dtype or "matmul"
         value = gpu.metric(f"matmul_{dtype}_tflops") if dtype else None
         value = tflops if value is None and dtype == main else value
