@@ -17,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("script", "size", "columns", "before_ratio"),
     [
@@ -71,6 +72,7 @@ def test_benchmark_prints_rounds_and_ratio_last(
     assert re.fullmatch(r"ratio=\d+\.\d{4}", out[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "script", ["bench_matmul.py", "bench_membw.py", "bench_sampling.py", "bench_allreduce.py"]
 )
@@ -143,6 +145,7 @@ def test_nvml_uuid_matches_what_nvml_reports() -> None:
     assert _common.nvml_uuid(FakeTorch(), 3) == "GPU-00010203-0405-0607-0809-0a0b0c0d0e0f"
 
 
+@pytest.mark.slow
 def test_simulate_benchmark_prints_wall_seconds_gpus_and_passes() -> None:
     """The simulated-fleet benchmark's contract on the smallest fleet; the time is not judged."""
     out = subprocess.run(

@@ -68,6 +68,7 @@ def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_report_renders_in_chromium_with_bad_cards_first(tmp_path: Path) -> None:
     run_dir = write_run(
         tmp_path,
@@ -218,6 +219,7 @@ class PullList(HTMLParser):
             self.cells.append(data.strip())
 
 
+@pytest.mark.slow
 def test_rack_report_in_chromium_pull_list_first_no_network_and_six_printed_pages(
     tmp_path: Path,
 ) -> None:

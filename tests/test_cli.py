@@ -133,6 +133,7 @@ def test_plan_prints_schedule_and_runs_nothing(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_run_end_to_end_on_cpu(tmp_path: Path) -> None:
     result = invoke(["run", *FAST, "--quiet", "--set", "cpu.devices=2", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -150,6 +151,7 @@ def test_run_end_to_end_on_cpu(tmp_path: Path) -> None:
     assert again.exit_code == 0
 
 
+@pytest.mark.slow
 def test_injected_wrong_answer_fails_that_device(tmp_path: Path) -> None:
     obj = runtime(**with_faults({1: (make_fault("sdc-constant"),)}))
     result = invoke(
@@ -207,6 +209,7 @@ def test_report_on_corrupt_directory(tmp_path: Path) -> None:
     assert "results.jsonl line 2" in result.output
 
 
+@pytest.mark.slow
 def test_report_exit_code_follows_verdicts(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path, events=[{"device": 0, "kind": "hang", "elapsed_s": 1}])
     result = invoke(["report", str(run_dir)])
@@ -214,6 +217,7 @@ def test_report_exit_code_follows_verdicts(tmp_path: Path) -> None:
     assert "ERROR - node-a gpu0 hang" in result.output
 
 
+@pytest.mark.slow
 def test_python_dash_m() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "burnin", "--help"], capture_output=True, text=True, timeout=60
@@ -256,6 +260,7 @@ def gpu_node(torch_count: int, nvml: FakeNvml, nvidiactl: bool = True) -> Runtim
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("case", "world", "args", "code", "statuses"),
     [
@@ -343,6 +348,7 @@ def test_gpu_node_never_passes_without_evidence(
         assert "telemetry.required = false" in warn["message"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("node_gpus", "expect", "code", "count_status"),
     [(7, 8, 3, "FAIL"), (7, 7, 0, "PASS")],

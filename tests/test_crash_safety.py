@@ -71,6 +71,7 @@ def _wait_dead(pids: list[int], limit_s: float = 10) -> None:
     assert not any(process_alive(p) for p in pids), "a worker outlived its parent"
 
 
+@pytest.mark.slow
 def test_kill_9_keeps_every_flushed_record_and_orphans_stop(tmp_path: Path) -> None:
     # Device 0 runs 0-1 s; device 1 starts at 1.5 s (ramp), so a kill while device 1 runs
     # leaves one finished device and one cut off.
@@ -108,6 +109,7 @@ def test_kill_9_keeps_every_flushed_record_and_orphans_stop(tmp_path: Path) -> N
     assert any("did not finish" in w for w in report["warnings"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_stress_and_writes_a_partial_report(tmp_path: Path, sig: int) -> None:
     proc = _start(tmp_path, "--duration", "60", "--set", "cpu.devices=2")

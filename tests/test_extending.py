@@ -274,6 +274,7 @@ def test_fault_recipe_scenario_is_validated(fused_sms: Any, tmp_path: Path) -> N
         load_scenario(path)
 
 
+@pytest.mark.slow
 def test_fault_recipe_is_caught_by_its_check(fused_sms: Any, tmp_path: Path) -> None:
     path = tmp_path / "fused.toml"
     path.write_text(BLOCKS["fused.toml"], encoding="utf-8")

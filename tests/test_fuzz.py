@@ -205,6 +205,7 @@ def bad_config(draw: st.DrawFn) -> tuple[str, str]:
     return f"[{section}]\n{key} = {toml_value(value)}\n", f"{section}.{key}"
 
 
+@pytest.mark.slow
 @FUZZ
 @given(bad_config())
 def test_fuzz_bad_configs_exit_2(case: tuple[str, str]) -> None:
@@ -244,6 +245,7 @@ BAD_OPTIONS = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=200)
 @given(BAD_OPTIONS)
 def test_fuzz_bad_cli_options_exit_2(option: tuple[str, str]) -> None:
@@ -298,6 +300,7 @@ def bad_dump(draw: st.DrawFn) -> bytes:
     return draw(st.sampled_from([b"", b"   \n\t", b"\xef\xbb\xbf"]))
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=400)
 @given(bad_dump())
 def test_fuzz_bad_dumps_are_one_error_entry_beside_a_judged_lot(data: bytes) -> None:
@@ -393,6 +396,7 @@ def bad_scenario(draw: st.DrawFn) -> tuple[str, str]:
     return "\n".join(lines) + "\n", where
 
 
+@pytest.mark.slow
 @SOME
 @given(bad_scenario())
 def test_fuzz_bad_scenarios_exit_2(case: tuple[str, str]) -> None:
@@ -538,6 +542,7 @@ def _damage(run_dir: Path, what: str, where: str, value: Any) -> str:
     raise AssertionError(what)
 
 
+@pytest.mark.slow
 @SOME
 @given(run_damage())
 def test_fuzz_bad_run_directories_exit_2(damage: tuple[str, str, Any]) -> None:

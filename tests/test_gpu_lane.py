@@ -32,6 +32,7 @@ def _python_without_torch(tmp_path: Path) -> str:
     return str(wrapper)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("python", "reason"),
     [

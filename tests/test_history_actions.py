@@ -150,6 +150,7 @@ def test_taint_failure_is_reported_not_raised() -> None:
     assert not action.done and "no kubeconfig" in (action.error or "")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("how", "expected"),
     [

@@ -49,6 +49,7 @@ LEMON_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("life", "lemon", "rma"),
     LEMON_CASES,

@@ -85,6 +85,7 @@ def test_bad_database_is_exit_2_with_host_and_reason(
     assert host in result.output and reason in result.output
 
 
+@pytest.mark.slow
 def test_run_with_an_unreachable_history_still_writes_its_reports(tmp_path: Path) -> None:
     url = f"postgresql+psycopg://fleet@127.0.0.1:{_closed_port()}/burnin"
     result = CliRunner().invoke(
@@ -109,6 +110,7 @@ def test_run_with_an_unreachable_history_still_writes_its_reports(tmp_path: Path
         assert (run_dir / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_run_with_bare_history_uses_the_default_file_and_judges_new_cards(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -63,6 +63,7 @@ def _counts(url: str) -> dict[str, int]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("db_url", BACKENDS, indirect=True)
 def test_trends_name_exactly_the_slow_and_the_ecc_card(db_url: str, sweeps: tuple) -> None:
     week1, week2 = sweeps
@@ -81,6 +82,7 @@ def test_trends_name_exactly_the_slow_and_the_ecc_card(db_url: str, sweeps: tupl
     assert slow[7] == f"{week1.name},{week2.name}"  # the runs the trend rests on
 
 
+@pytest.mark.slow
 def test_trends_print_the_same_on_sqlite_and_postgresql(
     sweeps: tuple, tmp_path: Path, pg_server: Any
 ) -> None:
@@ -92,6 +94,7 @@ def test_trends_print_the_same_on_sqlite_and_postgresql(
     assert len(outputs[0].splitlines()) == 3  # header and the two cards
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("db_url", BACKENDS, indirect=True)
 def test_ingesting_a_run_twice_adds_nothing(db_url: str, sweeps: tuple) -> None:
     first = _history(db_url, "ingest", str(sweeps[0]))
@@ -103,6 +106,7 @@ def test_ingesting_a_run_twice_adds_nothing(db_url: str, sweeps: tuple) -> None:
     assert before["runs"] == 1 and before["nodes"] == 2 and before["card_runs"] == 16
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("db_url", BACKENDS, indirect=True)
 def test_migration_from_the_first_version_keeps_every_row(db_url: str, sweeps: tuple) -> None:
     """A 0001 database holding both sweeps, upgraded to head, has every row and the new
@@ -150,6 +154,7 @@ def test_migration_from_the_first_version_keeps_every_row(db_url: str, sweeps: t
     old.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("db_url", BACKENDS, indirect=True)
 def test_a_run_judged_against_the_history_warns_on_exactly_the_two_cards(
     db_url: str, sweeps: tuple, tmp_path: Path
@@ -189,6 +194,7 @@ def test_a_run_judged_against_the_history_warns_on_exactly_the_two_cards(
     assert sorted(line.rsplit(" ", 1)[1] for line in days) == ["0.0"] * 14 + ["7.0"] * 2
 
 
+@pytest.mark.slow
 def test_two_hosts_bringing_the_same_new_card_both_land(
     pg_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -518,6 +518,7 @@ def test_live_inspect_without_a_gpu_exits_2(factory: Any) -> None:
     assert "no NVIDIA GPU visible through NVML" in out.output and "--from" in out.output
 
 
+@pytest.mark.slow
 def test_inspect_from_imports_neither_torch_nor_pynvml() -> None:
     code = (
         "import sys; from click.testing import CliRunner; from burnin.cli import cli; "

@@ -367,6 +367,7 @@ def run_ranks(
     return results
 
 
+@pytest.mark.slow
 def test_healthy_group_is_exact_and_agrees_on_bandwidth(tmp_path: Path) -> None:
     results = run_ranks(tmp_path, [0, 1, 2], duration_s=2.0)
     assert sorted(results) == [0, 1, 2]
@@ -387,6 +388,7 @@ def test_healthy_group_is_exact_and_agrees_on_bandwidth(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("nodes/*/allreduce-*.store"))  # the last one out cleans up
 
 
+@pytest.mark.slow
 def test_every_timed_size_starts_after_a_barrier(tmp_path: Path) -> None:
     results = run_ranks(tmp_path, [0, 1], _trace=True, duration_s=0.0, warmup=2, iterations=3)
     for r in results.values():
@@ -397,6 +399,7 @@ def test_every_timed_size_starts_after_a_barrier(tmp_path: Path) -> None:
             assert any(trace[i : i + len(size)] == size for i in range(len(trace))), trace
 
 
+@pytest.mark.slow
 def test_corrupted_results_are_counted_on_that_rank(tmp_path: Path) -> None:
     results = run_ranks(tmp_path, [0, 1, 2], faults={1: [("sdc-constant", {})]})
     assert results[1]["wrong"] > 0
@@ -407,6 +410,7 @@ def test_corrupted_results_are_counted_on_that_rank(tmp_path: Path) -> None:
     assert wrong_pairs == {(0, 1), (1, 2)}
 
 
+@pytest.mark.slow
 def test_a_slow_link_slows_every_pair_of_that_gpu(tmp_path: Path) -> None:
     # The link is 10x slower; the test blames a device below half the typical pair, not the
     # product's 0.9. Four ranks timing 64 KiB calls on two shared cores drift by more than 10 %
@@ -424,6 +428,7 @@ def test_a_slow_link_slows_every_pair_of_that_gpu(tmp_path: Path) -> None:
     assert found.culprits[2] < 0.2  # about 0.1: every pair of gpu2 is stretched 10x
 
 
+@pytest.mark.slow
 def test_a_missing_device_is_left_out_and_the_rest_go_on(tmp_path: Path) -> None:
     # timeout_s is 10 s, but the watchdog (1.25 s here) caps the wait at 0.8 × its timeout.
     started = time.monotonic()
@@ -434,6 +439,7 @@ def test_a_missing_device_is_left_out_and_the_rest_go_on(tmp_path: Path) -> None
         assert r["world_size"] == 2 and r["pairs"] == [] and r["wrong"] == 0
 
 
+@pytest.mark.slow
 def test_a_rank_that_stops_answering_is_named_by_its_peers(tmp_path: Path) -> None:
     # The kernel's clock runs 20x wall time: its 4 s deadline passes after 0.2 s of wall time
     # (and the 20 polls a verdict needs, 1 s), long before gloo's own 4 s wall timeout, the
@@ -526,6 +532,7 @@ def _run(tmp_path: Path, devices: int) -> tuple[Any, dict[str, Any], Path]:
     return result, report, run_dir
 
 
+@pytest.mark.slow
 def test_burnin_run_with_allreduce_on_three_cpu_devices(tmp_path: Path) -> None:
     result, report, run_dir = _run(tmp_path, 3)
     assert result.exit_code == 0, result.output
@@ -540,6 +547,7 @@ def test_burnin_run_with_allreduce_on_three_cpu_devices(tmp_path: Path) -> None:
     assert not list(run_dir.glob("nodes/*/allreduce-*.store"))
 
 
+@pytest.mark.slow
 def test_burnin_run_on_one_device_skips_the_allreduce(tmp_path: Path) -> None:
     result, report, _ = _run(tmp_path, 1)
     assert result.exit_code == 0, result.output
@@ -550,6 +558,7 @@ def test_burnin_run_on_one_device_skips_the_allreduce(tmp_path: Path) -> None:
     assert report["nodes"][0]["allreduce_busbw_gbps"] is None
 
 
+@pytest.mark.slow
 def test_burnin_run_blames_the_card_that_hung_in_the_all_reduce_not_its_peers(
     tmp_path: Path,
 ) -> None:

@@ -104,6 +104,7 @@ def test_constant_wrong_answer_fails_known_answer_but_passes_a_self_compare() ->
     assert result["self_failed"] == 0 and not verifies(records, "self-consistency")
 
 
+@pytest.mark.slow
 def test_intermittent_one_in_twenty_is_caught() -> None:
     result, records = run_matmul(faults=(make_fault("sdc", {"rate": 0.05}),), batches=200)
     failed = result["failed_verifications"]
@@ -170,6 +171,7 @@ class OneProductCorrupted(DeviceSeam):
         return bad
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("position", ["first", "middle", "last"])
 @pytest.mark.parametrize("verify_products", [True, False])
 def test_a_wrong_product_anywhere_in_a_batch_is_caught(
@@ -334,6 +336,7 @@ def test_bitcheck_compares_raw_bits(value: float, expected_bits: list[int] | Non
     json.dumps(found, allow_nan=False)
 
 
+@pytest.mark.slow
 def test_end_to_end_constant_wrong_and_stuck_bit_fail_only_their_devices(tmp_path: Path) -> None:
     """Four worker processes: one card always wrong, one with a stuck memory bit."""
     faults = {

@@ -100,6 +100,7 @@ def _measure(dev: int, meet_dir: str, clock: TickClock, out: Any) -> None:
     out.put(Pcie().run(ctx))
 
 
+@pytest.mark.slow
 def test_the_nodes_devices_measure_one_at_a_time(tmp_path: Path) -> None:
     ctx = mp_context()
     clock, out = TickClock(), ctx.Queue()
@@ -123,6 +124,7 @@ def test_without_a_run_directory_there_is_nobody_to_wait_for() -> None:
     assert result["lock"]["waited_s"] == 0.0 and result["lock"]["shared_by"] == 1
 
 
+@pytest.mark.slow
 def test_pcie_and_allreduce_together_on_four_devices_complete(tmp_path: Path) -> None:
     """pcie holds the node's lock only while it measures and the all-reduce never takes it,
     so the devices queueing for the lock and those waiting in the rendezvous cannot deadlock."""

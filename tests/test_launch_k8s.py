@@ -113,6 +113,7 @@ def test_node_name_comes_from_the_downward_api_and_the_rank_from_the_pod_index()
     assert place.offset_s == 160.0  # two whole node ramps of 8 devices 10 s apart
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
     [
@@ -290,6 +291,7 @@ def stub_api_server() -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
         thread.join()
 
 
+@pytest.mark.slow
 def test_apply_through_the_real_client_posts_both_objects(stub_api_server):
     url, received = stub_api_server
     config = k8s_client.Configuration()

@@ -58,6 +58,7 @@ def test_help_imports_neither_torch_nor_pynvml() -> None:
     assert not HEAVY & loaded
 
 
+@pytest.mark.slow
 def test_report_imports_neither_torch_nor_pynvml(tmp_path: Path) -> None:
     loaded = _modules_after(f"""
         import sys

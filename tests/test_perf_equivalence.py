@@ -347,6 +347,7 @@ def fleet_run(tmp_path_factory: pytest.TempPathFactory) -> RunData:
     return RunStore(run).load()
 
 
+@pytest.mark.slow
 def test_verdicts_match_the_plain_peer_comparisons(
     fleet_run: RunData, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -365,6 +366,7 @@ def test_verdicts_match_the_plain_peer_comparisons(
     assert stage.verdict_lines(stage.evaluate(fleet_run)) == fast
 
 
+@pytest.mark.slow
 def test_parquet_matches_a_row_per_sample(fleet_run: RunData) -> None:
     rows = [
         {"node": host, **sample}
@@ -385,6 +387,7 @@ def test_parquet_matches_a_row_per_sample(fleet_run: RunData) -> None:
     assert parquet.telemetry_table(fleet_run).equals(plain)
 
 
+@pytest.mark.slow
 def test_energy_matches_a_record_per_row(fleet_run: RunData) -> None:
     for gpu in stage.gpu_data(fleet_run)[:4]:
         frame = report_context._frame(gpu.samples)

@@ -205,6 +205,7 @@ def _run(tmp_path: Path, client: Telemetry, *args: str) -> Any:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_busy_gpu_then_force_records_it(tmp_path: Path) -> None:
     client = Telemetry(2, procs={1: [{"pid": 4242, "name": "train.py", "used_memory_mib": 30000}]})
     refused = _run(tmp_path, client)

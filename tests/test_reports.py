@@ -255,6 +255,7 @@ def test_terminal_summary_format(tmp_path: Path) -> None:
     assert lines[-1] == "# Result: FAIL  FAILED  (exit 3)"
 
 
+@pytest.mark.slow
 def test_strict_turns_warn_into_failure(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path, samples={0: [{"device": 0, "elapsed_s": 1, "temp_c": 86.0}]})
     evaluate(run_dir)

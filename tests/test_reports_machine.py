@@ -89,6 +89,7 @@ def _synthetic(tmp_path: Path, strict: bool = False, **kwargs: Any) -> tuple[Pat
 # --- report.json and its schema ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["cpu", "simulated"])
 def test_real_reports_match_the_schema(runs: dict[str, Path], kind: str) -> None:
     report = _report(runs[kind])
@@ -99,6 +100,7 @@ def test_real_reports_match_the_schema(runs: dict[str, Path], kind: str) -> None
         assert (runs[kind] / output).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_simulated_report_carries_energy_and_cost(runs: dict[str, Path]) -> None:
     report = _report(runs["simulated"])
     cards = [g["metrics"]["energy_kwh"] for g in report["gpus"]]
@@ -159,6 +161,7 @@ BROKEN = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", [b[1] for b in BROKEN], ids=[b[0] for b in BROKEN])
 def test_schema_rejects_a_broken_report(runs: dict[str, Path], change: Any) -> None:
     report = copy.deepcopy(_report(runs["simulated"]))
@@ -187,6 +190,7 @@ def _series(text: str) -> list[tuple[str, dict[str, str], float]]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["cpu", "simulated"])
 def test_prom_series_are_unique_and_carry_no_run_id(runs: dict[str, Path], kind: str) -> None:
     series = _series((runs[kind] / "burnin.prom").read_text(encoding="utf-8"))
@@ -204,6 +208,7 @@ def test_prom_series_are_unique_and_carry_no_run_id(runs: dict[str, Path], kind:
     } <= names
 
 
+@pytest.mark.slow
 def test_prom_has_the_simulated_figures_and_energy(runs: dict[str, Path]) -> None:
     report = _report(runs["simulated"])
     series = _series((runs["simulated"] / "burnin.prom").read_text(encoding="utf-8"))
@@ -258,6 +263,7 @@ def test_prom_hostile_device_strings_survive(tmp_path: Path) -> None:
     assert mine and all(lab["serial"] == HOSTILE == lab["uuid"] == lab["sku"] for lab in mine)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["run", "report"])
 def test_prom_dir_gets_the_textfile_atomically(
     runs: dict[str, Path], tmp_path: Path, command: str
@@ -297,6 +303,7 @@ def _properties(run_dir: Path, name: str) -> dict[str, str]:
     return {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["cpu", "simulated"])
 def test_junit_names_unique_and_counts_match(runs: dict[str, Path], kind: str) -> None:
     report = _report(runs[kind])
@@ -321,6 +328,7 @@ def test_junit_names_unique_and_counts_match(runs: dict[str, Path], kind: str) -
     assert {n.rsplit("/", 1)[0] for n in names} == cards
 
 
+@pytest.mark.slow
 def test_junit_times_come_from_the_kernels(runs: dict[str, Path]) -> None:
     report = _report(runs["simulated"])
     cases = {c.name: c for c in _cases(runs["simulated"])}
@@ -373,6 +381,7 @@ STATUS_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("kwargs", "strict", "name", "kind", "head"),
     [c[1:] for c in STATUS_CASES],
@@ -388,6 +397,7 @@ def test_junit_status_mapping(
     assert _properties(run_dir, name)["burnin.status"] == head
 
 
+@pytest.mark.slow
 def test_junit_repeated_check_gets_distinct_names(runs: dict[str, Path]) -> None:
     names = [c.name for c in _cases(runs["simulated"])]
     preflight = [n for n in names if n.startswith("node-00/gpu0/preflight")]
@@ -407,6 +417,7 @@ def test_junit_hostile_strings_parse(tmp_path: Path) -> None:
 # --- telemetry.parquet --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["cpu", "simulated"])
 def test_parquet_has_every_sample_typed(runs: dict[str, Path], kind: str) -> None:
     run = RunStore(runs[kind]).load()
@@ -465,6 +476,7 @@ def test_energy(samples: list[dict[str, Any]], joules: float | None) -> None:
     assert energy_j(samples) == (None if joules is None else pytest.approx(joules))
 
 
+@pytest.mark.slow
 def test_simulated_energy_stays_within_tdp_times_time(runs: dict[str, Path]) -> None:
     run = RunStore(runs["simulated"]).load()
     report = _report(runs["simulated"])

@@ -63,6 +63,7 @@ def report(run_dir: Path) -> dict[int, dict[str, Any]]:
     return {g["index"]: g for g in data["gpus"]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("kind", "evidence"),
     [
@@ -110,6 +111,7 @@ def test_one_faulty_device_of_eight(tmp_path: Path, kind: str, evidence: str) ->
     assert all(r["pid"] == r["pgid"] for r in starts)  # every worker leads its own group
 
 
+@pytest.mark.slow
 def test_ramp_never_has_more_than_max_concurrent_ramping(tmp_path: Path) -> None:
     step_s = 0.4
     args = [
@@ -156,6 +158,7 @@ class RisingTelemetry:
         pass
 
 
+@pytest.mark.slow
 def test_thermal_guard_stops_the_hot_device_at_once(tmp_path: Path) -> None:
     runtime = Runtime(hostname="node-a", telemetry_factory=lambda d: RisingTelemetry(len(d)))
     args = [
@@ -257,6 +260,7 @@ def test_watchdog_decisions(
         assert not proc.is_alive()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("torch_sees", "missing"), [(0, [0, 1, 2]), (2, [2])])
 def test_missing_gpus_are_recorded_in_the_store(
     tmp_path: Path, torch_sees: int, missing: list[int]

@@ -38,6 +38,7 @@ def _times(records: list[dict], device: int) -> list[float]:
     return [r["elapsed_s"] for r in records if r["device"] == device]
 
 
+@pytest.mark.slow
 def test_on_the_hosts_clock_one_sample_per_device_and_interval(tmp_path: Path) -> None:
     records = run_sampler(tmp_path, WallTimeline(), 0.05, lambda: time.sleep(0.6))
     for device in (0, 1):

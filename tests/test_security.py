@@ -109,6 +109,7 @@ _PROM_LINE = re.compile(
 )
 
 
+@pytest.mark.slow
 def test_hostile_strings_are_inert_in_every_output(tmp_path: Path, no_network: list[Any]) -> None:
     runtime = Runtime(hostname=EVIL, telemetry_factory=lambda d: HostileTelemetry(len(d)))
     result = CliRunner().invoke(
@@ -154,6 +155,7 @@ def test_safe_name(host: str, expected: str) -> None:
     assert "/" not in safe_name(host) and safe_name(host) not in (".", "..")
 
 
+@pytest.mark.slow
 def test_no_output_escapes_the_run_directory(tmp_path: Path) -> None:
     out = tmp_path / "a" / "runs"
     result = CliRunner().invoke(
@@ -189,6 +191,7 @@ class RecordingModule:
         return getattr(self._module, name)
 
 
+@pytest.mark.slow
 def test_no_nvml_setter_is_ever_called_during_a_run(tmp_path: Path) -> None:
     fake = FakeNvml([FakeGpu(), FakeGpu(bus_id="00000000:19:00.0")])
     fake.queue_xid(0, 13)
@@ -250,6 +253,7 @@ sys.addaudithook(_hook)
 """
 
 
+@pytest.mark.slow
 def test_workers_make_no_network_connection_either(tmp_path: Path) -> None:
     """The parent is covered above; here every process of a real two-device run is watched."""
     import os

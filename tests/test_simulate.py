@@ -263,6 +263,7 @@ SCENARIO = load_scenario("one-of-each-fault")
 CARDS = {f.kind: where for where, faults in SCENARIO.faults.items() for f in faults}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(CARDS))
 def test_every_faulty_card_is_flagged_by_its_expected_check(
     one_of_each: tuple[Any, dict[str, Any], Path], kind: str
@@ -276,6 +277,7 @@ def test_every_faulty_card_is_flagged_by_its_expected_check(
     assert not missing, f"{kind}: no non-PASS {sorted(missing)} verdict (flagged: {flagged})"
 
 
+@pytest.mark.slow
 def test_every_other_card_passes(one_of_each: tuple[Any, dict[str, Any], Path]) -> None:
     _result, report, _run_dir = one_of_each
     twins = [
@@ -295,6 +297,7 @@ def test_every_other_card_passes(one_of_each: tuple[Any, dict[str, Any], Path]) 
     assert not bad
 
 
+@pytest.mark.slow
 def test_every_node_lands_in_one_run_directory(
     one_of_each: tuple[Any, dict[str, Any], Path],
 ) -> None:
@@ -344,6 +347,7 @@ def _events(run_dir: Path, kind: str) -> dict[tuple[str, int], dict[str, Any]]:
     }
 
 
+@pytest.mark.slow
 def test_same_seed_same_report(
     one_of_each: tuple[Any, dict[str, Any], Path], tmp_path: Path
 ) -> None:
@@ -377,6 +381,7 @@ def test_same_seed_same_report(
         assert _events(first_dir, kind).keys() == _events(second_dir, kind).keys() != set()
 
 
+@pytest.mark.slow
 def test_starts_follow_the_plan_and_energy_stays_within_tdp(tmp_path: Path) -> None:
     path = tmp_path / "fleet.toml"
     path.write_text(

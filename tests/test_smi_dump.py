@@ -707,6 +707,7 @@ def _parses_or_dump_error(path: Path) -> None:
         assert all(getattr(gpu, name) is None for name in gpu.unsupported)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=st.one_of(st.binary(max_size=2048), st.text(max_size=2048).map(str.encode)))
 def test_fuzz_random_input(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
@@ -715,6 +716,7 @@ def test_fuzz_random_input(tmp_path_factory: pytest.TempPathFactory, data: bytes
     _parses_or_dump_error(path)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(fixture=st.sampled_from(FIXTURES), data=st.data())
 def test_fuzz_mutated_fixtures(

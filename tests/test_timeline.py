@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fakes import write_run
 
 from burnin.reports import write_reports
@@ -133,6 +134,7 @@ class Timeline(HTMLParser):
             self._in_text = False
 
 
+@pytest.mark.slow
 def test_report_html_shows_the_timeline(tmp_path: Path) -> None:
     records = [*RECORDS[:4], {**RECORDS[4], "wrong_elements": 1}, *RECORDS[5:]]  # flagged
     samples = [{**s, "power_limit_w": 700.0} for s in SAMPLES]
@@ -170,6 +172,7 @@ def test_a_pass_card_gets_no_plot(tmp_path: Path) -> None:
     assert parser.figures == []
 
 
+@pytest.mark.slow
 def test_kernel_names_are_escaped(tmp_path: Path) -> None:
     records = [dict(r) for r in RECORDS]
     records[1]["kernel"] = "<script>alert(1)</script>"

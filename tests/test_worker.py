@@ -81,6 +81,7 @@ def test_worker_error_becomes_a_record_and_exit_1(tmp_path: Path) -> None:
     assert "Traceback" in error["traceback"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("kind", "elapsed_s", "exitcode"),
     [
@@ -132,6 +133,7 @@ def test_orphaned_worker_stops_when_the_parents_pipe_closes(tmp_path: Path) -> N
     assert start["pid"] == start["pgid"]  # a session and group of its own
 
 
+@pytest.mark.slow
 def test_worker_records_are_json_lines_written_as_made(tmp_path: Path) -> None:
     args = _args(tmp_path, duration_s=1.2)
     worker_main(args, [0.0], [0])
@@ -200,6 +202,7 @@ def test_cpu_binding(
     assert cpu_binding(placement, available) == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("placement", "bound"),
     [
@@ -231,6 +234,7 @@ def _worker_then_affinity(args: WorkerArgs, out: Any) -> None:
     out.put(sorted(os.sched_getaffinity(0)))
 
 
+@pytest.mark.slow
 def test_placement_of_keeps_only_the_placement_keys() -> None:
     record = {"device": 0, "cpu_affinity": [0, 1], "numa_node": None, "uuid": "GPU-x"}
     assert placement_of(record) == {"cpu_affinity": [0, 1], "numa_node": None}
