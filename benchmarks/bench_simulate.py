@@ -69,6 +69,10 @@ def main() -> None:
         report = json.loads(reports[0].read_text(encoding="utf-8"))
     gpus = report["gpus"]
     passed = sum(1 for g in gpus if g["status"] == "PASS")
+    for g in gpus:  # a healthy fleet has none: say which card and why
+        for v in g["verdicts"] if g["status"] != "PASS" else ():
+            if v["status"] not in ("PASS", "SKIP"):
+                print(f"# {g['node']} gpu{g['index']} {v['check']} {v['status']}: {v['message']}")
     others = sorted({g["status"] for g in gpus} - {"PASS"})
     print(f"# exit={result.exit_code} status={report['status']} non-pass={others or 'none'}")
     print(f"wall_s={wall_s:.1f} gpus={len(gpus)} pass={passed}")

@@ -78,8 +78,8 @@ MAX_SAMPLES_PER_GPU = 150
 # All-reduce calls cost the CPU per call more than per byte, so its sizes shrink too.
 _CPU_SIZES: dict[str, Any] = {
     "cpu_size": 64,
-    "cpu_size_mib": 4,
-    "cpu_mib": 2,
+    "cpu_size_mib": 1,  # membw and pcie: the smallest buffer they take
+    "cpu_mib": 1,  # memtest
     "iterations": 2,
     "warmup": 1,
     "cpu_sizes_bytes": (1 << 12, 1 << 14, 1 << 16),

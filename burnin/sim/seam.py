@@ -239,7 +239,7 @@ IDLE_STEP_S = 1.0
 # its share of the kernel's modelled time however many the CPU runs, and a fixed count keeps
 # the records (step numbers, sizes) the same on any host. An all-reduce call is a collective
 # of the node's worker processes, so one per batch.
-BATCH_STEPS = {"matmul": 4, "allreduce": 1}
+BATCH_STEPS = {"matmul": 4, "allreduce": 1, "membw": 1, "pcie": 1}
 # How often a device looks whether the sampler has caught up with its clock (wall s).
 _SAMPLER_POLL_S = 0.001
 
