@@ -29,6 +29,7 @@ import logging
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -68,13 +69,32 @@ def warm_up() -> None:
         forkserver.ensure_running()
 
 
+# Every worker of this process is started and polled under this lock. multiprocessing's
+# Popen.poll is not thread-safe, and Process.start() polls every child of the process
+# (multiprocessing.process._cleanup): with several supervisors in one process (the nodes of a
+# simulated fleet), a start in one thread and a poll in another read the same exit-status pipe,
+# and the one that finds it drained gets end-of-file, which the forkserver reports as exit code
+# 255: a healthy worker judged crashed.
+_CHILDREN = threading.Lock()
+
+
 def kill_group(proc: Any, join_s: float = 5.0) -> None:
     """SIGKILL a worker and everything in its process group, then reap it."""
     for kill in (lambda: os.killpg(proc.pid, signal.SIGKILL), proc.kill):
         # Already gone, or not yet its own group leader (then proc.kill covers it).
         with contextlib.suppress(ProcessLookupError, PermissionError):
             kill()
-    proc.join(timeout=join_s)
+    with _CHILDREN:
+        proc.join(timeout=join_s)
+
+
+def exit_code(proc: Any) -> int | None:
+    """The worker's exit code once it has ended (then reaped); None while it runs."""
+    with _CHILDREN:
+        if proc.is_alive():
+            return None
+        proc.join(timeout=1.0)
+        return int(proc.exitcode)
 
 
 def describe_exit(code: int | None) -> str:
@@ -214,7 +234,8 @@ class Supervisor:
         # at the slot as soon as it does.
         self._beats[slot] = self._timeline.launch(dev, item.start_offset_s)[1]
         try:
-            proc.start()
+            with _CHILDREN:
+                proc.start()
         except (OSError, EOFError, RuntimeError) as exc:
             self._timeline.ended(dev)
             self._record("crash", dev, message=f"could not start the worker process: {exc}")
@@ -253,10 +274,9 @@ class Supervisor:
         run = self._running[slot]
         dev = run.item.device.index
         timeline = self._timeline
-        if not run.proc.is_alive():
-            run.proc.join(timeout=1.0)
+        code = exit_code(run.proc)
+        if code is not None:
             kill_group(run.proc, join_s=0.1)  # anything the worker left in its group
-            code = run.proc.exitcode
             end_s = timeline.device_elapsed(dev)
             del self._running[slot]
             timeline.ended(dev)
@@ -307,16 +327,16 @@ class Supervisor:
         while self._running and time.monotonic() < deadline:
             for slot in list(self._running):
                 run = self._running[slot]
-                if not run.proc.is_alive():
-                    run.proc.join(timeout=1.0)
+                code = exit_code(run.proc)
+                if code is not None:
                     kill_group(run.proc, join_s=0.1)
                     del self._running[slot]
-                    if run.proc.exitcode != 0:
+                    if code != 0:
                         self._record(
                             "crash",
                             run.item.device.index,
-                            message=f"worker {describe_exit(run.proc.exitcode)} while stopping",
-                            exitcode=run.proc.exitcode,
+                            message=f"worker {describe_exit(code)} while stopping",
+                            exitcode=code,
                             **self._evidence(run),
                         )
             time.sleep(_POLL_S)

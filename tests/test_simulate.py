@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -404,3 +405,35 @@ def test_starts_follow_the_plan_and_energy_stays_within_tdp(tmp_path: Path) -> N
     tdp_kwh = 700.0 * manifest["elapsed_s"] / 3.6e6  # H100 SXM5: 700 W
     for gpu in report["gpus"]:
         assert 0.0 < gpu["metrics"]["energy_kwh"] <= tdp_kwh
+
+
+@pytest.mark.slow
+def test_a_workers_exit_status_is_read_under_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nodes run in threads of one process. multiprocessing's Popen.poll is not thread-safe and
+    Process.start() polls every child, so a worker polled outside the supervisor's lock can
+    read as exit code 255 (crash) while it ended well."""
+    from multiprocessing import popen_forkserver
+
+    from burnin import supervisor
+
+    unlocked: set[int] = set()
+    real_poll = popen_forkserver.Popen.poll
+
+    def poll(self: Any, flag: int = os.WNOHANG) -> int | None:
+        if self.returncode is None and not supervisor._CHILDREN.locked():
+            unlocked.add(self.pid)
+        return real_poll(self, flag)
+
+    monkeypatch.setattr(popen_forkserver.Popen, "poll", poll)
+    path = tmp_path / "fleet.toml"
+    path.write_text(
+        f'[fleet]\nname = "threads"\nnodes = 3\ngpus_per_node = 2\nsku = "{H100}"\nseed = 5\n',
+        encoding="utf-8",
+    )
+    args = ["--simulate", str(path), "--set", 'run.kernels=["matmul"]', "--duration", "1m"]
+    result, _report, run_dir = invoke_run(args, tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    workers = {e["pid"] for e in _events(run_dir, "device-start").values()}
+    assert len(workers) == 6 and not workers & unlocked
