@@ -275,6 +275,12 @@ FILES = [
     ("non-ASCII space around", "\u00a0".encode() + OK_LINE + b"\n"),
     ("infinite float", b'{"power_w":1e999}\n{"power_w":-1e999}\n'),
     ("big integers", b'{"energy_j":18446744073709551616}\n{"energy_j":-9223372036854775809}\n'),
+    ("18 digits in a row", b'{"energy_j":123456789012345678,"power_w":0.123456789012345678}\n'),
+    (
+        "19 digits in a string",
+        b'{"serial":"1234567890123456789","energy_j":99999999999999999999}\n',
+    ),
+    ("19 digits split by a dot", b'{"energy_j":1234567890.123456789}\n'),
     ("a long fraction", b'{"power_w":0.1234567890123456789012}\n'),
     (
         "edge floats",
