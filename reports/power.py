@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from burnin.reports.timeline import decimate
 from burnin.store import RunData
 
 _MAX_POINTS = 300
@@ -102,8 +103,7 @@ def node_power(run: RunData) -> tuple[list[dict[str, Any]], dict[str, list[list[
             and isinstance(e.get("elapsed_s"), int | float)
         ]
         total = _total_power(node.samples)
-        points = [[float(t), round(float(w), 3)] for t, w in total.items()]
-        points = points[:: max(1, len(points) // _MAX_POINTS)]
+        points = decimate([[float(t), round(float(w), 3)] for t, w in total.items()], _MAX_POINTS)
         if len(points) >= 2:
             series[host] = points
             x0, x1 = points[0][0], points[-1][0]
