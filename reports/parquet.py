@@ -19,6 +19,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -49,6 +50,9 @@ def sample_schema() -> pa.Schema:
 
 def _column(values: list[Any], kind: pa.DataType | None) -> pa.Array:
     if kind is not None:
+        if pa.types.is_float64(kind) and set(map(type, values)) == {float}:
+            # The same doubles, through numpy: pyarrow reads a list of floats five times slower.
+            return pa.array(np.array(values, dtype=np.float64))
         try:
             # pyarrow turns an int into a float64 only where it is exact (|n| <= 2**53), as
             # float(n) does; a larger one raises and takes float(n) below.

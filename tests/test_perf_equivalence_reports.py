@@ -67,6 +67,7 @@ NODES = [
     ("no samples on a node", [[tick(0.0, power_w=1.0)], []]),
     ("own node field", [[tick(0.0, node="x"), tick(1.0), tick(2.0, node=None)]]),
     ("own node field everywhere", [[tick(0.0, node="x"), tick(1.0, node=None)]]),
+    ("odd floats", [[tick(0.0, power_w=-0.0), tick(1.0, power_w=math.inf, temp_c=1e308)]]),
     ("whole numbers as floats", [[tick(0.0, power_w=250), tick(1.0, power_w=2**53 + 1)]]),
     ("a bool and a string", [[tick(0.0, power_w=True), tick(1.0, temp_c="hot")]]),
     ("a list where a number goes", [[tick(0.0, pcie_gen=[5]), tick(1.0, pcie_gen=4)]]),
