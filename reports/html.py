@@ -22,7 +22,7 @@ from markupsafe import Markup
 from burnin.reports.fleet import anchor, counts, distributions, grid, pull_list
 from burnin.reports.labels import fmt, label
 
-# Telemetry plots drawn at most (worst cards first): ~0.16 s and ~75 KB each (reports/plots.py),
+# Telemetry plots drawn at most (worst cards first): ~0.06 s and ~80 KB each (reports/plots.py),
 # so a fleet where a whole hall fails still renders in seconds; the rest say where to look.
 MAX_TIMELINES = 100
 

@@ -8,8 +8,9 @@ poorly without it. ``svg.fonttype = none`` writes text as ``<text>`` (selectable
 small) instead of glyph paths; a fixed ``svg.hashsalt``, no metadata and per-plot id prefixes
 keep the output byte-identical between runs and let many plots share one HTML page. matplotlib
 is imported inside the functions only, so ``burnin --help`` never pays for it. Measured on the
-2-core VM shared with other jobs (900 samples a card): a 5-panel device timeline ≈ 0.16 s and
-≈ 75 KB, a distribution of 2,048 cards ≈ 0.04 s and ≈ 15 KB, node power ≈ 30 KB.
+2-core VM shared with other jobs (900 samples a card): a 5-panel device timeline ≈ 0.1 s
+(≈ 0.06 s on a figure lent from the previous card, most of the rest being matplotlib's ticks)
+and ≈ 80 KB, a distribution of 2,048 cards ≈ 0.04 s and ≈ 15 KB, node power ≈ 30 KB.
 """
 
 from __future__ import annotations
