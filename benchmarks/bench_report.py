@@ -233,7 +233,7 @@ def main() -> None:
     nodes = 256 if args.full else args.nodes
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from burnin.reports import write_reports
-    from burnin.store import RunStore
+    from burnin.store import RunStore, frozen
     from burnin.verdicts import evaluate
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -241,12 +241,13 @@ def main() -> None:
         t0 = time.perf_counter()
         run = write_store(root, nodes, args.gpus, args.seconds)
         t1, c1 = time.perf_counter(), time.process_time()
-        loaded = RunStore(run).load()  # as `burnin report` does: read once, judge, render
-        tl, cl = time.perf_counter(), time.process_time()
-        evaluate(loaded)
-        t2, c2 = time.perf_counter(), time.process_time()
-        context = write_reports(run, run=loaded)
-        t3, c3 = time.perf_counter(), time.process_time()
+        # As `burnin report` does: read once, judge, render, the store frozen for the collector.
+        with frozen(RunStore(run).load) as loaded:
+            tl, cl = time.perf_counter(), time.process_time()
+            evaluate(loaded)
+            t2, c2 = time.perf_counter(), time.process_time()
+            context = write_reports(run, run=loaded)
+            t3, c3 = time.perf_counter(), time.process_time()
         html_mb = (run / "report.html").stat().st_size / 1e6
         samples = nodes * args.gpus * args.seconds
         counts: dict[str, int] = {}

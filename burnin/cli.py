@@ -323,17 +323,21 @@ def report(
     """
     from burnin.reports import write_reports
     from burnin.reports.terminal import summary
-    from burnin.store import RunStore, merge_runs
+    from burnin.store import RunData, RunStore, frozen, merge_runs
     from burnin.verdicts import evaluate
 
     run_dir = out_dir or run_dirs[0]
-    if len(run_dirs) > 1 or out_dir is not None:
-        run = merge_runs(list(run_dirs), out=run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-    else:
-        run = RunStore(run_dir).load()  # read once: judged, then rendered
-    evaluate(run)
-    context = write_reports(run_dir, strict=strict, prom_dir=prom_dir, run=run)
+
+    def load() -> RunData:
+        if len(run_dirs) > 1 or out_dir is not None:
+            merged = merge_runs(list(run_dirs), out=run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            return merged
+        return RunStore(run_dir).load()  # read once: judged, then rendered
+
+    with frozen(load) as run:  # a fleet's millions of records out of the collector's passes
+        evaluate(run)
+        context = write_reports(run_dir, strict=strict, prom_dir=prom_dir, run=run)
     if not quiet:
         click.echo(summary(context))
     click.echo(f"# report: {run_dir / 'report.html'}")

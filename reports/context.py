@@ -11,6 +11,7 @@ Devices are sorted worst first, so the card that needs attention is at the top o
 
 from __future__ import annotations
 
+import math
 from itertools import repeat
 from typing import Any
 
@@ -155,12 +156,19 @@ def _gpu_entry(gpu: GpuData, verdicts: list[Any]) -> dict[str, Any]:
 def _load_power_w(samples: pd.DataFrame) -> float | None:
     """Median power while the card worked (utilisation ≥ 50 %, else every reading): the
     denominator of perf/W."""
-    if "power_w" not in samples or not samples["power_w"].notna().any():
+    if "power_w" not in samples:
         return None
-    power = samples["power_w"]
-    if "util_pct" in samples and (samples["util_pct"] >= 50).any():
-        power = power[samples["util_pct"] >= 50]
-    return round(float(power.median()), 3)
+    power = samples["power_w"].to_numpy(dtype=float)
+    known = ~np.isnan(power)
+    if not known.any():
+        return None
+    if "util_pct" in samples:
+        with np.errstate(invalid="ignore"):
+            busy = samples["util_pct"].to_numpy(dtype=float) >= 50
+        if busy.any():
+            power, known = power[busy], known[busy]
+    # The median of the readings there are (NaN where there are none), as pandas gives it.
+    return round(float(np.median(power[known])) if known.any() else math.nan, 3)
 
 
 def _frame(samples: list[dict[str, Any]]) -> pd.DataFrame:
@@ -169,12 +177,23 @@ def _frame(samples: list[dict[str, Any]]) -> pd.DataFrame:
     keys = ("elapsed_s", *_SERIES, "energy_j", "util_pct")
     columns = {k: list(map(dict.get, samples, repeat(k))) for k in keys}
     return pd.DataFrame(
-        {
-            k: pd.to_numeric(pd.Series(v, dtype=object), errors="coerce")
-            for k, v in columns.items()
-            if any(x is not None for x in v)
-        }
+        {k: _numeric(v) for k, v in columns.items() if any(x is not None for x in v)}
     )
+
+
+def _numeric(values: list[Any]) -> Any:
+    """``pd.to_numeric(values, errors="coerce")`` of one column; for a column of floats (and
+    nulls) or of integers, the same array straight from numpy, which costs a fleet's report
+    seconds less."""
+    kinds = set(map(type, values))
+    if kinds <= {float, type(None)}:
+        return np.array(values, dtype=float)  # None is NaN, as to_numeric makes it
+    if kinds == {int}:
+        try:
+            return np.array(values, dtype=np.int64)
+        except OverflowError:  # beyond int64: to_numeric's own choice of type
+            pass
+    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
 
 
 def _energy_kwh(samples: pd.DataFrame) -> float | None:

@@ -22,7 +22,7 @@ from markupsafe import Markup
 from burnin.reports.fleet import anchor, counts, distributions, grid, pull_list
 from burnin.reports.labels import fmt, label
 
-# Telemetry plots drawn at most (worst cards first): ~0.16 s and ~75 KB each (reports/plots.py),
+# Telemetry plots drawn at most (worst cards first): ~0.06 s and ~80 KB each (reports/plots.py),
 # so a fleet where a whole hall fails still renders in seconds; the rest say where to look.
 MAX_TIMELINES = 100
 
@@ -59,6 +59,7 @@ def view(context: dict[str, Any]) -> dict[str, Any]:
                 distribution_svg(m["key"], m["values"], m["outliers"], m["lines"], name)
             )
     timelines = {}
+    figures: dict[Any, Any] = {}  # one figure per timeline layout, lent from card to card
     for g in gpus:
         if len(timelines) >= MAX_TIMELINES:
             break
@@ -66,7 +67,7 @@ def view(context: dict[str, Any]) -> dict[str, Any]:
             title = f"{g['node']} gpu{g['index']} telemetry over time"
             name = f"tl-{_slug(g['node'])}-{g['index']}"
             timelines[anchor(g["node"], g["index"])] = Markup(
-                timeline_svg(g["telemetry"], name, title)
+                timeline_svg(g["telemetry"], name, title, figures)
             )
     series = context["series"]["node_power_w"]
     starts = {p["node"]: [s["elapsed_s"] for s in p["device_starts"]] for p in context["power"]}

@@ -10,10 +10,13 @@ figure the ramp promises to keep at or below ``ramp.max_concurrent``.
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from burnin.reports.timeline import decimate
 from burnin.store import RunData
 
 _MAX_POINTS = 300
@@ -28,6 +31,9 @@ def max_ramping(starts: list[float], step_s: float) -> int:
 
 
 def _total_power(samples: list[dict[str, Any]]) -> pd.Series:
+    clean = _clean_columns(samples)
+    if clean is not None:
+        return _summed(*clean)
     kept = [
         s
         for s in samples
@@ -46,6 +52,41 @@ def _total_power(samples: list[dict[str, Any]]) -> pd.Series:
     return by_tick.sort_index().ffill().sum(axis=1, min_count=1).dropna()
 
 
+def _clean_columns(
+    samples: list[dict[str, Any]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(elapsed_s, device, power_w) of every sample where each has all three as a sampler
+    writes them (finite floats, an integer device); None otherwise, for the general path."""
+    if not samples:
+        return None
+    columns = [list(map(dict.get, samples, repeat(k))) for k in ("elapsed_s", "device", "power_w")]
+    kinds = [set(map(type, c)) for c in columns]
+    if not (kinds[0] == {float} and kinds[1] == {int} and kinds[2] == {float}):
+        return None
+    t, power = np.array(columns[0], dtype=float), np.array(columns[2], dtype=float)
+    if not (np.isfinite(t).all() and np.isfinite(power).all()):
+        return None
+    return t, np.array(columns[1], dtype=np.int64), power
+
+
+def _summed(t: np.ndarray, device: np.ndarray, power: np.ndarray) -> pd.Series:
+    """The general path's pivot table for clean columns, built without a group-by: each
+    device's last reading at each tick (one row per tick, one column per device, in the same
+    memory order), then the same forward fill and row sums, so each total is the same float."""
+    ticks, row = np.unique(t, return_inverse=True)
+    devices, col = np.unique(device, return_inverse=True)
+    # The last reading of each (tick, device) cell: the first one met reading backwards.
+    cells, first = np.unique((row * len(devices) + col)[::-1], return_index=True)
+    grid = np.full(len(ticks) * len(devices), np.nan)
+    grid[cells] = power[::-1][first]
+    by_tick = pd.DataFrame(
+        grid.reshape(len(ticks), len(devices)),
+        index=pd.Index(ticks, name="elapsed_s"),
+        columns=pd.Index(devices, name="device"),
+    )
+    return by_tick.ffill().sum(axis=1, min_count=1).dropna()
+
+
 def node_power(run: RunData) -> tuple[list[dict[str, Any]], dict[str, list[list[float]]]]:
     """Per node: peak/mean total power and device starts; and the plot series per node."""
     step_s = run.manifest.get("config", {}).get("ramp", {}).get("step_s")
@@ -62,8 +103,7 @@ def node_power(run: RunData) -> tuple[list[dict[str, Any]], dict[str, list[list[
             and isinstance(e.get("elapsed_s"), int | float)
         ]
         total = _total_power(node.samples)
-        points = [[float(t), round(float(w), 3)] for t, w in total.items()]
-        points = points[:: max(1, len(points) // _MAX_POINTS)]
+        points = decimate([[float(t), round(float(w), 3)] for t, w in total.items()], _MAX_POINTS)
         if len(points) >= 2:
             series[host] = points
             x0, x1 = points[0][0], points[-1][0]

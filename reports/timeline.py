@@ -10,11 +10,13 @@ This module gives the data in seconds and units; reports/plots.py draws it.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from burnin.verdicts import GpuData
 
 MAX_POINTS = 400
+P = TypeVar("P", bound=Sequence[float])
 _SAMPLE_PLOTS = (
     ("temp_c", "temperature", "°C"),
     ("power_w", "power", "W"),
@@ -119,8 +121,6 @@ def _phases(records: list[dict[str, Any]], samples: list[dict[str, Any]]) -> lis
 
 
 def _plot(key: str, label: str, unit: str, points: list[tuple[float, float]]) -> dict[str, Any]:
-    step = max(1, -(-len(points) // MAX_POINTS))
-    shown = points[::step]
     ys = [v for _, v in points]
     return {
         "key": key,
@@ -128,8 +128,28 @@ def _plot(key: str, label: str, unit: str, points: list[tuple[float, float]]) ->
         "unit": unit,
         "min": round(min(ys), 3),
         "max": round(max(ys), 3),
-        "points": shown,
+        "points": decimate(points, MAX_POINTS),
     }
+
+
+def decimate(points: Sequence[P], most: int) -> list[P]:
+    """At most ``most`` (4 at the least) of ``points``, (time, value) pairs in time order, for a
+    plot: the first, the last, and the lowest and highest of each run of points in between.
+
+    Min/max decimation: every peak and trough stays on the plot (the peak temperature, the
+    peak power a reader looks for), where taking every n-th point would skip them.
+    """
+    if len(points) <= max(most, 2):
+        return list(points)
+    inner, runs = len(points) - 2, max(1, (most - 2) // 2)
+    shown = [points[0]]
+    for r in range(runs):
+        run = range(1 + r * inner // runs, 1 + (r + 1) * inner // runs)
+        low = min(run, key=lambda i: points[i][1])
+        high = max(run, key=lambda i: points[i][1])
+        shown += [points[i] for i in sorted({low, high})]
+    shown.append(points[-1])
+    return shown
 
 
 def _throttle_spans(samples: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:

@@ -81,6 +81,15 @@ def plain_peer_finding(
     return Finding(Status.PASS, where)
 
 
+def plain_same_load_power_stats(
+    gpu: GpuData, ctx: CheckContext, power_w: float, floor_share: float
+) -> peers.PeerStats | None:
+    """same_load_power_stats as the power of each same-load peer, sorted per card."""
+    others = [peers.under_load(g, ctx)[0] for g in peers.same_load_peers(gpu, ctx)]
+    known = [p for p in others if p is not None]
+    return peers.peer_stats(power_w, known, floor_share=floor_share)
+
+
 def plain_results(gpu: GpuData, kernel: str | None = None) -> list[dict[str, Any]]:
     return [
         r
@@ -275,6 +284,12 @@ FILES = [
     ("non-ASCII space around", "\u00a0".encode() + OK_LINE + b"\n"),
     ("infinite float", b'{"power_w":1e999}\n{"power_w":-1e999}\n'),
     ("big integers", b'{"energy_j":18446744073709551616}\n{"energy_j":-9223372036854775809}\n'),
+    ("18 digits in a row", b'{"energy_j":123456789012345678,"power_w":0.123456789012345678}\n'),
+    (
+        "19 digits in a string",
+        b'{"serial":"1234567890123456789","energy_j":99999999999999999999}\n',
+    ),
+    ("19 digits split by a dot", b'{"energy_j":1234567890.123456789}\n'),
     ("a long fraction", b'{"power_w":0.1234567890123456789012}\n'),
     (
         "edge floats",
@@ -354,12 +369,12 @@ def test_verdicts_match_the_plain_peer_comparisons(
     fast = stage.verdict_lines(stage.evaluate(fleet_run))
     assert '"status":"FAIL"' in fast  # the faults are judged, not only the healthy cards
     monkeypatch.setattr(peers, "peer_finding", plain_peer_finding)
-    for module in (power, thermal):
-        monkeypatch.setattr(
-            module,
-            "same_load_under_load",
-            lambda gpu, ctx: [peers.under_load(g, ctx) for g in peers.same_load_peers(gpu, ctx)],
-        )
+    monkeypatch.setattr(
+        thermal,
+        "same_load_under_load",
+        lambda gpu, ctx: [peers.under_load(g, ctx) for g in peers.same_load_peers(gpu, ctx)],
+    )
+    monkeypatch.setattr(power, "same_load_power_stats", plain_same_load_power_stats)
     for name in ("membw", "throughput", "pcie_bw", "wear"):
         module = importlib.import_module(f"burnin.verdicts.{name}")
         monkeypatch.setattr(module, "peer_finding", plain_peer_finding)

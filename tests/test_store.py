@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
 import pytest
 
 from burnin.errors import StoreError
-from burnin.store import RunStore, new_run_id, read_jsonl, safe_name
+from burnin.store import RunStore, collector_paused, frozen, new_run_id, read_jsonl, safe_name
 
 
 def test_new_run_never_reuses_a_directory(tmp_path: Path) -> None:
@@ -87,3 +88,39 @@ def test_bad_run_directories(tmp_path: Path, setup, message: str) -> None:
     with pytest.raises(StoreError, match=message) as info:
         RunStore(run_dir).load()
     assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_collector_paused_while_reading_and_left_as_found(tmp_path: Path, enabled: bool) -> None:
+    store = RunStore.create(tmp_path, "h")
+    store.write_manifest({"run_id": "x"})
+    seen: list[bool] = []
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with collector_paused():
+            seen.append(gc.isenabled())
+            with collector_paused():  # nested: the outer pause stands
+                pass
+            seen.append(gc.isenabled())
+        seen.append(gc.isenabled())
+    finally:
+        gc.enable()
+    assert seen == [False, False, enabled]
+
+
+def test_frozen_store_is_out_of_the_collectors_passes_until_the_block_ends(
+    tmp_path: Path,
+) -> None:
+    store = RunStore.create(tmp_path, "h")
+    store.write_manifest({"run_id": "x"})
+    writer = store.writer("h", "samples")
+    writer.write({"device": 0, "elapsed_s": 1.0, "throttle_reasons": ["gpu_idle"]})
+    writer.close()
+    with frozen(store.load) as run:
+        sample = run.nodes["h"].samples[0]
+        assert gc.isenabled() and gc.get_freeze_count() > 0 and gc.is_tracked(sample)
+        assert not any(o is sample for o in gc.get_objects())  # frozen: no pass walks it
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(StoreError), frozen(RunStore(tmp_path / "none").load):
+        pass
+    assert gc.get_freeze_count() == 0 and gc.isenabled()

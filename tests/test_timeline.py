@@ -12,7 +12,7 @@ import pytest
 from fakes import write_run
 
 from burnin.reports import write_reports
-from burnin.reports.timeline import timeline
+from burnin.reports.timeline import MAX_POINTS, decimate, timeline
 from burnin.verdicts import GpuData, evaluate
 
 RECORDS = [
@@ -182,3 +182,41 @@ def test_kernel_names_are_escaped(tmp_path: Path) -> None:
     write_reports(run_dir)
     html = (run_dir / "report.html").read_text()
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+
+
+SPIKY = [(float(t), 60.0 + (t % 7) * 0.1) for t in range(900)]
+SPIKY[437] = (437.0, 93.0)  # one hot second
+SPIKY[612] = (612.0, 20.0)  # one reading far below
+
+
+@pytest.mark.parametrize(
+    ("points", "most"),
+    [
+        (SPIKY, MAX_POINTS),
+        (SPIKY, 10),
+        (SPIKY[:401], MAX_POINTS),
+        ([(float(t), float(t % 2)) for t in range(5000)], 300),
+        ([(0.0, 1.0), (1.0, 5.0), (2.0, 3.0)], 2),
+    ],
+)
+def test_decimation_keeps_the_ends_peaks_and_troughs_in_time_order(
+    points: list[tuple[float, float]], most: int
+) -> None:
+    shown = decimate(points, most)
+    assert len(shown) <= max(most, 4) and shown == sorted(shown)
+    assert shown[0] == points[0] and shown[-1] == points[-1]
+    assert max(v for _, v in shown) == max(v for _, v in points)
+    assert min(v for _, v in shown) == min(v for _, v in points)
+    assert all(p in points for p in shown)
+
+
+def test_short_series_are_drawn_whole() -> None:
+    assert decimate(SPIKY[:400], MAX_POINTS) == SPIKY[:400]
+
+
+def test_a_timeline_shows_the_hottest_second() -> None:
+    samples = [{"elapsed_s": t, "temp_c": v} for t, v in SPIKY]
+    t = timeline(data(RECORDS, samples))
+    assert t is not None
+    (temp,) = [p for p in t["plots"] if p["key"] == "temp_c"]
+    assert len(temp["points"]) <= MAX_POINTS and (437.0, 93.0) in temp["points"]

@@ -38,7 +38,12 @@ class FanThresholds:
 def fan(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     """Fans stopped or not turning while the card is hot."""
     f = Findings("fan")
-    with_fans = [s for s in gpu.samples if _number(s, "fan_pct") or _number(s, "fan_rpm")]
+    # The key test first: most cards sample no fan, and a fleet's samples are millions.
+    with_fans = [
+        s
+        for s in gpu.samples
+        if ("fan_pct" in s or "fan_rpm" in s) and (_number(s, "fan_pct") or _number(s, "fan_rpm"))
+    ]
     if not with_fans:
         f.gap("no fan readings (a passively cooled card: the chassis fans cool it)")
         yield f.verdict()

@@ -98,7 +98,7 @@ class GpuData:
         return [r for r in self.records if r.get("type") == kind]
 
     def sample_values(self, key: str) -> list[float]:
-        return [s[key] for s in self.samples if isinstance(s.get(key), int | float)]
+        return [v for s in self.samples if isinstance(v := s.get(key), (int, float))]
 
     def metric(self, name: str) -> float | None:
         """The latest result's figure ``name``; None when absent or not a number (a NaN is

@@ -18,7 +18,7 @@ from burnin.skus import resolve
 from burnin.verdicts.finding import Findings
 from burnin.verdicts.limits import limit
 from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict
-from burnin.verdicts.records import loaded_samples, values
+from burnin.verdicts.records import loaded_in_run, values
 from burnin.verdicts.registry import check
 
 _DCGM = "DCGM health watch NVLink rules (DcgmHealthWatch.cpp MonitorNVLink4Fields)"
@@ -65,7 +65,7 @@ def nvlink(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
         yield f.verdict()
         return
     _links(f, sku.key if sku and expected else None, expected or total, ups)
-    _errors(f, loaded_samples(gpu) or gpu.samples, ctx.limits(NvlinkThresholds))
+    _errors(f, loaded_in_run(gpu, ctx) or gpu.samples, ctx.limits(NvlinkThresholds))
     yield f.verdict()
 
 
@@ -146,7 +146,7 @@ def _growth(samples: list[dict[str, Any]], key: str) -> tuple[float | None, floa
     points = sorted(
         (s["elapsed_s"], s[key])
         for s in samples
-        if _number(s.get(key)) and _number(s.get("elapsed_s"))
+        if key in s and _number(s.get(key)) and _number(s.get("elapsed_s"))  # most lack key
     )
     if len(points) < 2:
         return None, 0.0

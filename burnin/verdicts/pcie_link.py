@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from burnin.verdicts.finding import Findings
 from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict
-from burnin.verdicts.records import loaded_samples, values
+from burnin.verdicts.records import loaded_in_run, values
 from burnin.verdicts.registry import check
 
 
@@ -18,7 +18,7 @@ from burnin.verdicts.registry import check
 def pcie_link(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     """Link generation and width under load vs the card's and slot's maximum."""
     inv, f = gpu.inventory, Findings("pcie-link")
-    loaded = loaded_samples(gpu)
+    loaded = loaded_in_run(gpu, ctx)
     gens, widths = values(loaded, "pcie_gen"), values(loaded, "pcie_width")
     card_gen = inv.get("pcie_max_gen") or inv.get("pcie_system_max_gen")
     card_width = inv.get("pcie_max_width") or inv.get("pcie_system_max_width")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from burnin.verdicts.finding import Findings
 from burnin.verdicts.limits import limit
 from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict
-from burnin.verdicts.records import growth_per_min, loaded_samples, values
+from burnin.verdicts.records import growth_per_min, loaded_in_run, values
 from burnin.verdicts.registry import check
 
 # PCIe lane rate by generation, GT/s (PCI-SIG specifications), for DCGM's replay-rate formula.
@@ -32,7 +32,7 @@ def pcie_replay(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     """PCIe replay counter rate vs DCGM's expected rate for the link."""
     f = Findings("pcie-replay")
     rate = growth_per_min(gpu, "pcie_replay_count")
-    loaded = loaded_samples(gpu) or gpu.samples
+    loaded = loaded_in_run(gpu, ctx) or gpu.samples
     gen = max(values(loaded, "pcie_gen"), default=None) or gpu.inventory.get("pcie_max_gen")
     width = max(values(loaded, "pcie_width"), default=None) or gpu.inventory.get("pcie_max_width")
     if rate is None:

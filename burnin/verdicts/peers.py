@@ -24,7 +24,7 @@ from burnin.skus import resolve
 from burnin.verdicts.finding import Finding
 from burnin.verdicts.limits import limit
 from burnin.verdicts.model import CheckContext, GpuData, Status, is_cpu
-from burnin.verdicts.records import full_load, loaded_samples, values
+from burnin.verdicts.records import full_load, loaded_in_run, values
 
 MIN_PEERS = 3  # with two devices the median sits between them: neither can be the outlier
 
@@ -127,11 +127,19 @@ class _PeerGroup:
             self._median = statistics.median(self._ordered)
             self._mad = statistics.median(abs(v - self._median) for v in self._ordered)
         ordered, median = self._ordered, self._median
-        at = bisect.bisect_left(ordered, value)
-        others = ordered[:at] + ordered[at + 1 :]  # one copy of the device's own value out
+        at = bisect.bisect_left(ordered, value)  # one copy of the device's own value leaves
+
+        def other(i: int) -> float:  # the i-th of the others, in order
+            return ordered[i if i < at else i + 1]
+
+        count = len(ordered) - 1
+        # statistics.median of the others without copying the group once per member: the
+        # middle one, or the mean of the middle two, computed as statistics does.
+        half = count // 2
+        peer_median = other(half) if count % 2 else (other(half - 1) + other(half)) / 2
         floor = max(0.0, floor_share * abs(median))
         z = 0.6745 * (value - median) / max(self._mad, floor, 1e-12)
-        return PeerStats(len(others), median, statistics.median(others), z)
+        return PeerStats(count, median, peer_median, z)
 
 
 def _fn_key(fn: Callable[..., Any]) -> Hashable:
@@ -242,7 +250,7 @@ def under_load(gpu: GpuData, ctx: CheckContext) -> tuple[float | None, float | N
     """
 
     def compute() -> tuple[float | None, float | None]:
-        loaded = loaded_samples(gpu)
+        loaded = loaded_in_run(gpu, ctx)
         power = values(loaded, "power_w")
         temps = values(loaded[len(loaded) // 2 :], "temp_c")
         return (
@@ -288,6 +296,34 @@ def same_load_under_load(
     except TypeError:  # a kernel name that is not a string: compare the plain way
         return [under_load(g, ctx) for g in same_load_peers(gpu, ctx)]
     return [figures for g, figures in same if g is not gpu]
+
+
+def same_load_power_stats(
+    gpu: GpuData, ctx: CheckContext, power_w: float, floor_share: float
+) -> PeerStats | None:
+    """:func:`peer_stats` of the card's ``power_w`` under load against the same figure of its
+    :func:`same_load_peers`; each load's powers sorted once for the fleet (every card's own
+    sort of all its peers' costs the fleet's size squared)."""
+
+    def build() -> dict[int, _PeerGroup]:
+        groups: dict[Hashable, _PeerGroup] = {}
+        table: dict[int, _PeerGroup] = {}
+        for g in ctx.fleet:
+            if full_load(g) and (value := under_load(g, ctx)[0]) is not None:
+                if math.isnan(value):
+                    return {}  # NaN has no place in an order: the plain way keeps its quirks
+                table[id(g)] = groups.setdefault(_load_key(g), _PeerGroup())
+                table[id(g)].values.append(value)
+        return table
+
+    try:
+        group = ctx.memo(("same_load_power",), build).get(id(gpu))
+    except TypeError:  # a kernel name that is not a string
+        group = None
+    if group is None or not full_load(gpu) or under_load(gpu, ctx)[0] != power_w:
+        peers = [p for p, _temp_c in same_load_under_load(gpu, ctx) if p is not None]
+        return peer_stats(power_w, peers, floor_share=floor_share)
+    return group.stats(power_w, floor_share)
 
 
 def _load_key(gpu: GpuData) -> tuple[Any, ...]:

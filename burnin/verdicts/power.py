@@ -14,12 +14,7 @@ from burnin.skus import resolve
 from burnin.verdicts.finding import Findings
 from burnin.verdicts.limits import limit, same_as
 from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict
-from burnin.verdicts.peers import (
-    PeerThresholds,
-    peer_stats,
-    same_load_under_load,
-    under_load,
-)
+from burnin.verdicts.peers import PeerThresholds, same_load_power_stats, under_load
 from burnin.verdicts.records import full_load
 from burnin.verdicts.registry import check
 
@@ -89,16 +84,15 @@ def _power_vs_peers(f: Findings, gpu: GpuData, ctx: CheckContext) -> None:
     power_w, _temp = under_load(gpu, ctx)
     if power_w is None or not full_load(gpu):
         return
-    peers = [p for p, _temp_c in same_load_under_load(gpu, ctx) if p is not None]
     t = ctx.limits(PowerThresholds)
-    stats = peer_stats(power_w, peers, floor_share=t.peer_mad_floor)
+    stats = same_load_power_stats(gpu, ctx, power_w, t.peer_mad_floor)
     if stats is None:
         return
     median_w, z = stats.peer_median, stats.z
     ratio = power_w / median_w if median_w else 1.0
     warn_ratio = t.power_reach_warn_ratio
     text = (
-        f"drew {power_w:.0f} W under load = {ratio:.2f} x the median of {len(peers)} peers "
+        f"drew {power_w:.0f} W under load = {ratio:.2f} x the median of {stats.peers} peers "
         f"under the same kernels ({median_w:.0f} W)"
     )
     if ratio < warn_ratio and z <= -t.peer_z:

@@ -116,6 +116,15 @@ def loaded_samples(gpu: GpuData, kernel: str | None = None) -> list[dict[str, An
     ]
 
 
+def loaded_in_run(
+    gpu: GpuData, ctx: CheckContext, kernel: str | None = None
+) -> list[dict[str, Any]]:
+    """:func:`loaded_samples`, found once per device and kernel for all of the run's checks
+    (five ask for a card's samples under load; a fleet's scans of them cost seconds)."""
+    key = ("loaded_samples", gpu.node, gpu.index, kernel)
+    return ctx.memo(key, lambda: loaded_samples(gpu, kernel))
+
+
 def _union(windows: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
     """The (lo, hi] windows as disjoint ones in time order: the starts and the ends."""
     los: list[float] = []
@@ -135,16 +144,21 @@ def _inside(t: float, los: list[float], his: list[float]) -> bool:
     return at < len(his) and los[at] < t <= his[at]
 
 
+# isinstance with a tuple of types: the same test as with ``int | float``, a third faster,
+# which over a fleet's samples read by a dozen checks is seconds.
+NUMBER = (int, float)
+
+
 def values(samples: list[dict[str, Any]], key: str) -> list[float]:
-    return [s[key] for s in samples if isinstance(s.get(key), int | float)]
+    return [v for s in samples if isinstance(v := s.get(key), NUMBER)]
 
 
 def growth_per_min(gpu: GpuData, key: str) -> float | None:
     """How fast a sampled counter grew, per minute of run (first to last sample)."""
     points = sorted(
-        (s["elapsed_s"], s[key])
+        (t, v)
         for s in gpu.samples
-        if isinstance(s.get(key), int | float) and isinstance(s.get("elapsed_s"), int | float)
+        if isinstance(v := s.get(key), NUMBER) and isinstance(t := s.get("elapsed_s"), NUMBER)
     )
     if len(points) < 2 or points[-1][0] <= points[0][0]:
         return None

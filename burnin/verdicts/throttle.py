@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from burnin.verdicts.finding import Findings
 from burnin.verdicts.limits import limit
 from burnin.verdicts.model import CheckContext, GpuData, Status, Verdict
-from burnin.verdicts.records import loaded_samples
+from burnin.verdicts.records import loaded_in_run
 from burnin.verdicts.registry import check
 
 # Clock-event reasons that mean clocks were cut by half or more (nvml.h, docs/nvml.md §2.7).
@@ -44,7 +44,9 @@ class ThrottleThresholds:
 def throttle(gpu: GpuData, ctx: CheckContext) -> Iterator[Verdict]:
     """Clock-event reasons active under load (HW slowdown, thermal, power brake)."""
     f = Findings("throttle")
-    loaded = [s for s in loaded_samples(gpu) if "throttle_reasons" not in s.get("unsupported", ())]
+    loaded = [
+        s for s in loaded_in_run(gpu, ctx) if "throttle_reasons" not in s.get("unsupported", ())
+    ]
     if not loaded:
         f.gap("no clock-event reasons sampled under load")
         yield f.verdict()
