@@ -35,7 +35,10 @@ def parse_args(description: str, size_help: str, defaults: dict[str, Any]) -> ar
     parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds (default 20)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     for name, (kind, value, text) in defaults.items():
-        parser.add_argument(f"--{name}", type=kind, default=value, help=text)
+        if kind is bool:  # a flag
+            parser.add_argument(f"--{name}", action="store_true", default=value, help=text)
+        else:
+            parser.add_argument(f"--{name}", type=kind, default=value, help=text)
     return parser.parse_args()
 
 

@@ -7,11 +7,16 @@ Two sides per round on the same ranks (``torch.multiprocessing`` spawn, one proc
 in alternating order: the harness, ``burnin.kernels.allreduce`` exactly as a node's workers run
 it (rendezvous through a FileStore, the verified sweep, then the stress loop: batches of about
 ``--batch`` seconds, every rank agreeing to go on after each, verified every few batches; its
-figure is the stress phase's p50 busbw, the group's time per batch being its slowest rank's);
-and a bare loop of ``all_reduce`` calls on a zero buffer of the same size in batches of the
-same length, the batch time taken as the slowest rank's, p50 over batches. busbw follows
-nccl-tests: ``S / t · 2(n−1)/n``, GB = 1e9 bytes. Each side forms its own process group and
-tears it down. Prints ``ratio=<harness p50 / bare p50>`` (median over rounds) last.
+figure is the stress phase's p50 busbw, the group's time per batch being its slowest rank's;
+its stress phase lasts ``--seconds`` whatever its set-up took, see :class:`_StressClock`);
+and a bare loop of ``all_reduce`` calls on a zero buffer of the same size, warmed up and sized
+into batches as the kernel does (its ``warmup`` calls, the mean of its ``iterations`` calls,
+then the fastest slowest-rank rate seen so far), each batch started together and timed as its
+slowest rank's, p50 over batches. busbw
+follows nccl-tests: ``S / t · 2(n−1)/n``, GB = 1e9 bytes. Each side forms its own process
+group and tears it down. Prints ``ratio=<harness p50 / bare p50>`` (median over rounds) last.
+``--noise-floor`` puts a second bare loop in the harness's place: the ratio the host's noise
+alone gives, the yardstick for a ratio measured under load.
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 
 _ELEM_BYTES = 4  # fp32, as the kernel
-_SETUP_S = 1.0  # rendezvous, group set-up and the verified sweep of one size (gloo: ~0.3 s)
 
 
 def _device(torch: Any, kind: str, rank: int) -> Any:
@@ -53,6 +57,7 @@ def bare_loop(
 
     from burnin.kernels.collectives import backend_for, bandwidth_gbps
 
+    cfg = _config(size, batch_s)
     cuda = device.type == "cuda"
     store = dist.FileStore(str(meet / "bare.store"), ranks)
     dist.init_process_group(
@@ -66,28 +71,33 @@ def bare_loop(
             if cuda:
                 torch.cuda.synchronize(device)
 
-        for _ in range(5):  # the kernel's warmup
+        for _ in range(cfg.warmup):
             dist.all_reduce(buf)
         sync()
+        # Batches sized as the kernel sizes its stress batches: from the mean of its sweep's
+        # ``iterations`` calls, then at the fastest slowest-rank rate seen so far.
         t0 = time.perf_counter()
-        dist.all_reduce(buf)
+        for _ in range(cfg.iterations):
+            dist.all_reduce(buf)
         sync()
-        # Every rank must make the same number of calls: the slowest rank's estimate decides.
-        per_call = torch.tensor([time.perf_counter() - t0], dtype=torch.float64, device=device)
-        dist.all_reduce(per_call, op=dist.ReduceOp.MAX)
-        calls = max(1, int(batch_s / max(float(per_call.item()), 1e-6)))
+        elapsed_s = (time.perf_counter() - t0) / cfg.iterations
+        last = torch.tensor([elapsed_s], dtype=torch.float64, device=device)
+        fastest_s = float("inf")
         batches = max(1, round(seconds / batch_s))
         times = torch.zeros(batches, dtype=torch.float64, device=device)
         for i in range(batches):
             # The ranks start each batch together, as the kernel's agreement before each of
-            # its batches makes them: otherwise one rank's late start counts as link time.
-            dist.barrier()
+            # its batches makes them (otherwise one rank's late start counts as link time),
+            # and every rank learns the slowest rank's last time per call.
+            dist.all_reduce(last, op=dist.ReduceOp.MAX)
+            fastest_s = min(fastest_s, float(last.item()))
+            calls = max(1, int(batch_s / max(fastest_s, 1e-6)))
             sync()
             t0 = time.perf_counter()
             for _ in range(calls):
                 dist.all_reduce(buf)
             sync()
-            times[i] = (time.perf_counter() - t0) / calls
+            times[i] = last[0] = (time.perf_counter() - t0) / calls
         dist.all_reduce(times, op=dist.ReduceOp.MAX)  # the group is as fast as its slowest rank
         busbw = [bandwidth_gbps(buf.numel() * _ELEM_BYTES, t, ranks)[1] for t in times.tolist()]
         return {"value": statistics.median(busbw)}
@@ -95,17 +105,45 @@ def bare_loop(
         dist.destroy_process_group()
 
 
+def _config(size: int, batch_s: float) -> Any:
+    """The kernel's configuration for one size; the bare side takes its warmup and sizing."""
+    from burnin.kernels.allreduce import Allreduce
+
+    return Allreduce.Config(
+        sizes_bytes=(size,), cpu_sizes_bytes=(size,), pairwise=False, batch_s=batch_s
+    )
+
+
+class _StressClock:
+    """The kernel's clock (``ctx.monotonic``) as this benchmark gives it: the host's, set back
+    once, when the kernel reports its sweep, by the time its rendezvous and sweep took. The
+    kernel's duration, ``--seconds`` as the bare side's, is then its stress phase alone however
+    long a loaded host takes to set the group up, and its waits keep their timeouts meanwhile.
+    No timed figure reads this clock (``perf_counter`` or CUDA events do)."""
+
+    def __init__(self, emit: Any) -> None:
+        self._emit = emit
+        self._origin = time.monotonic()
+        self._setup_s: float | None = None
+
+    def __call__(self) -> float:
+        return time.monotonic() - (self._setup_s or 0.0)
+
+    def emit(self, record: dict[str, Any]) -> None:
+        if self._setup_s is None and record.get("phase") == "sweep":
+            self._setup_s = time.monotonic() - self._origin
+        self._emit(record)
+
+
 def harness(
     rank: int, ranks: int, device: Any, size: int, seconds: float, batch_s: float, meet: Path
 ) -> dict[str, float]:
     from burnin.kernels.allreduce import Allreduce
 
-    cfg = Allreduce.Config(
-        sizes_bytes=(size,), cpu_sizes_bytes=(size,), pairwise=False, batch_s=batch_s
-    )
-    # The kernel's duration covers its rendezvous and sweep too: give those their time, so its
-    # stress phase lasts about as long as the bare side.
-    ctx = _common.context(device, cfg, seconds + _SETUP_S)
+    cfg = _config(size, batch_s)
+    ctx = _common.context(device, cfg, seconds)
+    clock = _StressClock(ctx.emit)
+    ctx.monotonic, ctx.emit = clock, clock.emit
     ctx.device_index = rank
     ctx.peers = {"meet_dir": str(meet), "devices": list(range(ranks))}
     result = Allreduce().run(ctx)
@@ -128,6 +166,8 @@ def _rank(rank: int, args: Any, ranks: int, root: str) -> None:
     device = _device(torch, args.device_type, rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    # Imported before the first round, so neither side's set-up pays for it.
+    from burnin.kernels.allreduce import Allreduce  # noqa: F401
     from burnin.kernels.collectives import backend_for
 
     _env(backend_for(device.type))
@@ -139,12 +179,15 @@ def _rank(rank: int, args: Any, ranks: int, root: str) -> None:
         path.mkdir(exist_ok=True)
         return path
 
-    rows = _common.interleave(
-        args.rounds,
-        lambda: bare_loop(torch, rank, ranks, device, size, seconds, batch_s, meet()),
-        lambda: harness(rank, ranks, device, size, seconds, batch_s, meet()),
-        ["bare_value", "harness", "ratio"],
-    )
+    def bare() -> dict[str, float]:
+        return bare_loop(torch, rank, ranks, device, size, seconds, batch_s, meet())
+
+    def measured() -> dict[str, float]:
+        if args.noise_floor:  # the same bare loop in the harness's place: the noise floor
+            return {"harness": bare()["value"]}
+        return harness(rank, ranks, device, size, seconds, batch_s, meet())
+
+    rows = _common.interleave(args.rounds, bare, measured, ["bare_value", "harness", "ratio"])
     if rank == 0:
         median = _common.median
         print(
@@ -165,6 +208,11 @@ def main() -> None:
         {
             "ranks": (int, 2, "ranks (processes; on GPUs one GPU each); default 2"),
             "batch": (float, 0.1, "seconds per timed batch, both sides (default 0.1)"),
+            "noise-floor": (
+                bool,
+                False,
+                "a second bare loop in the harness's place: the ratio noise alone gives",
+            ),
         },
     )
     device = _common.setup_device(args)
@@ -175,7 +223,11 @@ def main() -> None:
         raise SystemExit(f"--ranks: an all-reduce needs 2 or more, got {args.ranks}")
     args.size = args.size or (1 << 28 if device.type == "cuda" else 1 << 20)
     _common.header(
-        "bench_allreduce", device, args, f"ranks={args.ranks} size={args.size} batch={args.batch:g}"
+        "bench_allreduce",
+        device,
+        args,
+        f"ranks={args.ranks} size={args.size} batch={args.batch:g}"
+        + (" noise-floor (bare vs bare)" if args.noise_floor else ""),
     )
     with _common.Telemetry(device), tempfile.TemporaryDirectory(prefix="burnin-ar-") as root:
         mp.spawn(_rank, args=(args, args.ranks, root), nprocs=args.ranks, join=True)

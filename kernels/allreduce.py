@@ -363,16 +363,19 @@ class _Session:
         if not self.sizes:
             return
         count = self.sizes[-1]["count"]
-        # Batches are sized by the wall time a call really takes here, not the seam's device
-        # time, so a simulated fast card does not turn into thousands of CPU calls per batch.
-        # Every rank must make the same number of calls: size batches by the slowest rank.
+        # Batches are sized by the wall time a call really takes here (a simulated fast card
+        # must not turn into thousands of CPU calls), the slowest rank's, so every rank makes
+        # the same calls, at the fastest rate seen so far: one stalled estimate on a shared
+        # host would shrink every later batch, where the ranks' start skew counts as link time.
         wall_s = self._max(self.stress_wall_s, None)
-        calls = max(1, int(self.cfg.batch_s / max(wall_s, 1e-6)))
-        calls = self.ctx.seam.batch_steps("allreduce", calls)
         buf = self.torch.zeros(count, dtype=self.torch.float32, device=self.ctx.device)
         batches = 0
         while not self._agree(self.ctx.monotonic() >= deadline or self.ctx.should_stop()):
-            seconds = self._max(self._timed(buf, calls, None, len(self.members)), None)
+            calls = max(1, int(self.cfg.batch_s / max(wall_s, 1e-6)))
+            calls = self.ctx.seam.batch_steps("allreduce", calls)
+            own_s = self._timed(buf, calls, None, len(self.members))
+            seconds, batch_wall_s = self._maxes(own_s, self.wall_per_call_s)
+            wall_s = min(wall_s, batch_wall_s)
             self.stress_busbw.append(
                 bandwidth_gbps(count * _ELEM_BYTES, seconds, len(self.members))[1]
             )
@@ -476,9 +479,12 @@ class _Session:
         return (total - _OFFSET * len(devices)).to(self.torch.float32)
 
     def _max(self, value: float, group: Any) -> float:
-        t = self.torch.tensor([value], dtype=self.torch.float64, device=self.ctx.device)
+        return self._maxes(value, group=group)[0]
+
+    def _maxes(self, *values: float, group: Any = None) -> list[float]:  # one collective
+        t = self.torch.tensor(values, dtype=self.torch.float64, device=self.ctx.device)
         self._all_reduce(t, group, self.dist.ReduceOp.MAX)
-        return float(t.item())
+        return [float(v) for v in t.tolist()]
 
     def _agree(self, stop: bool) -> bool:
         """True when any rank wants to stop; a collective, so every rank takes the same branch."""

@@ -13,7 +13,6 @@ whole wait is stalled; a peer that beats is alive, however slow. Imports nothing
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -83,19 +82,28 @@ class Waiter:
     min_polls: int = MIN_POLLS
 
     def wait(
-        self, done: Callable[[], bool], what: str, block: Callable[[float], None] | None = None
+        self, done: Callable[[], bool], what: str, block: Callable[[float], bool] | None = None
     ) -> None:
         """Return once ``done()`` is true; raise :class:`PeerStalled` past the deadline.
 
-        ``block(seconds)``, where the backend has one, waits up to ``seconds`` and returns as
-        soon as the collective completes (see :func:`work_block`): no latency is added to a
-        timed call. Without it the waiter sleeps, from tens of microseconds up to ``poll_s``.
+        ``block(seconds)``, where the backend has one, waits up to ``seconds``, returns as soon
+        as the collective completes and says whether it did (see :func:`work_block`): no
+        latency is added to a timed call. Without it the waiter sleeps, from tens of
+        microseconds up to ``poll_s``.
         """
-        if done():
+        nap, since_beat, polls = min(_FIRST_S, self.poll_s), 0.0, 0
+        if block is not None:
+            # Nearly every call completes within the first block: such a call costs the
+            # backend's wait alone (no completion query, clock or heartbeat read) and, having
+            # waited under one poll interval, owes no heartbeat.
+            if block(self.poll_s) or done():
+                return
+            nap, since_beat, polls = self.poll_s, 0.0, 1
+            self.heartbeat()
+        elif done():
             return
         started = self.clock()
         before = self._beats()
-        nap, since_beat, polls = (self.poll_s if block else min(_FIRST_S, self.poll_s)), 0.0, 0
         while not done():
             (block or self.sleep)(nap)
             since_beat += nap
@@ -115,16 +123,19 @@ class Waiter:
         return dict(self.beats()) if self.beats is not None else {}
 
 
-def work_block(work: Any) -> Callable[[float], None]:
-    """A ``block`` for :meth:`Waiter.wait` on a gloo ``Work``: ``Work.wait(timeout)`` returns as
-    soon as the call completes; at the limit gloo raises "Operation timed out!" and the call
-    goes on (c10d's ``Work::wait``), so that error is not the call's. A call that failed is
-    completed, and the caller's final ``Work.wait()`` raises its real error. Not for NCCL,
-    whose ``wait`` with a timeout blocks the host and treats the limit as the call's failure."""
+def work_block(work: Any) -> Callable[[float], bool]:
+    """A ``block`` for :meth:`Waiter.wait` on a gloo ``Work``: ``Work.wait(timeout)`` returns
+    (True) as soon as the call completes; at the limit gloo raises "Operation timed out!" and
+    the call goes on (c10d's ``Work::wait``), so that error is not the call's. A call that
+    failed is completed, and the caller's final ``Work.wait()`` raises its real error. Not for
+    NCCL, whose ``wait`` with a timeout blocks the host and treats the limit as the call's
+    failure."""
 
-    def block(seconds: float) -> None:
-        with contextlib.suppress(RuntimeError):
-            work.wait(timedelta(seconds=seconds))
+    def block(seconds: float) -> bool:
+        try:
+            return bool(work.wait(timedelta(seconds=seconds)))
+        except RuntimeError:
+            return False
 
     return block
 

@@ -400,6 +400,32 @@ def test_every_timed_size_starts_after_a_barrier(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_stress_batches_never_shrink_and_match_on_every_rank(tmp_path: Path) -> None:
+    """Batches hold the calls the fastest rate seen so far fits in ``batch_s``: one slow
+    estimate (a stall on a shared host) is not kept for the rest of the stress phase."""
+    results = run_ranks(tmp_path, [0, 1], _trace=True, duration_s=2.0, verify_every=1000)
+    batches = {}
+    for dev, r in results.items():
+        # A stress batch: the agreement to go on (MAX of 1), its calls on the largest size
+        # (16384 elements), then the maxima of its time and wall time (MAX of 2).
+        calls: list[int] = []
+        run = None
+        for op, numel in r["_trace"]:
+            if (op, numel) == ("MAX", 1):
+                run = 0
+            elif (op, numel) == ("SUM", 16384) and run is not None:
+                run += 1
+            elif (op, numel) == ("MAX", 2) and run is not None:
+                calls.append(run)
+                run = None
+            else:
+                run = None
+        batches[dev] = calls
+        assert len(calls) == r["stress"]["batches"] >= 2
+    assert batches[0] == batches[1] == sorted(batches[0])
+
+
+@pytest.mark.slow
 def test_corrupted_results_are_counted_on_that_rank(tmp_path: Path) -> None:
     results = run_ranks(tmp_path, [0, 1, 2], faults={1: [("sdc-constant", {})]})
     assert results[1]["wrong"] > 0

@@ -93,6 +93,31 @@ def test_a_completed_collective_returns_without_sleeping() -> None:
     assert script.polls == 0 and script.heartbeats == 0
 
 
+@pytest.mark.parametrize("blocks_until_done", [1, 3])
+def test_a_call_done_within_the_first_block_reads_no_clock(blocks_until_done: int) -> None:
+    """The timed loop's common case costs the backend's wait alone; a longer wait heartbeats
+    about once per POLL_S and reads the clock and the peers' beats as before."""
+    script = Script(blocks_until_done, {1, 2, 3}, 0.1)
+    reads: list[str] = []
+
+    def clock() -> float:
+        reads.append("clock")
+        return script.now
+
+    def beats() -> dict[int, float]:
+        reads.append("beats")
+        return dict(script.beat_values)
+
+    waiter = script.waiter(timeout_s=10.0)
+    waiter.clock, waiter.beats = clock, beats
+    waiter.wait(script.done, "all-reduce", script.sleep)
+    assert script.polls == blocks_until_done
+    if blocks_until_done == 1:
+        assert reads == [] and script.heartbeats == 0
+    else:
+        assert "clock" in reads and "beats" in reads and script.heartbeats == blocks_until_done
+
+
 def test_naps_grow_from_tens_of_microseconds_to_the_poll_interval() -> None:
     naps: list[float] = []
     waiter = Waiter([0, 1], 0, lambda: 0.0, lambda: None, 1.0, sleep=naps.append)
