@@ -14,9 +14,11 @@ stage is over each node marks ``done``; the rank-0 node waits for every node unt
 longest planned node (its start offset plus its plan) plus :data:`MARGIN_S` has passed, or
 until a node's heartbeat has not moved for ``watchdog.timeout_s``: such a node is ``lost``,
 its cards (from its announced plan, else from ``--expect-gpus``) get ``lost`` verdicts. The
-nodes that finished then run the cross-node stage (burnin/rack_collectives.py) and the rank-0
-node writes ``rack.jsonl``, the merged ``manifest.json``, ``verdicts.jsonl`` and the reports
-at the run directory's root; every other node writes its own node report in its directory.
+nodes that finished then run the cross-node stage (burnin/rack_collectives.py: an all-reduce
+over every device of those nodes, one process per device meeting through the same store,
+then node pairs from the parent processes) and the rank-0 node writes ``rack.jsonl``, the
+merged ``manifest.json``, ``verdicts.jsonl`` and the reports at the run directory's root;
+every other node writes its own node report in its directory.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ _POLL_S = 0.2
 GPU_SIZES = (1 << 20, 16 << 20, 256 << 20)
 CPU_SIZES = (64 << 10, 1 << 20, 4 << 20)
 ITERS = 5
+STORE_PREFIX = "burnin/"  # every key the rack keeps in the rendezvous store starts so
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ class Rack:
             timedelta(seconds=timeout_s),
             multi_tenant=is_master,
         )
-        return dist.PrefixStore("burnin/", store)
+        return dist.PrefixStore(STORE_PREFIX, store)
 
     def open_store(self, plan: Any) -> RunStore:
         """Agree on the run id, claim this node's name, announce the plan, start beating."""
@@ -162,8 +165,6 @@ class Rack:
 
         Returns (the directory whose reports this node wrote, their context).
         """
-        from burnin.rack_collectives import Stage
-
         try:
             (store.node_dir(self.node) / "done").write_text(f"{self.rank}\n", encoding="utf-8")
             self.store.set(f"done/{self.rank}", self.node)
@@ -174,27 +175,60 @@ class Rack:
             else:
                 live, errors = self._read_live(), []
             if self.rank in live and len(live) > 1:
-                device = "cpu" if plan.items[0].device.kind == "cpu" else "cuda:0"
-                stage = Stage(
-                    self.store,
-                    live.index(self.rank),
-                    len(live),
-                    device,
-                    self.beat_timeout_s,
-                    self.clock,
-                    lambda: None,
-                    self.delay_s,
-                )
-                sizes = CPU_SIZES if device == "cpu" else GPU_SIZES
-                mine = stage.run(sizes, sizes[-1], ITERS)
-                self.store.set(
-                    f"result/{self.rank}", json.dumps({**mine, "backend": stage.backend})
-                )
+                mine = json.dumps(self._stage(plan, live))
+                try:
+                    self.store.set(f"result/{self.rank}", mine)
+                except Exception as exc:  # the store's host ended first: rank 0 reports us
+                    log.error("could not hand in the cross-node result: %s", exc)
             if self.rank != 0:
                 return self._node_report(store)
             return self._rack_report(store, live, errors)
         finally:
             self.close()
+
+    def _stage(self, plan: Any, live: list[int]) -> dict[str, Any]:
+        """This node's part of the cross-node stage (burnin/rack_collectives.py): one process
+        per device in the all-reduce over every device of the live nodes, then the node pairs
+        from this process on the node's first device."""
+        from burnin.rack_collectives import DeviceRank, Stage, rank_offsets, run_full
+        from burnin.supervisor import mp_context
+
+        announced = self._announced()
+        counts = [len(announced.get(r, {}).get("plan", [])) for r in live]
+        me = live.index(self.rank)
+        counts[me] = len(plan.items)
+        devices = [i.device.torch_device for i in plan.items]
+        first_device = devices[0] if devices else "cpu"
+        sizes = CPU_SIZES if first_device == "cpu" else GPU_SIZES
+        first = rank_offsets(counts)[me]
+        specs = [
+            DeviceRank(
+                addr=self.env.master_addr,
+                port=self.env.master_port,
+                prefix=STORE_PREFIX,
+                rank=first + k,
+                world=sum(counts),
+                device=device,
+                timeout_s=self.beat_timeout_s,
+                sizes=sizes,
+                iters=ITERS,
+                delay_s=self.delay_s,
+            )
+            for k, device in enumerate(devices)
+        ]
+        full = run_full(specs, mp_context(), self.clock)
+        stage = Stage(
+            self.store, me, len(live), first_device, self.beat_timeout_s, self.clock,
+            lambda: None, self.delay_s,
+        )  # fmt: skip
+        pairs = stage.pairs(sizes[-1], ITERS)
+        return {
+            "allreduce": full["allreduce"],
+            "pairs": pairs["pairs"],
+            "errors": full["errors"] + pairs["errors"],
+            "ranks": sum(counts),
+            "backend": stage.backend,
+        }
 
     def _read_live(self) -> list[int]:
         wait_s = self._longest_end_s() + MARGIN_S + self.beat_timeout_s

@@ -1,9 +1,10 @@
 """Pure: the rack's cross-node figures from ``rack.jsonl`` in the run directory, for the report.
 
 A multi-node run writes ``rack.jsonl`` at the run directory's root, one JSON object per line:
-``rack-allreduce`` (one per message size: ranks, backend, size_bytes, time_s, algbw_gbps,
-busbw_gbps, wrong), ``node-pair`` (busbw between two nodes), ``rack-error`` (a node that could
-not take part) and ``rack-summary`` (the best busbw and the slow pairs). :func:`read_rack`
+``rack-allreduce`` (one per message size: ranks, i.e. every device of the nodes that took
+part, nodes, backend, size_bytes, time_s, algbw_gbps, busbw_gbps, wrong), ``node-pair``
+(busbw between two nodes), ``rack-error`` (a node that could not take part) and
+``rack-summary`` (the best busbw and the slow pairs). :func:`read_rack`
 reads it tolerantly (no file: no rack section; a torn last line, the writer cut off, is
 dropped), :func:`rack_block` turns it into the report's ``rack`` block, with the whole rack's
 power ramp: each node's peak and the rack's peak (the nodes' power summed per sampler tick).

@@ -148,6 +148,14 @@ _ALLREDUCE = {"type": "rack-allreduce", "ranks": 3, "backend": "gloo", "size_byt
     ("records", "node", "check", "status", "text"),
     [
         ([_ALLREDUCE], "a", "allreduce", Status.PASS, "every sum exact"),
+        # every device of every node a rank: 3 nodes of 2 devices
+        (
+            [{**_ALLREDUCE, "ranks": 6, "nodes": 3}],
+            "a",
+            "allreduce",
+            Status.PASS,
+            "over 6 ranks on 3 nodes (gloo): every sum exact",
+        ),
         ([{**_ALLREDUCE, "wrong": 3}], "b", "allreduce", Status.FAIL, "3 wrong"),
         # node c is in both slow pairs: named as the suspect, the others pass
         (

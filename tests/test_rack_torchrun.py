@@ -43,13 +43,18 @@ def _start(
     duration: str = "3",
     slow: dict[str, float] | None = None,
     extra: tuple[str, ...] = (),
+    slow_rank: int | None = None,
 ) -> dict[str, subprocess.Popen[bytes]]:
+    """Start one torchrun per node; ``slow`` delays a node's transfers (by name), or, with
+    ``slow_rank``, the transfers of whichever node gets that rank."""
     port = _free_port()
     procs = {}
     for name in names:
         delay_s = (slow or {}).get(name)
         program = ["--no-python", BURNIN] if delay_s is None else [NODE_SCRIPT]
         env = {**os.environ, "BURNIN_TEST_SLOW_LINK_S": str(delay_s or 0)}
+        if slow_rank is not None:
+            env["BURNIN_TEST_SLOW_LINK_RANK"] = str(slow_rank)
         env.pop("TORCHELASTIC_RUN_ID", None)
         cmd = [
             sys.executable, "-m", "torch.distributed.run",
@@ -130,7 +135,8 @@ def test_two_nodes_make_one_run(tmp_path: Path) -> None:
     assert sorted(p.name for p in (run / "nodes").iterdir()) == ["a", "b"]
     rack = _rack(run)
     sums = [r for r in rack if r["type"] == "rack-allreduce"]
-    assert sums and all(r["wrong"] == 0 and r["ranks"] == 2 for r in sums)
+    # The all-reduce spans every device of every node: 2 nodes x 2 CPU devices = 4 ranks.
+    assert sums and all(r["wrong"] == 0 and r["ranks"] == 4 and r["nodes"] == 2 for r in sums)
     assert all(r["backend"] == "gloo" and r["busbw_gbps"] > 0 for r in sums)
     assert [r["nodes"] for r in rack if r["type"] == "node-pair"] in ([["a", "b"]], [["b", "a"]])
     assert not [r for r in rack if r["type"] == "rack-error"]
@@ -185,3 +191,24 @@ def test_killed_node_is_lost(tmp_path: Path) -> None:
     assert lost == {(victim, 0), (victim, 1)}
     assert not [v for v in verdicts if v["node"] == survivor and v["check"] == "lost"]
     print(f"lost node: rank 0 ended {took_s:.1f} s after the kill")
+
+
+def test_a_node_hung_in_the_cross_node_stage_ends_in_errors(tmp_path: Path) -> None:
+    """Rank 1's transfers in the cross-node stage never start (a delay far past every
+    timeout): rank 0 still ends, within its timeouts, with ERROR verdicts and exit 4."""
+    started = time.monotonic()
+    procs = _start(
+        tmp_path, ["a", "b"], slow={"a": 3600.0, "b": 3600.0}, slow_rank=1,
+        extra=("--set", "watchdog.timeout_s=5"),
+    )  # fmt: skip
+    codes = _wait(procs)
+    took_s = time.monotonic() - started
+    run = _run_dir(tmp_path)
+    report = json.loads((run / "report.json").read_text())
+    assert report["exit_code"] == 4, codes
+    errors = [r for r in _rack(run) if r["type"] == "rack-error"]
+    assert errors and not any(r.get("lost") for r in errors), errors
+    verdicts = [json.loads(line) for line in (run / "verdicts.jsonl").read_text().splitlines()]
+    failed = {v["node"] for v in verdicts if v["check"] == "allreduce" and v["status"] == "ERROR"}
+    assert failed, verdicts
+    print(f"hung stage: rank 0 done {took_s:.1f} s after the start; errors {errors}")

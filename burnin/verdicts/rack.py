@@ -95,6 +95,8 @@ def _allreduce(gpu: GpuData, records: Sequence[Mapping[str, Any]]) -> Iterator[V
     wrong = sum(int(r.get("wrong") or 0) for r in [*rows, *pairs])
     best = max(float(r.get("busbw_gbps") or 0.0) for r in rows)
     ranks, backend = rows[0].get("ranks"), rows[0].get("backend")
+    # Every device of every node is a rank; records without a node count are one rank a node.
+    span = f"{ranks} ranks on {rows[0]['nodes']} nodes" if "nodes" in rows[0] else f"{ranks} nodes"
     if wrong:
         yield Verdict(
             check="allreduce",
@@ -103,7 +105,7 @@ def _allreduce(gpu: GpuData, records: Sequence[Mapping[str, Any]]) -> Iterator[V
             limit=0,
             unit="wrong elements",
             action="retest",
-            message=f"cross-node all-reduce ({ranks} nodes, {backend}) or a pair test with this "
+            message=f"cross-node all-reduce ({span}, {backend}) or a pair test with this "
             f"node returned {wrong} wrong element(s): a NIC, cable or switch corrupts data",
         )
         return
@@ -112,7 +114,7 @@ def _allreduce(gpu: GpuData, records: Sequence[Mapping[str, Any]]) -> Iterator[V
         status=Status.PASS,
         observed=round(best, 3),
         unit="GB/s",
-        message=f"cross-node all-reduce over {ranks} nodes ({backend}): every sum exact, "
+        message=f"cross-node all-reduce over {span} ({backend}): every sum exact, "
         f"best busbw {best:.3g} GB/s",
     )
 
