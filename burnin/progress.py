@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from burnin.store import TappedWriter
+
 # Events that mean a device's run went wrong (burnin/supervisor.py, burnin/watch.py).
 FAULT_EVENTS = frozenset({"crash", "hang", "lost", "killed", "thermal-guard", "not-started"})
 # Wall seconds between redraws of the live view, and between checks of the clock for the
@@ -140,9 +142,9 @@ class Progress:
     def elapsed_s(self) -> float:
         return self._elapsed()
 
-    def tap(self, writer: Any) -> _Tap:
+    def tap(self, writer: Any) -> TappedWriter:
         """A stand-in for ``writer`` that stores each record, then feeds it to this progress."""
-        return _Tap(writer, self.feed)
+        return TappedWriter(writer, self.feed)
 
     def feed(self, record: Mapping[str, Any]) -> None:
         """Take one samples, events or results record."""
@@ -239,20 +241,6 @@ def _result(state: DeviceState, record: Mapping[str, Any], at_s: float) -> None:
         state.done_s = at_s
         if record.get("stop_reason") and not state.fault:
             state.fault = str(record.get("stop_reason"))
-
-
-class _Tap:
-    """A JsonlWriter stand-in: store the record, then show it to the progress."""
-
-    def __init__(self, target: Any, seen: Callable[[Mapping[str, Any]], None]) -> None:
-        self._target, self._seen = target, seen
-
-    def write(self, record: dict[str, Any]) -> None:
-        self._target.write(record)
-        self._seen(record)
-
-    def close(self) -> None:
-        self._target.close()
 
 
 class ResultsFollower:

@@ -96,6 +96,21 @@ class JsonlWriter:
             self._fd = -1
 
 
+class TappedWriter:
+    """A :class:`JsonlWriter` stand-in: stores each record, then shows it to ``seen`` (the
+    run's watch or progress, which follow what is written as it is written)."""
+
+    def __init__(self, target: Any, seen: Callable[[dict[str, Any]], None]) -> None:
+        self._target, self._seen = target, seen
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._target.write(record)
+        self._seen(record)
+
+    def close(self) -> None:
+        self._target.close()
+
+
 @dataclass
 class NodeData:
     host: str

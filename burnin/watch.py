@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from burnin.config import RunConfig
-from burnin.store import JsonlWriter
+from burnin.store import JsonlWriter, TappedWriter
 
 # NVML raises NVMLError_GpuIsLost ("GPU is lost"); XID 79 is "GPU has fallen off the bus"
 # (docs/nvml.md §2.12).
@@ -53,20 +53,6 @@ def guard_limit(config: RunConfig, inventory: Mapping[str, Any]) -> tuple[float 
     return None, "no temperature limit known (no NVML threshold, thermal_guard.max_temp_c = 0)"
 
 
-class _Tap:
-    """A JsonlWriter stand-in that stores each record, then shows it to the watch."""
-
-    def __init__(self, target: JsonlWriter, seen: Callable[[dict[str, Any]], None]) -> None:
-        self._target, self._seen = target, seen
-
-    def write(self, record: dict[str, Any]) -> None:
-        self._target.write(record)
-        self._seen(record)
-
-    def close(self) -> None:
-        self._target.close()
-
-
 class TelemetryWatch:
     """Observes the sampler's output; thread-safe (the sampler thread writes, the runner reads).
 
@@ -92,8 +78,8 @@ class TelemetryWatch:
         self._recent: dict[int, deque[dict[str, Any]]] = {}
         self._lost: dict[int, dict[str, Any]] = {}
         self._guarded: dict[int, dict[str, Any]] = {}
-        self.samples = _Tap(samples, self._saw_sample)
-        self.events = _Tap(events, self._saw_event)
+        self.samples = TappedWriter(samples, self._saw_sample)
+        self.events = TappedWriter(events, self._saw_event)
 
     def _saw_sample(self, record: dict[str, Any]) -> None:
         dev = record.get("device")
