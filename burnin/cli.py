@@ -321,10 +321,9 @@ def report(
     Several directories of one multi-node run (node directories copied off their nodes, or
     run directories each holding nodes/NODE) merge into one rack report.
     """
-    from burnin.reports import write_reports
+    from burnin.reports import judge_and_render
     from burnin.reports.terminal import summary
-    from burnin.store import RunData, RunStore, frozen, merge_runs
-    from burnin.verdicts import evaluate
+    from burnin.store import RunData, RunStore, merge_runs
 
     run_dir = out_dir or run_dirs[0]
 
@@ -335,9 +334,7 @@ def report(
             return merged
         return RunStore(run_dir).load()  # read once: judged, then rendered
 
-    with frozen(load) as run:  # a fleet's millions of records out of the collector's passes
-        evaluate(run)
-        context = write_reports(run_dir, strict=strict, prom_dir=prom_dir, run=run)
+    context = judge_and_render(run_dir, strict=strict, prom_dir=prom_dir, load=load)
     if not quiet:
         click.echo(summary(context))
     click.echo(f"# report: {run_dir / 'report.html'}")

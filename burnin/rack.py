@@ -23,6 +23,7 @@ every other node writes its own node report in its directory.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -323,20 +324,17 @@ class Rack:
         return live, errors
 
     def _node_report(self, store: RunStore) -> tuple[Path, dict[str, Any]]:
-        from burnin.reports import write_reports
-        from burnin.verdicts import evaluate
+        from burnin.reports import judge_and_render
 
         node_dir = store.node_dir(self.node)
-        run = merge_runs([node_dir], out=node_dir)
-        evaluate(run)
-        return node_dir, write_reports(node_dir, strict=self.config.run.strict, run=run)
+        load = functools.partial(merge_runs, [node_dir], out=node_dir)
+        return node_dir, judge_and_render(node_dir, strict=self.config.run.strict, load=load)
 
     def _rack_report(
         self, store: RunStore, live: list[int], errors: list[dict[str, Any]]
     ) -> tuple[Path, dict[str, Any]]:
         from burnin.rack_collectives import rack_records
-        from burnin.reports import write_reports
-        from burnin.verdicts import evaluate
+        from burnin.reports import judge_and_render
         from burnin.verdicts.limits import read_limits
         from burnin.verdicts.network import SlowLinkThresholds
         from burnin.verdicts.rack import pair_busbw, slow_pairs
@@ -397,6 +395,4 @@ class Rack:
             "lost": [e["node"] for e in errors if e.get("lost")],
         }
         RunStore(store.path).write_manifest(merged.manifest)
-        run = RunStore(store.path).load()
-        evaluate(run)
-        return store.path, write_reports(store.path, strict=self.config.run.strict, run=run)
+        return store.path, judge_and_render(store.path, strict=self.config.run.strict)

@@ -202,8 +202,7 @@ def execute(config: RunConfig, runtime: Runtime, argv: list[str]) -> RunOutcome:
     Raises:
         DeviceError: the preflight refused to start (busy GPU, a required check cannot run).
     """
-    from burnin.reports import write_reports
-    from burnin.verdicts import evaluate
+    from burnin.reports import judge_and_render
 
     with StopSignals() as signals:
         warm_up()  # the workers' torch import overlaps device discovery and preflight
@@ -236,8 +235,7 @@ def execute(config: RunConfig, runtime: Runtime, argv: list[str]) -> RunOutcome:
         if rack is not None:
             report_dir, context = rack.finish(store, plan)
             return RunOutcome(run_dir=report_dir, exit_code=context["exit_code"], context=context)
-        evaluate(store.path)
-        context = write_reports(store.path, strict=config.run.strict)
+        context = judge_and_render(store.path, strict=config.run.strict)
     return RunOutcome(run_dir=store.path, exit_code=context["exit_code"], context=context)
 
 

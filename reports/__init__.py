@@ -10,13 +10,33 @@ report can be re-rendered on any laptop.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from burnin.store import RunData, RunStore
+from burnin.store import RunData, RunStore, frozen
 
 PROM_FILE = "burnin.prom"
 OUTPUTS = ("report.html", "report.json", "junit.xml", "burnin.prom", "telemetry.parquet")
+
+
+def judge_and_render(
+    run_dir: Path,
+    strict: bool = False,
+    prom_dir: Path | None = None,
+    load: Callable[[], RunData] | None = None,
+) -> dict[str, Any]:
+    """The verdicts stage, then every output, over one read of the store.
+
+    ``load`` reads the run (default: ``run_dir``'s store); what it returns is judged
+    (``verdicts.jsonl``) and rendered (:func:`write_reports`), and kept out of the cycle
+    collector's passes meanwhile (:func:`burnin.store.frozen`).
+    """
+    from burnin.verdicts import evaluate
+
+    with frozen(load or RunStore(run_dir).load) as run:
+        evaluate(run)
+        return write_reports(run_dir, strict=strict, prom_dir=prom_dir, run=run)
 
 
 def write_reports(

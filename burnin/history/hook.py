@@ -60,15 +60,14 @@ def after_run(
 ) -> HistoryOutcome:
     """Judge the run against the history, re-render its reports, then ingest it."""
     from burnin.history.db import connect, default_url
-    from burnin.reports import write_reports
-    from burnin.verdicts import evaluate
+    from burnin.reports import judge_and_render
 
     url = url or default_url()
     engine = connect(url)
     try:
         attach_baseline(engine, run_dir, url)
-        evaluate(run_dir)  # the verdicts stage again, now with the regression check's input
-        context = write_reports(run_dir, strict=strict)
+        # The verdicts stage again, now with the regression check's input.
+        context = judge_and_render(run_dir, strict=strict)
         ingested = ingest_run(engine, run_dir, now=now)
     finally:
         engine.dispose()

@@ -286,9 +286,8 @@ def execute_simulated(scenario_path: str | Path, config: RunConfig, argv: list[s
     Raises:
         ConfigError: the scenario is invalid (nothing runs).
     """
-    from burnin.reports import write_reports
+    from burnin.reports import judge_and_render
     from burnin.runner import RunOutcome
-    from burnin.verdicts import evaluate
 
     sim = prepare_simulation(scenario_path, config)
     store = RunStore.create(Path(config.run.out_dir), sim.scenario.name)
@@ -305,8 +304,7 @@ def execute_simulated(scenario_path: str | Path, config: RunConfig, argv: list[s
         manifest["simulation"]["stop_requested"] = requested
     store.write_manifest(manifest)
     shutil.rmtree(staging, ignore_errors=True)
-    evaluate(store.path)
-    context = write_reports(store.path, strict=config.run.strict)
+    context = judge_and_render(store.path, strict=config.run.strict)
     return RunOutcome(run_dir=store.path, exit_code=context["exit_code"], context=context)
 
 
