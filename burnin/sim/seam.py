@@ -238,7 +238,8 @@ IDLE_STEP_S = 1.0
 # CPU steps (products, copies, calls) per timed batch of a simulated device: a batch stands for
 # its share of the kernel's modelled time however many the CPU runs, and a fixed count keeps
 # the records (step numbers, sizes) the same on any host. An all-reduce call is a collective
-# of the node's worker processes, so one per batch.
+# of the node's worker processes, and a membw or pcie copy only costs the host's memory
+# bandwidth, so one per batch.
 BATCH_STEPS = {"matmul": 4, "allreduce": 1, "membw": 1, "pcie": 1}
 # How often a device looks whether the sampler has caught up with its clock (wall s).
 _SAMPLER_POLL_S = 0.001
